@@ -1,0 +1,7 @@
+"""s4l_models: ResNets, datasets and splits, methods and the trainer of s4l-tune."""
+
+from .config import TrainConfig
+from .errors import UserError
+from .resnet import create_model, list_models
+
+__all__ = ["TrainConfig", "UserError", "create_model", "list_models"]

@@ -1,0 +1,238 @@
+"""The trainer's configuration: one typed record, its defaults, parsing and validation.
+
+Config flows one way: CLI flags or a sweep's trial config -> `TrainConfig.from_dict` (typed,
+validated, unknown keys rejected) -> trainer. Defaults are the paper's best 10%-label baseline
+(S4L Section 4.1: ResNet50v2, lr 0.1, wd 1e-3, 5 warmup epochs, 200 epochs, x0.1 decays at
+140/160/180) so that a bare `s4l-train` reproduces the recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UserError
+
+# Fractions of the run after which the learning rate is multiplied by 0.1 when no explicit
+# decay epochs are given (ours: the paper's best runs decay at 70/80/90%, e.g. 200 -> 140/160/180).
+DEFAULT_DECAY_FRACTIONS = (0.7, 0.8, 0.9)
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train -------------------------------------------------------------------
+    method: str = "supervised"  # a name from s4l_models.methods.list_methods()
+    dataset: str = "digits"  # digits | fashion_mnist | cifar10 | cifar100 | imagenet
+    data_dir: str | None = None  # where the dataset's files live (digits needs none)
+    labels: str = "10%"  # labeled subset: "1%", "10%", "100%" or "N/class"
+    val_size: int | None = None  # custom validation split size; None = the dataset's default
+    tiny_k: tuple[int, ...] = (1, 5)  # nested tiny validation subsets, images per class
+    split_seed: int = 0  # seed of the validation split and label subsets (same for all trials)
+    splits_path: str | None = None  # reuse saved split indices (a sweep writes them once)
+    # --- model ---------------------------------------------------------------------------
+    arch: str = "resnet50_v2"  # a name from s4l_models.list_models()
+    width: float = 1.0  # multiplies every channel count (the paper's 4x wider = 4)
+    # --- optimisation (SGD, momentum 0.9) ------------------------------------------------
+    epochs: float = 200.0  # counted over the labeled data
+    lr: float = 0.1  # per 256 examples; the effective lr is lr * batch_size / 256
+    wd: float = 1e-3  # weight decay (L2 via SGD's weight_decay)
+    momentum: float = 0.9
+    warmup_epochs: float = 5.0  # linear warmup from 0
+    decay_epochs: tuple[float, ...] | None = None  # x0.1 at these epochs; None = 70/80/90%
+    batch_size: int = 256
+    color_aug: bool = False  # colour jitter on labeled images (an axis of the 1% grid)
+    seed: int = 0  # model init, data order and augmentation
+    # --- method weights (used by the semi-supervised methods) ----------------------------
+    w_u: float = 1.0  # weight of the unlabeled loss L_u
+    eps_vat: float = 40.0  # VAT perturbation norm in 0-255 pixel units
+    w_vat: float = 1.0  # VAT loss weight inside L_u (vat_entmin)
+    w_entmin: float = 0.0  # entropy-minimisation weight (vat_entmin)
+    pretext: str = "rotation"  # self-supervised task for selfsup_* methods: rotation | exemplar
+    pseudo_threshold: float = 0.0  # pseudolabel: keep predictions with max prob >= this
+    tta_rotation: bool = False  # also report 4-rotation test-time averaged metrics
+    # --- evaluation and bookkeeping ------------------------------------------------------
+    eval_every: float = 0.0  # evaluate/report/checkpoint every N epochs; 0 = about 10 times a run
+    eval_batch_size: int = 1024
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 = all CPUs of this process
+    workers: int = 4  # DataLoader workers for file-backed datasets (imagenet)
+    skip_bad_images: bool = False  # skip unreadable image files (counted) instead of failing
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # channels_last memory format on CUDA
+    compile: bool = False  # torch.compile the model
+    fail_at_step: int = -1  # fault injection for tests: the process exits at this step (-1 = off)
+
+    # ------------------------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build a validated config from plain values (strings are parsed by field type)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserError(
+                f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(known)}"
+            )
+        hints = typing.get_type_hints(cls)
+        parsed = {k: parse_value(k, v, hints[k]) for k, v in values.items()}
+        cfg = cls(**parsed)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def resolved_decay_epochs(self) -> tuple[float, ...]:
+        if self.decay_epochs is not None:
+            return tuple(self.decay_epochs)
+        return tuple(round(f * self.epochs, 6) for f in DEFAULT_DECAY_FRACTIONS)
+
+    def validate(self) -> None:
+        from .data.datasets import DATASETS  # late import: data imports config types
+        from .methods import list_methods
+        from .resnet import parse_arch
+
+        if self.dataset not in DATASETS:
+            raise UserError(
+                f"unknown dataset {self.dataset!r}; choose one of {', '.join(sorted(DATASETS))}"
+            )
+        if self.method not in list_methods(include_unavailable=True):
+            raise UserError(
+                f"unknown method {self.method!r}; choose one of "
+                f"{', '.join(list_methods(include_unavailable=True))}"
+            )
+        parse_arch(self.arch)  # raises UserError listing the architectures
+        parse_labels(self.labels)
+        checks = [
+            (self.width > 0, f"--width must be > 0, got {self.width}"),
+            (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.wd >= 0, f"--wd must be >= 0, got {self.wd}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}"),
+            (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.eps_vat >= 0, f"eps_vat must be >= 0, got {self.eps_vat}"),
+            (self.pretext in ("rotation", "exemplar"), "pretext must be rotation or exemplar"),
+            (0 <= self.pseudo_threshold < 1, "pseudo_threshold must be in [0, 1)"),
+            (
+                len(self.tiny_k) > 0 and all(k >= 1 for k in self.tiny_k),
+                f"tiny_k must be positive integers, got {list(self.tiny_k)}",
+            ),
+            (
+                self.val_size is None or self.val_size >= 1,
+                f"--val-size must be >= 1, got {self.val_size}",
+            ),
+            (
+                re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+                f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        for e in self.resolved_decay_epochs():
+            if not 0 <= e <= self.epochs:
+                raise UserError(f"decay epoch {e} is outside the run (0..{self.epochs} epochs)")
+
+
+LABELS_PATTERN = re.compile(r"^(?:(?P<pct>\d+(?:\.\d+)?)%|(?P<per>\d+)/class)$")
+
+
+def parse_labels(spec: str) -> tuple[str, float]:
+    """Parse a labels spec: ('fraction', 0.1) for "10%" or ('per_class', 13) for "13/class"."""
+    m = LABELS_PATTERN.match(str(spec).strip())
+    if not m:
+        raise UserError(
+            f"--labels {spec!r} is not understood; use a percentage such as 10% or a count "
+            "per class such as 13/class"
+        )
+    if m.group("pct") is not None:
+        pct = float(m.group("pct"))
+        if not 0 < pct <= 100:
+            raise UserError(f"--labels {spec} is out of range; use a percentage in (0%, 100%]")
+        return "fraction", pct / 100.0
+    per = int(m.group("per"))
+    if per < 1:
+        raise UserError(f"--labels {spec} is out of range; use at least 1/class")
+    return "per_class", float(per)
+
+
+def parse_value(name: str, value: Any, hint: Any) -> Any:
+    """Convert `value` (possibly a string from the command line) to the field's type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return parse_value(name, value, inner[0])
+    if origin is tuple:
+        elem = args[0]
+        if isinstance(value, str):
+            items = [s for s in re.split(r"[,\s]+", value.strip("[]() ")) if s]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        return tuple(parse_value(name, v, elem) for v in items)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, (int, float)) and value in (0, 1):
+                return bool(value)
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            return int(str(value).strip())
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+            if math.isnan(out):
+                raise ValueError
+            return out
+        if hint is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    tname = getattr(hint, "__name__", str(hint))
+    raise UserError(f"setting {name}={value!r} is not a valid {tname}; give a {tname} value")
+
+
+def defaults() -> dict[str, Any]:
+    return TrainConfig().to_dict()
+
+
+__all__ = ["TrainConfig", "parse_labels", "parse_value", "defaults", "DEFAULT_DECAY_FRACTIONS"]

@@ -1,0 +1,33 @@
+"""One exception type for mistakes a user can fix.
+
+Command-line entry points catch `UserError`, print its message on one line and exit with
+status 2, so bad input never shows a traceback. Library code raises it with a message that
+names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+
+
+class UserError(Exception):
+    """Bad input from the user: the message names the problem and how to fix it."""
+
+
+def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a CLI `main` so that a UserError becomes one line on stderr and exit status 2."""
+
+    @wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr, flush=True)
+            return 130
+
+    return wrapper

@@ -111,6 +111,7 @@ class Trainer:
         self.method = get_method(cfg.method)
         self.data: LoadedDataset = load_dataset(cfg.dataset, cfg.data_dir)
         self.spec = self.data.spec
+        self.num_classes = len(self.data.classes)  # a class-subset ImageFolder has fewer
         self.splits = self._splits()
         self.source = make_source(
             self.data.train, self.spec, self.device, cfg.workers, cfg.skip_bad_images
@@ -145,7 +146,7 @@ class Trainer:
             self.out,
             cfg.dataset,
             labels,
-            self.spec.num_classes,
+            self.num_classes,
             cfg.val_size or self.spec.default_val_size,
             cfg.labels,
             tuple(cfg.tiny_k),
@@ -163,7 +164,7 @@ class Trainer:
         model = create_model(
             cfg.arch,
             width=cfg.width,
-            num_classes=self.spec.num_classes,
+            num_classes=self.num_classes,
             image_size=self.spec.image_size,
             in_chans=self.spec.channels,
         )
@@ -304,7 +305,7 @@ class Trainer:
                     cfg=cfg,
                     augment=self.augment,
                     gen=step_generator(cfg.seed, step),
-                    num_classes=self.spec.num_classes,
+                    num_classes=self.num_classes,
                     heads=heads,
                     autocast=self.autocast,
                 )
@@ -331,6 +332,7 @@ class Trainer:
                     metrics.update(
                         epoch=round(self.schedule.epoch(state.step), 4),
                         step=state.step,
+                        total_steps=total,
                         lr=self.schedule.lr(state.step - 1),
                         train_loss=loss_sum / max(1, loss_n),
                         train_seconds=prior_seconds + time.perf_counter() - t0,
@@ -352,6 +354,7 @@ class Trainer:
             "message": message,
             "epochs": round(self.schedule.epoch(state.step), 4),
             "steps": state.step,
+            "total_steps": total,
             "train_seconds": prior_seconds + time.perf_counter() - t0,
             "eval_seconds": eval_seconds,
             "num_labeled": int(len(self.splits.labeled)),

@@ -1,0 +1,55 @@
+"""Shared bits of the benchmarks: machine/version facts and writing bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import ray
+
+        info["ray"] = ray.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def mean_std(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def write_result(name: str, figures: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "name": name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "machine": machine(),
+        **figures,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

@@ -1,0 +1,109 @@
+"""Split invariants and the learning-rate schedule, checked against direct computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from s4l_models.data.datasets import load_dataset
+from s4l_models.data.splits import load_splits, make_splits, splits_for
+from s4l_models.errors import UserError
+from s4l_models.schedule import Schedule
+
+
+@pytest.fixture(scope="module")
+def digit_labels():
+    return load_dataset("digits").train.labels.numpy()
+
+
+def test_validation_split_is_disjoint_stratified_and_seeded(digit_labels):
+    s = make_splits(digit_labels, 10, 500, "10%", (1, 5), seed=0)
+    assert len(s.val) == 500 and len(s.train) == len(digit_labels) - 500
+    assert not set(s.train) & set(s.val)
+    assert set(s.train) | set(s.val) == set(range(len(digit_labels)))
+    # class-stratified: each class's share of val matches its share of the data within 1 image
+    for c in range(10):
+        expected = 500 * np.mean(digit_labels == c)
+        assert abs(np.sum(digit_labels[s.val] == c) - expected) <= 1
+    same = make_splits(digit_labels, 10, 500, "10%", (1, 5), seed=0)
+    other = make_splits(digit_labels, 10, 500, "10%", (1, 5), seed=1)
+    assert np.array_equal(s.val, same.val) and np.array_equal(s.labeled, same.labeled)
+    assert not np.array_equal(s.val, other.val)
+
+
+def test_labeled_subset_is_class_balanced_nested_and_inside_train(digit_labels):
+    ten = make_splits(digit_labels, 10, 500, "10%", (1,), seed=3)
+    one = make_splits(digit_labels, 10, 500, "1%", (1,), seed=3)
+    per = make_splits(digit_labels, 10, 500, "7/class", (1,), seed=3)
+    full = make_splits(digit_labels, 10, 500, "100%", (1,), seed=3)
+    assert np.bincount(digit_labels[ten.labeled], minlength=10).tolist() == [10] * 10
+    assert np.bincount(digit_labels[one.labeled], minlength=10).tolist() == [1] * 10
+    assert np.bincount(digit_labels[per.labeled], minlength=10).tolist() == [7] * 10
+    assert set(one.labeled) <= set(per.labeled) <= set(ten.labeled) <= set(ten.train)
+    assert np.array_equal(full.labeled, full.train)
+
+
+def test_tiny_validation_subsets_are_nested_per_class(digit_labels):
+    s = make_splits(digit_labels, 10, 500, "10%", (1, 5, 20), seed=0)
+    for k in (1, 5, 20):
+        assert np.bincount(digit_labels[s.tiny[k]], minlength=10).tolist() == [k] * 10
+        assert set(s.tiny[k]) <= set(s.val)
+    assert set(s.tiny[1]) <= set(s.tiny[5]) <= set(s.tiny[20])
+
+
+def test_splits_are_saved_and_reused(tmp_path, digit_labels):
+    a = splits_for(tmp_path, "digits", digit_labels, 10, 500, "10%", (1, 5), 0)
+    b = load_splits(tmp_path)
+    assert np.array_equal(a.labeled, b.labeled) and np.array_equal(a.tiny[5], b.tiny[5])
+    again = splits_for(tmp_path, "digits", digit_labels, 10, 500, "10%", (1, 5), 0)
+    assert np.array_equal(again.val, a.val)
+    with pytest.raises(UserError, match="other settings"):
+        splits_for(tmp_path, "digits", digit_labels, 10, 500, "1%", (1, 5), 0)
+
+
+@pytest.mark.parametrize(
+    "labels,tiny,val,match",
+    [
+        ("0%", (1,), 500, "out of range"),
+        ("101%", (1,), 500, "out of range"),
+        ("ten", (1,), 500, "not understood"),
+        ("200/class", (1,), 500, "only"),
+        ("10%", (60,), 500, "tiny validation"),
+        ("10%", (1,), 5, "smaller than"),
+    ],
+)
+def test_impossible_splits_are_user_errors(digit_labels, labels, tiny, val, match):
+    with pytest.raises(UserError, match=match):
+        make_splits(digit_labels, 10, val, labels, tiny, seed=0)
+
+
+def test_schedule_warmup_and_decays():
+    # 1000 labeled images, batch 100 -> 10 steps per epoch; 20 epochs, warmup 2, decays 14/16/18
+    s = Schedule.from_epochs(0.1, 100, 1000, 20, 2, (14, 16, 18))
+    assert s.total_steps == 200 and s.warmup_steps == 20 and s.decay_steps == (140, 160, 180)
+    peak = 0.1 * 100 / 256  # linear scaling with batch size
+    assert s.peak_lr == pytest.approx(peak)
+    assert s.lr(0) == 0.0
+    assert s.lr(10) == pytest.approx(peak * 0.5)
+    assert s.lr(20) == pytest.approx(peak)
+    assert s.lr(139) == pytest.approx(peak)
+    assert s.lr(140) == pytest.approx(peak * 0.1)
+    assert s.lr(165) == pytest.approx(peak * 0.01)
+    assert s.lr(199) == pytest.approx(peak * 0.001)
+    # the torch scheduler applies exactly these values step by step
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=s.peak_lr)
+    sched = s.scheduler(opt)
+    seen = []
+    for _ in range(s.total_steps):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([s.lr(i) for i in range(s.total_steps)])
+
+
+def test_fractional_epochs_when_the_batch_exceeds_the_labeled_set():
+    # 10 labeled images, batch 256: 1000 epochs are ceil(1000 * 10 / 256) = 40 steps
+    s = Schedule.from_epochs(0.1, 256, 10, 1000, 10, (700, 800, 900))
+    assert s.total_steps == 40
+    assert s.decay_steps == (28, 32, 36)

@@ -1,0 +1,97 @@
+"""`s4l-train` end to end: a run writes its files; every bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from s4l_models.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "s4l_models.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_run_writes_config_metrics_checkpoint_and_progress(tmp_path):
+    out = tmp_path / "run"
+    p = run_cli(
+        "--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v2", "--width", "0.25",
+        "--epochs", "8", "--batch-size", "64", "--seed", "0", "--threads", "1",
+        "--set", "eval_every=4", "--out", str(out),
+    )
+    assert p.returncode == 0, p.stderr
+    assert "epoch 8" in p.stdout and "val top1 full" in p.stdout  # progress lines
+    assert "completed: val_full_top1" in p.stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["width"] == 0.25 and cfg["eval_every"] == 4 and cfg["wd"] == 1e-3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] >= 8
+    assert (out / "checkpoint" / "state.pt").is_file()
+    assert (out / "val_predictions.npz").is_file() and (out / "splits.npz").is_file()
+    # running again into the same directory must not clobber it
+    again = run_cli("--dataset", "digits", "--out", str(out))
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def _bad_image_tree(root):
+    for split in ("train", "val"):
+        d = root / split / "n01"
+        d.mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / "ok.JPEG")
+    (root / "train" / "n01" / "corrupt.JPEG").write_bytes(b"\xff\xd8 truncated")
+
+
+BAD_INPUTS = {
+    "unknown dataset": (["--dataset", "mnist3d"], "unknown dataset"),
+    "unknown arch": (["--arch", "resnet7_v9"], "unknown architecture"),
+    "unknown method": (["--method", "magic"], "unknown method"),
+    "labels 0%": (["--labels", "0%"], "out of range"),
+    "labels over 100%": (["--labels", "150%"], "out of range"),
+    "too many tiny val images": (["--tiny-k", "1,5,80"], "tiny validation"),
+    "val size too big": (["--val-size", "5000"], "--val-size"),
+    "unknown --set key": (["--set", "learning_rate=0.1"], "unknown setting"),
+    "wrong --set type": (["--set", "epochs=many"], "not a valid float"),
+    "unknown flag": (["--frobnicate"], "unrecognized"),
+    "missing data dir": (["--dataset", "cifar10", "--data-dir", "/nonexistent/x"], "does not exist"),
+    "malformed data dir": (["--dataset", "cifar10", "--data-dir", "{tmp}"], "data_batch_1"),
+    "missing fashion files": (["--dataset", "fashion_mnist", "--data-dir", "{tmp}"], "train-images"),
+    "no gpu": (["--device", "cuda"], "GPU"),
+    "unreadable image": (
+        ["--dataset", "imagenet", "--data-dir", "{tree}", "--val-size", "1", "--labels", "100%",
+         "--tiny-k", "1", "--workers", "0", "--batch-size", "2", "--epochs", "1"],
+        "corrupt.JPEG",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, capsys):
+    args, needle = BAD_INPUTS[case]
+    tree = tmp_path / "tree"
+    if any("{tree}" in a for a in args):
+        _bad_image_tree(tree)
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{tree}", str(tree)) for a in args]
+    if case == "no gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is visible, so --device cuda is valid here")
+    rc = main([*args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_bad_input_through_the_installed_process_has_no_traceback(tmp_path):
+    p = run_cli("--labels", "0%", "--out", str(tmp_path / "x"))
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -1,0 +1,143 @@
+"""The supervised trainer on digits: it learns, resumes exactly, stops on divergence, and its
+metrics agree with the per-example correctness it saves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from s4l_models.config import TrainConfig
+from s4l_models.data.splits import load_splits
+from s4l_models.errors import UserError
+from s4l_models.evaluate import load_predictions
+from s4l_models.trainer import train
+
+TINY = dict(
+    dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=32, threads=2
+)
+quiet = dict(log=lambda line: None)
+
+
+def cfg(**kw) -> TrainConfig:
+    return TrainConfig.from_dict({**TINY, **kw})
+
+
+def test_short_supervised_run_learns_well_above_chance(tmp_path):
+    m = train(cfg(epochs=30, eval_every=15, width=0.5), tmp_path, **quiet)
+    assert m["status"] == "completed"
+    assert m["val_full_top1"] > 0.6  # chance is 0.1
+    assert m["val_full_top5"] >= m["val_full_top1"]
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["val_full_top1"] == m["val_full_top1"]
+    for k in ("val_1pc_top1", "val_1pc_top5", "val_5pc_top1", "val_5pc_top5", "test_top1"):
+        assert 0 <= written[k] <= 1
+    assert json.loads((tmp_path / "config.json").read_text())["arch"] == "resnet18_v1"
+
+
+def test_metrics_equal_the_saved_per_example_correctness(tmp_path):
+    m = train(cfg(epochs=4), tmp_path, **quiet)
+    pred = load_predictions(tmp_path / "val_predictions.npz")
+    splits = load_splits(tmp_path)
+    assert np.array_equal(pred["index"], splits.val)
+    assert m["val_full_top1"] == pytest.approx(pred["top1"].mean())
+    assert m["val_full_top5"] == pytest.approx(pred["top5"].mean())
+    tiny = np.isin(pred["index"], splits.tiny[5])
+    assert m["val_5pc_top1"] == pytest.approx(pred["top1"][tiny].mean())
+    assert np.all(pred["top5"] | ~pred["top1"])  # top-1 correct implies top-5 correct
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    c = cfg(epochs=6, eval_every=2)
+    straight = train(c, tmp_path / "a", **quiet)
+
+    class Interrupt(Exception):
+        pass
+
+    reports = []
+
+    def stop_after_second(metrics, ckpt):
+        reports.append(metrics["step"])
+        if len(reports) == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(c, tmp_path / "b", report=stop_after_second, **quiet)
+    resumed_reports = []
+    resumed = train(
+        c,
+        tmp_path / "b",
+        report=lambda m, ck: resumed_reports.append(m["step"]),
+        resume_from=tmp_path / "b" / "checkpoint",
+        **quiet,
+    )
+    assert resumed_reports[0] > reports[-1]  # trained only the remaining steps
+    a = torch.load(tmp_path / "a/checkpoint/state.pt", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoint/state.pt", weights_only=True)
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert straight["val_full_top1"] == resumed["val_full_top1"]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train(cfg(epochs=2), tmp_path, **quiet)
+    with pytest.raises(UserError, match="other settings"):
+        train(cfg(epochs=2, lr=0.3), tmp_path, resume_from=tmp_path / "checkpoint", **quiet)
+
+
+def test_same_seed_same_result_other_seed_other_result(tmp_path):
+    m1 = train(cfg(epochs=3), tmp_path / "1", **quiet)
+    m2 = train(cfg(epochs=3), tmp_path / "2", **quiet)
+    m3 = train(cfg(epochs=3, seed=1), tmp_path / "3", **quiet)
+    assert m1["val_full_top1"] == m2["val_full_top1"]
+    w1 = torch.load(tmp_path / "1/checkpoint/state.pt", weights_only=True)["model"]
+    w3 = torch.load(tmp_path / "3/checkpoint/state.pt", weights_only=True)["model"]
+    assert not torch.equal(w1["conv1.weight"], w3["conv1.weight"])
+
+
+def test_non_finite_loss_stops_the_run_as_diverged(tmp_path):
+    m = train(cfg(epochs=4, lr=1e30, warmup_epochs=0), tmp_path, **quiet)
+    assert m["status"] == "diverged"
+    assert "loss became" in m["message"] and "--lr" in m["message"]
+    assert m["steps"] < m["total_steps"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"
+
+
+def _image_folder(root, bad=False):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(6 if split == "train" else 2):
+                arr = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{c}_{i}.JPEG")
+    if bad:
+        (root / "train" / "n01" / "broken.JPEG").write_bytes(b"not a jpeg at all")
+
+
+def test_file_backed_imagenet_layout_trains_through_dataloader(tmp_path):
+    _image_folder(tmp_path / "data")
+    c = cfg(
+        dataset="imagenet", data_dir=str(tmp_path / "data"), val_size=4, labels="100%",
+        tiny_k=(1,), epochs=1, batch_size=4, workers=0, eval_batch_size=4,
+    )
+    m = train(c, tmp_path / "run", **quiet)
+    assert m["status"] == "completed" and m["num_val"] == 4
+    assert 0 <= m["test_top1"] <= 1  # the public val folder is the test split
+
+
+def test_unreadable_image_is_named_or_skipped(tmp_path):
+    _image_folder(tmp_path / "data", bad=True)
+    base = dict(
+        dataset="imagenet", data_dir=str(tmp_path / "data"), val_size=4, labels="100%",
+        tiny_k=(1,), epochs=2, batch_size=9, workers=0, eval_batch_size=4,
+    )
+    with pytest.raises(UserError, match="broken.JPEG"):
+        train(cfg(**base), tmp_path / "run", **quiet)
+    m = train(cfg(**base, skip_bad_images=True), tmp_path / "run2", **quiet)
+    assert m["status"] == "completed" and m["skipped_images"] >= 1

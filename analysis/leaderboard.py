@@ -1,0 +1,114 @@
+"""Leaderboard in the spirit of the paper's Table 1: the best configuration per space and method.
+
+Completed trials of all sweeps are grouped into configurations: trials that differ only in
+`seed` (and in bookkeeping such as their directory) form one configuration, across sweeps too.
+Each configuration gets mean ± std (sample std, n - 1) over its seeds of full-split and test
+top-1/top-5 in percent. Per (space, method) the best configuration is the one with the highest
+mean full-split top-1 (ties: first seen); the test columns are reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .load import FULL, Sweep, setting_columns
+from .sensitivity import _cell
+
+METRICS = (FULL, "val_full_top5", "test_top1", "test_top5")
+
+
+def _trials(sweeps: list[Sweep]) -> tuple[pd.DataFrame, list[str], dict[str, list[str]]]:
+    frames, settings, axes = [], [], {}
+    for s in sweeps:
+        df = s.completed.copy()
+        df.insert(0, "space", s.space_name)
+        df.insert(1, "sweep", s.name)
+        if "method" not in df.columns:
+            df["method"] = "?"
+        frames.append(df)
+        settings += [c for c in setting_columns(s.completed) if c not in settings]
+        axes.setdefault(s.space_name, [])
+        axes[s.space_name] += [a for a in s.axes if a not in axes[s.space_name] and a != "seed"]
+    df = pd.concat(frames, ignore_index=True)
+    for m in METRICS:
+        if m not in df.columns:
+            df[m] = np.nan
+    config = [c for c in settings if c not in ("seed", "method")]
+    for c in config:
+        df[c] = df[c].map(_cell).map(lambda v: "" if v is None or (
+            isinstance(v, float) and np.isnan(v)) else str(v))
+    return df, config, axes
+
+
+def configurations(sweeps: list[Sweep]) -> pd.DataFrame:
+    """One row per configuration (trials differing only in seed), metrics mean/std in percent."""
+    df, config, axes = _trials(sweeps)
+    keys = ["space", "method"] + config
+    rows = []
+    for _, g in df.groupby(keys, sort=False, dropna=False):
+        first = g.iloc[0]
+        shown = axes.get(first["space"]) or [c for c in config if df[c].nunique() > 1]
+        row = {
+            "space": first["space"], "method": first["method"],
+            "config": ", ".join(f"{a}={first[a]}" for a in shown if a in g.columns),
+            "n_seeds": len(g),
+            "seeds": " ".join(str(v) for v in g["seed"]) if "seed" in g.columns else "",
+            "trials": " ".join(g["trial_id"]),
+        }
+        for m in METRICS:
+            v = 100 * g[m].to_numpy(float)
+            v = v[np.isfinite(v)]
+            row[f"{m}_mean"] = v.mean() if len(v) else np.nan
+            row[f"{m}_std"] = v.std(ddof=1) if len(v) > 1 else np.nan
+            row[f"{m}_n"] = len(v)
+        for c in ("dataset", "labels"):
+            if c in g.columns:
+                row[c] = first[c]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def leaderboard(sweeps: list[Sweep]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(best configuration per space/method, all configurations), best first."""
+    configs = configurations(sweeps)
+    best = (configs.sort_values(f"{FULL}_mean", ascending=False, kind="stable")
+            .groupby(["space", "method"], sort=False).head(1))
+    best = best.sort_values(["space", f"{FULL}_mean"], ascending=[True, False], kind="stable")
+    return best.reset_index(drop=True), configs
+
+
+def seed_noise(configs: pd.DataFrame) -> tuple[float, int]:
+    """Pooled within-configuration std of full-split top-1 (points) and the configs it pools.
+
+    sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) over configurations with repeated seeds: the
+    seed-to-seed noise against which differences between configurations are to be read.
+    """
+    rep = configs[(configs[f"{FULL}_n"] > 1) & configs[f"{FULL}_std"].notna()]
+    if rep.empty:
+        return float("nan"), 0
+    dof = rep[f"{FULL}_n"] - 1
+    return float(np.sqrt((dof * rep[f"{FULL}_std"] ** 2).sum() / dof.sum())), len(rep)
+
+
+def pm(mean: float, std: float, n: int) -> str:
+    """'56.35 ± 0.21 (n=3)', or '56.35' for one seed, '—' when absent."""
+    if not np.isfinite(mean):
+        return "—"
+    if n > 1 and np.isfinite(std):
+        return f"{mean:.2f} ± {std:.2f} (n={n})"
+    return f"{mean:.2f}"
+
+
+def display(best: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as text cells for the HTML page."""
+    out = pd.DataFrame({
+        "space": best["space"], "method": best["method"], "configuration": best["config"],
+        "seeds": best["n_seeds"],
+    })
+    names = {FULL: "val top-1", "val_full_top5": "val top-5", "test_top1": "test top-1",
+             "test_top5": "test top-5"}
+    for m, name in names.items():
+        out[name + " [%]"] = [pm(a, b, int(n)) for a, b, n in
+                              zip(best[f"{m}_mean"], best[f"{m}_std"], best[f"{m}_n"])]
+    return out

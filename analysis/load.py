@@ -1,0 +1,297 @@
+"""Read and validate one sweep directory: results table, search space and per-example predictions.
+
+A sweep directory (written by `s4l-sweep`) holds `results.parquet` (or `results.csv`), one row
+per trial in trial order, `space.json` (the search space and its axes) and `predictions.npz`
+(per-example correctness of every completed trial on the full validation split). `load_sweep`
+turns it into a `Sweep`; every problem a user can fix is a `UserError` whose one-line message
+names the problem and the fix. The analysis never retrains: it reads only these files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from s4l_models.errors import UserError
+
+RESULTS_VERSION = 1  # the results-table format this module reads
+RESULTS_FILES = ("results.parquet", "results.csv")
+SPACE_FILE = "space.json"
+PREDICTIONS_FILE = "predictions.npz"
+FULL = "val_full_top1"  # the reference score: top-1 on the full validation split
+REQUIRED_COLUMNS = ("trial_id", "status", FULL)
+METRIC_RE = re.compile(r"^(val_(\d+)pc|val_full|test)_top(1|5)$")
+TINY_RE = re.compile(r"^val_(\d+)pc_top1$")
+# Columns that describe a trial's outcome or bookkeeping rather than its configuration.
+NON_SETTING_COLUMNS = frozenset({
+    "trial_id", "status", "error", "epochs_done", "steps_done", "total_steps", "train_seconds",
+    "trial_dir", "results_version", "data_dir", "splits_path", "device", "threads", "workers",
+    "eval_every", "eval_batch_size", "fail_at_step", "compile", "amp", "channels_last",
+    "skip_bad_images",
+})
+REGENERATE = "rerun the sweep (or re-export its results) with the current s4l-sweep"
+
+
+@dataclass
+class Predictions:
+    """Per-example correctness on the full validation split, rows aligned to `trial_ids`."""
+
+    trial_ids: np.ndarray  # [T] str
+    label: np.ndarray  # [N] int, class of each validation example
+    top1: np.ndarray  # [T, N] bool
+    top5: np.ndarray  # [T, N] bool
+    index: np.ndarray  # [N] example ids
+
+
+@dataclass
+class Sweep:
+    """One sweep: all trials, the completed ones, its axes and (when saved) its predictions."""
+
+    run_dir: Path
+    name: str  # short label: the directory name
+    space_name: str  # the search space's name (or the directory name without space.json)
+    df: pd.DataFrame  # every trial, results-table order (= trial order)
+    completed: pd.DataFrame  # trials with status completed and a full-split score, same order
+    axes: list[str]  # swept settings, from space.json (or inferred from the table)
+    metric: str = FULL  # what the sweep optimised
+    mode: str = "max"
+    space: dict = field(default_factory=dict)
+    predictions: Predictions | None = None  # aligned to a subset of `completed` (see notes)
+    notes: list[str] = field(default_factory=list)  # things the report should say
+
+    @property
+    def tiny_ks(self) -> list[int]:
+        """Images per class of every tiny subset with a score for some completed trial."""
+        return tiny_ks(self.completed)
+
+    def setting_columns(self) -> list[str]:
+        return setting_columns(self.df)
+
+
+def tiny_ks(df: pd.DataFrame) -> list[int]:
+    ks = []
+    for col in df.columns:
+        m = TINY_RE.match(str(col))
+        if m and df[col].notna().any():
+            ks.append(int(m.group(1)))
+    return sorted(ks)
+
+
+def tiny_column(k: int) -> str:
+    return f"val_{k}pc_top1"
+
+
+def setting_columns(df: pd.DataFrame) -> list[str]:
+    """The trainer settings among the table's columns (everything but outcomes/bookkeeping)."""
+    return [
+        c for c in df.columns
+        if c not in NON_SETTING_COLUMNS and not METRIC_RE.match(str(c))
+        and not str(c).endswith(("_dir", "_path"))
+    ]
+
+
+def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path]:
+    for name in RESULTS_FILES:
+        path = run_dir / name
+        if path.is_file():
+            try:
+                if name.endswith(".parquet"):
+                    return pd.read_parquet(path), path
+                return pd.read_csv(path, keep_default_na=True), path
+            except pd.errors.EmptyDataError:
+                return pd.DataFrame(), path
+            except Exception as err:  # corrupt file: name it and how to get a good one
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(
+                    f"cannot read {path} ({first}); {REGENERATE}"
+                ) from None
+    hint = ""
+    if run_dir.is_dir():
+        inner = sorted(p.parent for p in run_dir.glob("*/results.parquet"))
+        inner += sorted(p.parent for p in run_dir.glob("*/results.csv") if p.parent not in inner)
+        if inner:
+            hint = f" (did you mean {', '.join(str(p) for p in inner[:3])}?)"
+    raise UserError(
+        f"{run_dir} holds no results.parquet or results.csv{hint}; pass the directory of a "
+        f"finished sweep (s4l-sweep --storage S --name NAME writes S/NAME)"
+    )
+
+
+def _check_version(df: pd.DataFrame, path: Path) -> None:
+    if "results_version" not in df.columns:
+        raise UserError(
+            f"{path} is from an older or unknown format (no results_version column; this "
+            f"s4l-report reads version {RESULTS_VERSION}); {REGENERATE}"
+        )
+    versions = pd.to_numeric(df["results_version"], errors="coerce")
+    bad = sorted({str(v) for v, n in zip(df["results_version"], versions) if n != RESULTS_VERSION})
+    if bad:
+        raise UserError(
+            f"{path} has results_version {', '.join(bad)} but this s4l-report reads version "
+            f"{RESULTS_VERSION}; {REGENERATE}, or use the s4l-report that matches it"
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(
+            f"{path} lacks required column(s) {', '.join(missing)}; {REGENERATE}"
+        )
+
+
+def _read_space(run_dir: Path) -> dict | None:
+    path = run_dir / SPACE_FILE
+    if not path.is_file():
+        return None
+    try:
+        space = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path} ({err}); {REGENERATE}") from None
+    if not isinstance(space, dict):
+        raise UserError(f"{path} is not a JSON object; {REGENERATE}")
+    return space
+
+
+def _infer_axes(completed: pd.DataFrame) -> list[str]:
+    axes = []
+    for c in setting_columns(completed):
+        if c == "seed":
+            continue
+        if completed[c].astype(str).nunique(dropna=False) > 1:
+            axes.append(c)
+    return axes
+
+
+def _read_predictions(run_dir: Path, completed: pd.DataFrame, notes: list[str]):
+    path = run_dir / PREDICTIONS_FILE
+    if not path.is_file():
+        notes.append(
+            f"{path.name} is missing, so the validation-size study is skipped "
+            f"(the sweep writes it when its trials save per-example correctness)"
+        )
+        return None
+    from s4l_models.evaluate import load_sweep_predictions  # imports torch: only when needed
+
+    try:
+        raw = load_sweep_predictions(path)
+    except Exception as err:
+        raise UserError(f"cannot read {path} ({type(err).__name__}: {err}); {REGENERATE}") from None
+    ids = np.asarray(raw["trial_ids"]).astype(str)
+    top1, top5, label = raw["top1"], raw["top5"], raw["label"]
+    if top1.ndim != 2 or top1.shape[0] != len(ids) or top1.shape[1] != len(label):
+        raise UserError(
+            f"{path} is inconsistent (top1 {top1.shape}, {len(ids)} trials, {len(label)} labels); "
+            f"{REGENERATE}"
+        )
+    row = {t: i for i, t in enumerate(ids)}
+    want = completed["trial_id"].astype(str).tolist()
+    have = [t for t in want if t in row]
+    if len(have) < len(want):
+        notes.append(
+            f"{len(want) - len(have)} of {len(want)} completed trials have no per-example "
+            f"predictions; the validation-size study uses the other {len(have)}"
+        )
+    if len(have) < 2 or top1.shape[1] == 0:
+        notes.append("fewer than 2 trials with predictions: the validation-size study is skipped")
+        return None
+    sel = np.array([row[t] for t in have])
+    preds = Predictions(
+        trial_ids=np.array(have), label=np.asarray(label, dtype=np.int64),
+        top1=top1[sel], top5=top5[sel], index=raw["index"],
+    )
+    table = completed.set_index(completed["trial_id"].astype(str)).loc[have, FULL].to_numpy(float)
+    gap = np.nanmax(np.abs(preds.top1.mean(axis=1) - table)) if len(have) else 0.0
+    if gap > 1e-4:
+        notes.append(
+            f"the per-example predictions disagree with {FULL} of the results table by up to "
+            f"{100 * gap:.2f} pt; the validation-size study scores trials from the predictions"
+        )
+    return preds
+
+
+def load_sweep(run_dir: str | Path, *, with_predictions: bool = True) -> Sweep:
+    """Read and validate a sweep directory; raise UserError naming any problem and its fix."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UserError(f"{run_dir} does not exist; pass the directory of a finished sweep")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory; pass the directory of a finished sweep")
+    df, path = _read_table(run_dir)
+    if len(df) == 0:
+        raise UserError(
+            f"{path} has no trials; wait until the sweep has finished some trials, or rerun it"
+        )
+    _check_version(df, path)
+    df = df.reset_index(drop=True)
+    df["trial_id"] = df["trial_id"].astype(str)
+    if df["trial_id"].duplicated().any():
+        dup = df.loc[df["trial_id"].duplicated(), "trial_id"].iloc[0]
+        raise UserError(f"{path} lists trial {dup!r} twice; {REGENERATE}")
+    df["status"] = df["status"].astype(str)
+    for c in df.columns:
+        if METRIC_RE.match(str(c)):
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+            if (df[c] > 1 + 1e-9).any() or (df[c] < -1e-9).any():
+                raise UserError(
+                    f"{path}: column {c} holds values outside [0, 1] (metrics must be fractions, "
+                    f"not percent); {REGENERATE}"
+                )
+    done = (df["status"] == "completed") & df[FULL].notna()
+    if not done.any():
+        counts = ", ".join(f"{s} {n}" for s, n in df["status"].value_counts().items())
+        raise UserError(
+            f"{path} has no completed trial with a {FULL} score ({len(df)} trials: {counts}); "
+            f"see the error column, fix the cause and rerun the sweep"
+        )
+    notes: list[str] = []
+    if (~done).any():
+        counts = ", ".join(f"{s} {n}" for s, n in df.loc[~done, "status"].value_counts().items())
+        notes.append(f"{int((~done).sum())} of {len(df)} trials are left out ({counts})")
+    completed = df[done].reset_index(drop=True)
+    space = _read_space(run_dir)
+    if space is not None and space.get("results_version", RESULTS_VERSION) != RESULTS_VERSION:
+        raise UserError(
+            f"{run_dir / SPACE_FILE} has results_version {space.get('results_version')} but this "
+            f"s4l-report reads version {RESULTS_VERSION}; {REGENERATE}"
+        )
+    if space is None:
+        notes.append(f"{SPACE_FILE} is missing: the sweep's axes are inferred from the table")
+        space = {}
+    spec = space.get("space") if isinstance(space.get("space"), dict) else {}
+    axes = space.get("axes")
+    if not axes and isinstance(spec.get("axes"), list):
+        axes = [a.get("key") for a in spec["axes"] if isinstance(a, dict)]
+    if not isinstance(axes, list) or not axes:
+        axes = _infer_axes(completed)
+    axes = [str(a) for a in axes if str(a) in df.columns]
+    preds = _read_predictions(run_dir, completed, notes) if with_predictions else None
+    return Sweep(
+        run_dir=run_dir,
+        name=run_dir.resolve().name or str(run_dir),
+        space_name=str(spec.get("name") or run_dir.resolve().name),
+        df=df,
+        completed=completed,
+        axes=axes,
+        metric=str(space.get("metric") or FULL),
+        mode=str(space.get("mode") or "max"),
+        space=space,
+        predictions=preds,
+        notes=notes,
+    )
+
+
+def load_sweeps(run_dirs: list[str | Path]) -> list[Sweep]:
+    """Load several sweeps; names are made unique so that files and labels do not collide."""
+    if not run_dirs:
+        raise UserError("no sweep directory given; pass at least one RUN_DIR")
+    sweeps = [load_sweep(d) for d in run_dirs]
+    seen: dict[str, int] = {}
+    for s in sweeps:
+        n = seen.get(s.name, 0)
+        seen[s.name] = n + 1
+        if n:
+            s.name = f"{s.name}-{n + 1}"
+    return sweeps

@@ -1,0 +1,136 @@
+"""Tests for Figure 3, the sensitivity figure and the leaderboard on planted synthetic sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import figure3 as fig3
+from analysis import leaderboard as lb
+from analysis import sensitivity as sens
+from analysis.load import load_sweep
+from analysis.synthetic import planted_sweep, write_sweep
+
+
+def _settings(n, **axes):
+    base = {"method": "supervised", "dataset": "synthetic", "labels": "1%", "seed": 0}
+    return [{**base, **{k: v[i] for k, v in axes.items()}} for i in range(n)]
+
+
+def _rows(accs, n=100):
+    """Correctness rows with exactly round(acc * n) correct examples each."""
+    return np.array([np.arange(n) < round(a * n) for a in accs])
+
+
+@pytest.fixture()
+def planted_fig3(tmp_path):
+    """6 trials; on 1/class trial 3 wins alone, on 5/class trials 1 and 4 tie; full best = 5."""
+    full = [0.50, 0.60, 0.55, 0.62, 0.58, 0.70]
+    cols = {"val_1pc_top1": [0.1, 0.3, 0.2, 0.9, 0.5, 0.6],
+            "val_5pc_top1": [0.3, 0.8, 0.4, 0.5, 0.8, 0.7],
+            "val_10pc_top1": [0.4, 0.5, 0.5, 0.6, 0.6, 0.9]}
+    label = np.repeat(np.arange(10), 10)
+    write_sweep(tmp_path / "s", _settings(6, wd=[1e-4, 1e-3] * 3), _rows(full), label,
+                columns=cols, ks=(1, 5))
+    return load_sweep(tmp_path / "s")
+
+
+def test_figure3_marks_the_planted_trials(planted_fig3):
+    fig, panels = fig3.figure3([planted_fig3])
+    assert [p.k for p in panels] == [1, 5, 10]  # every val_{k}pc_top1 column, sorted
+    p1, p5, p10 = panels
+    assert p1.red == "trial_00003" and p1.tied == ["trial_00003"]
+    assert p1.star == "trial_00005"
+    assert p5.red == "trial_00001" and p5.tied == ["trial_00001", "trial_00004"]
+    assert p10.red == p10.star == "trial_00005"
+    assert np.allclose(p1.y, [50, 60, 55, 62, 58, 70]) and np.allclose(p1.x[3], 90)
+    assert p1.label.startswith("r = ") and "p = " in p1.label
+    assert len(fig.axes) == 3
+    ax = fig.axes[0]
+    red = [c for c in ax.collections if c.get_label() == "best on 1/class"][0]
+    assert np.allclose(red.get_offsets(), [[90, 62]])  # the red point sits on trial 3
+
+
+def test_figure3_several_sweeps_and_errored_trials(tmp_path, planted_fig3):
+    other = load_sweep(planted_sweep(tmp_path / "p", grid={"wd": [1e-4, 1e-3, 1e-2]}, errored=1))
+    assert len(other.completed) == 2 and len(other.df) == 3
+    assert other.notes == ["1 of 3 trials are left out (errored 1)"]
+    fig, panels = fig3.figure3([planted_fig3, other])
+    assert [(p.sweep, p.k) for p in panels][-2:] == [("p", 1), ("p", 5)]
+    assert len(panels[-1].x) == 2 and panels[-1].label == "r undefined (fewer than 3 trials)"
+    assert len(fig.axes) == 6  # 2 rows x 3 columns, the unused one blank
+    fig3.save(fig, tmp_path / "f")
+    assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "f.svg").stat().st_size > 0
+
+
+def test_eta_squared():
+    assert sens.eta_squared([1, 1, 3, 3], ["a", "a", "b", "b"]) == pytest.approx(1.0)
+    assert sens.eta_squared([1, 3, 1, 3], ["a", "a", "b", "b"]) == pytest.approx(0.0)
+    assert np.isnan(sens.eta_squared([2, 2], ["a", "b"]))
+
+
+def test_sensitivity_finds_the_planted_axes(tmp_path):
+    sweep = load_sweep(planted_sweep(tmp_path / "p", n_classes=10, per_class=60))
+    ranking, values = sens.sensitivity(sweep)
+    assert set(ranking["axis"][:2]) == {"wd", "epochs"}
+    assert {"arch", "depth", "version"} <= set(ranking["axis"])  # arch split into depth/version
+    eta = dict(zip(ranking["axis"], ranking["eta_squared"]))
+    assert eta["arch"] < 0.05 < eta["wd"]
+    assert "agrees with the paper" in sens.verdict(ranking)
+    v = values[values["axis"] == "depth"]
+    assert list(v["value"]) == ["18", "50"] and v["n"].sum() == len(sweep.completed)
+    fig, shown = sens.plot_sensitivity(sweep, ranking)
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert len(titles) == len(ranking) and titles[0].startswith("#1 ")
+
+
+def test_sensitivity_can_refute_the_paper(tmp_path):
+    n = 8
+    arch = ["resnet18_v1", "resnet50_v2"] * 4
+    wd = [1e-4] * 4 + [1e-2] * 4
+    acc = [0.4 if a == "resnet18_v1" else 0.8 for a in arch]  # only architecture matters
+    epochs = [100, 100, 300, 300] * 2
+    write_sweep(tmp_path / "s", _settings(n, arch=arch, wd=wd, epochs=epochs), _rows(acc),
+                np.repeat(np.arange(10), 10))
+    ranking, _ = sens.sensitivity(load_sweep(tmp_path / "s"))
+    assert ranking.iloc[0]["eta_squared"] == pytest.approx(1.0)
+    assert ranking.iloc[0]["axis"] in ("arch", "depth", "version")
+    assert "does not agree with the paper" in sens.verdict(ranking)
+
+
+def test_leaderboard_mean_and_std_over_seeds(tmp_path):
+    # config A (wd 1e-3) over 3 seeds: 70, 72, 74 %; config B (wd 1e-2) one seed: 71 %
+    accs = [0.70, 0.72, 0.74, 0.71]
+    settings = _settings(4, wd=[1e-3, 1e-3, 1e-3, 1e-2], seed=[0, 1, 2, 0])
+    write_sweep(tmp_path / "s", settings, _rows(accs), np.repeat(np.arange(10), 10),
+                test_top1=np.array([0.60, 0.62, 0.64, 0.9]), space_name="tiny_space")
+    best, configs = lb.leaderboard([load_sweep(tmp_path / "s")])
+    assert len(configs) == 2 and len(best) == 1
+    row = best.iloc[0]
+    assert row["n_seeds"] == 3 and row["config"] == "wd=0.001" and row["space"] == "tiny_space"
+    assert row["val_full_top1_mean"] == pytest.approx(72.0)
+    assert row["val_full_top1_std"] == pytest.approx(2.0)  # sample std of 70, 72, 74
+    assert row["test_top1_mean"] == pytest.approx(62.0)  # test reported, not used to choose
+    shown = lb.display(best)
+    assert shown.iloc[0]["val top-1 [%]"] == "72.00 ± 2.00 (n=3)"
+    noise, n_rep = lb.seed_noise(configs)
+    assert (noise, n_rep) == (pytest.approx(2.0), 1)
+    single = configs[configs["n_seeds"] == 1].iloc[0]
+    assert lb.pm(single["val_full_top1_mean"], single["val_full_top1_std"], 1) == "71.00"
+
+
+def test_leaderboard_groups_seeds_across_sweeps_and_methods(tmp_path):
+    label = np.repeat(np.arange(10), 10)
+    for i, (method, acc) in enumerate([("supervised", 0.5), ("s4l_rotation", 0.6)]):
+        for seed in range(2):
+            s = _settings(1, wd=[1e-3], seed=[seed])
+            s[0]["method"] = method
+            write_sweep(tmp_path / f"{method}{seed}", s, _rows([acc + 0.02 * seed]), label,
+                        space_name="space", trial_ids=[f"{method}-{seed}"], axes=["wd"])
+    sweeps = [load_sweep(p) for p in sorted(tmp_path.iterdir())]
+    best, _ = lb.leaderboard(sweeps)
+    assert list(best["method"]) == ["s4l_rotation", "supervised"]
+    assert list(best["n_seeds"]) == [2, 2]
+    assert best["val_full_top1_mean"].tolist() == pytest.approx([61.0, 51.0])
+    assert isinstance(best, pd.DataFrame)

@@ -1,0 +1,252 @@
+"""Tests for s4l-report: the whole report, bad input, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import cli
+from analysis.load import FULL
+from analysis.report import build_report
+from analysis.synthetic import planted_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One planted sweep with 2 seeds per configuration and its report (built once)."""
+    base = tmp_path_factory.mktemp("report")
+    grid = {"wd": [1e-4, 1e-3, 1e-2], "epochs": [30, 300],
+            "arch": ["resnet18_v1", "resnet50_v2"]}
+    run = planted_sweep(base / "sweep", grid=grid, seeds=2, n_classes=10, per_class=30)
+    index = build_report([run], base / "out", n_draws=200, n_boot=200)
+    return run, index
+
+
+def test_report_writes_every_file(report):
+    run, index = report
+    out = index.parent
+    assert index == out / "index.html"
+    for name in ("figure3", "valsize", "sensitivity"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+        assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    csvs = {p.name for p in out.glob("*.csv")}
+    assert csvs == {"sweeps.csv", "tiny_subsets.csv", "valsize.csv", "sensitivity.csv",
+                    "sensitivity_values.csv", "leaderboard.csv", "configurations.csv"}
+    tiny = pd.read_csv(out / "tiny_subsets.csv")
+    assert list(tiny["subset"]) == ["1/class", "5/class"]
+    assert {"pearson", "spearman_p", "kendall_lo", "regret_pt", "expected_regret_pt",
+            "top10_overlap"} <= set(tiny.columns)
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert board.loc[0, "n_seeds"] == 2 and np.isfinite(board.loc[0, "val_full_top1_std"])
+    assert pd.read_csv(out / "valsize.csv")["k"].tolist() == [1, 2, 5, 10, 20, 30]
+
+
+def test_report_states_the_key_numbers_in_words(report):
+    page = report[1].read_text()
+    assert len(re.findall(r"r = [-0-9.]+", page)) >= 2  # Pearson r of both tiny subsets
+    assert "images per class" in page and "select within 0.5 pt of the best" in page
+    assert "agrees with the paper" in page  # planted: wd and epochs matter, arch does not
+    assert "(n=2)" in page and " ± " in page  # leaderboard over 2 seeds
+    assert "pooled standard deviation" in page  # seeds were repeated
+    assert "1 of 24 trials are left out (errored 1)" in page
+    assert page.count("data:image/png;base64,") == 3  # self-contained
+
+
+def test_several_sweeps_get_suffixed_files(tmp_path):
+    a = planted_sweep(tmp_path / "a", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
+    b = planted_sweep(tmp_path / "b", grid={"wd": [1e-4, 1e-2], "lr": [0.03, 0.1]}, seed=1)
+    (b / "predictions.npz").unlink()  # the study is skipped for b, with a note
+    index = build_report([a, b], tmp_path / "out", n_draws=50, n_boot=50)
+    names = {p.name for p in index.parent.iterdir()}
+    assert {"figure3.png", "valsize-a.png", "sensitivity-a.png", "sensitivity-b.png"} <= names
+    assert "valsize-b.png" not in names
+    page = index.read_text()
+    assert "b: skipped, no per-example predictions" in page
+    assert "predictions.npz is missing" in page
+
+
+def test_cli_writes_the_report(tmp_path, capsys):
+    run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
+    assert cli.main([str(run), "--out", str(tmp_path / "r"), "--draws", "30", "--boot", "30",
+                     "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'index.html'}"
+    assert cli.main([str(run), "--draws", "20", "--boot", "0"]) == 0  # default out, verbose
+    assert (run / "report" / "index.html").is_file()
+    said = capsys.readouterr()
+    lines = said.out.strip().splitlines()
+    assert lines[-1] == f"report: {run / 'report' / 'index.html'}"
+    assert any(line.startswith("for this sweep, k >= ") for line in lines)  # recommendation
+    assert any(line.startswith("1/class: r = ") for line in lines)
+    assert "validation-size study" in said.err  # progress goes to stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input: exit 2, one line naming the problem and the fix, no traceback
+# ---------------------------------------------------------------------------------------
+
+
+def _table(path: Path, df: pd.DataFrame) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(path / "results.parquet", index=False)
+    return path
+
+
+def _good_rows(n=3, **extra) -> pd.DataFrame:
+    df = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)], "status": "completed",
+                       "error": "", "wd": [1e-3] * n, "val_1pc_top1": 0.5,
+                       "val_full_top1": [0.5, 0.6, 0.7], "results_version": 1})
+    for k, v in extra.items():
+        df[k] = v
+    return df
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    (tmp / "empty_dir").mkdir()
+    no_completed = _good_rows(status="errored")
+    no_completed["val_full_top1"] = np.nan
+    corrupt = tmp / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "results.parquet").write_bytes(b"not parquet at all")
+    empty_csv = tmp / "empty_csv"
+    empty_csv.mkdir()
+    (empty_csv / "results.csv").write_text("")
+    nested = tmp / "storage"
+    _table(nested / "mysweep", _good_rows())
+    percent = _good_rows()
+    percent["val_full_top1"] = [50.0, 60.0, 70.0]
+    bad_space = _table(tmp / "bad_space", _good_rows())
+    (bad_space / "space.json").write_text("{not json")
+    new_space = _table(tmp / "new_space", _good_rows())
+    (new_space / "space.json").write_text(json.dumps({"axes": ["wd"], "results_version": 3}))
+    return {
+        "missing dir": ([str(tmp / "nothing-here")], "does not exist"),
+        "no results": ([str(tmp / "empty_dir")], "holds no results.parquet or results.csv"),
+        "nested": ([str(nested)], "did you mean"),
+        "empty table": ([str(_table(tmp / "empty", _good_rows().iloc[:0]))], "has no trials"),
+        "empty csv": ([str(empty_csv)], "has no trials"),
+        "no completed": ([str(_table(tmp / "nocomp", no_completed))],
+                         "no completed trial"),
+        "no version": ([str(_table(tmp / "old", _good_rows().drop(columns="results_version")))],
+                       "older or unknown format"),
+        "other version": ([str(_table(tmp / "v2", _good_rows(results_version=2)))],
+                          "has results_version 2 but this s4l-report reads version 1"),
+        "missing column": ([str(_table(tmp / "nofull", _good_rows().drop(columns=FULL)))],
+                           "lacks required column(s) val_full_top1"),
+        "corrupt": ([str(corrupt)], "cannot read"),
+        "percent": ([str(_table(tmp / "percent", percent))], "not percent"),
+        "bad space": ([str(bad_space)], "cannot read"),
+        "space version": ([str(new_space)], "space.json has results_version 3"),
+        "no args": ([], "the following arguments are required"),
+        "bad flag": ([str(tmp), "--draws", "many"], "invalid int value"),
+    }
+
+
+def test_csv_is_read_when_parquet_is_absent(tmp_path):
+    from analysis.load import load_sweep
+
+    run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
+    a = load_sweep(run)
+    (run / "results.parquet").unlink()
+    b = load_sweep(run)
+    assert b.completed["trial_id"].tolist() == a.completed["trial_id"].tolist()
+    assert np.allclose(b.completed[FULL], a.completed[FULL])
+    assert b.axes == a.axes == ["wd", "epochs"] and b.tiny_ks == [1, 5]
+    assert b.predictions is not None and b.predictions.top1.shape[0] == len(b.completed)
+
+
+def test_package_exposes_build_report(tmp_path):
+    import analysis
+
+    run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
+    index = analysis.build_report(run, tmp_path / "r", n_draws=20, n_boot=20)
+    assert index == tmp_path / "r" / "index.html" and index.is_file()
+    assert (tmp_path / "r" / "summary.txt").read_text().count("\n") >= 4
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    for case, (argv, expect) in _bad_inputs(tmp_path).items():
+        rc = cli.main(argv + ["--out", str(tmp_path / "out")] if argv else argv)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2, case
+        assert err.startswith("error: ") and "\n" not in err, (case, err)
+        assert expect in err, (case, err)
+        assert "Traceback" not in err, case
+
+
+def test_bad_input_through_the_console_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.cli", str(tmp_path / "nothing-here"), "--out",
+         str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The page in a real browser
+# ---------------------------------------------------------------------------------------
+
+CHECK_JS = """
+<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  const bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
+  const out = document.createElement("pre");
+  out.id = "imgcheck";
+  out.textContent = JSON.stringify({n: imgs.length, bad: bad,
+    tables: document.querySelectorAll("table").length,
+    width: imgs.map(i => i.naturalWidth)});
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def _browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_page_renders_in_headless_chromium(report, tmp_path):
+    browser = _browser()
+    if browser is None:
+        reason = "no chromium on PATH (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the browser test cannot run: {reason}")
+        pytest.skip(reason)
+    index = report[1]
+    flags = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    # the page itself plus a load-time check of every image, next to it (same relative links)
+    check = index.parent / "_imgcheck.html"
+    check.write_text(index.read_text().replace("</body>", CHECK_JS + "</body>"))
+    try:
+        dom = subprocess.run(flags + ["--dump-dom", check.as_uri()], capture_output=True,
+                             text=True, timeout=90).stdout
+    finally:
+        check.unlink()
+    m = re.search(r'<pre id="imgcheck">(.*?)</pre>', dom, re.S)
+    assert m, f"the page did not finish loading in Chromium: {dom[-500:]}"
+    result = json.loads(m.group(1).replace("&quot;", '"'))
+    assert result["n"] == 3 and result["bad"] == [], result
+    assert all(w > 500 for w in result["width"]) and result["tables"] >= 5
+    shot = tmp_path / "screenshot.png"
+    subprocess.run(flags + ["--window-size=1300,5000", f"--screenshot={shot}", index.as_uri()],
+                   capture_output=True, timeout=90)
+    assert shot.is_file() and shot.stat().st_size > 50_000

@@ -147,7 +147,39 @@ DATASETS: dict[str, DatasetSpec] = {
         in_memory=False,
         default_data_dir=None,
     ),
+    # Random images of the CIFAR and ImageNet shapes, generated in memory from a fixed seed:
+    # for throughput benchmarks (bench/trainer_throughput.py), where the pixels do not matter.
+    "synthetic32": DatasetSpec(
+        name="synthetic32",
+        num_classes=10,
+        image_size=32,
+        channels=3,
+        flips=True,
+        default_val_size=500,
+        crop_scale=(0.25, 1.0),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.29, 0.29, 0.29),
+        has_test=False,
+        in_memory=True,
+        default_data_dir=None,
+    ),
+    "synthetic224": DatasetSpec(
+        name="synthetic224",
+        num_classes=1000,
+        image_size=224,
+        channels=3,
+        flips=True,
+        default_val_size=1000,
+        crop_scale=(0.08, 1.0),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.29, 0.29, 0.29),
+        has_test=False,
+        in_memory=True,
+        default_data_dir=None,
+    ),
 }
+# Images per synthetic dataset (train split), enough for a few full batches plus validation.
+SYNTHETIC_SIZES = {"synthetic32": 10_000, "synthetic224": 4_000}
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",
@@ -227,7 +259,8 @@ def load_dataset(name: str, data_dir: str | None = None) -> LoadedDataset:
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     spec = DATASETS[name]
-    root = None if name == "digits" else _resolve_data_dir(spec, data_dir)
+    needs_files = name in _NEEDS
+    root = _resolve_data_dir(spec, data_dir) if needs_files else None
     key = (name, os.path.realpath(root) if root is not None else None)
     if spec.in_memory:
         with _CACHE_LOCK:
@@ -240,6 +273,8 @@ def load_dataset(name: str, data_dir: str | None = None) -> LoadedDataset:
         "cifar10": lambda: _load_cifar(spec, root),
         "cifar100": lambda: _load_cifar(spec, root),
         "imagenet": lambda: _load_imagenet(spec, root),
+        "synthetic32": lambda: _load_synthetic(spec),
+        "synthetic224": lambda: _load_synthetic(spec),
     }[name]
     loaded = loader()
     if spec.in_memory:
@@ -306,6 +341,16 @@ def _load_digits(spec: DatasetSpec) -> LoadedDataset:
         test=split(test_idx),
         classes=[str(i) for i in range(10)],
     )
+
+
+def _load_synthetic(spec: DatasetSpec) -> LoadedDataset:
+    n = SYNTHETIC_SIZES[spec.name]
+    g = torch.Generator().manual_seed(0)
+    shape = (n, spec.channels, spec.image_size, spec.image_size)
+    images = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    labels = torch.arange(n) % spec.num_classes  # balanced, so stratified splits work
+    classes = [str(i) for i in range(spec.num_classes)]
+    return LoadedDataset(spec=spec, train=ArrayData(images, labels), test=None, classes=classes)
 
 
 # ----------------------------------------------------------------------------------------

@@ -56,6 +56,15 @@ class TrainConfig:
     pretext: str = "rotation"  # self-supervised task for selfsup_* methods: rotation | exemplar
     pseudo_threshold: float = 0.0  # pseudolabel: keep predictions with max prob >= this
     tta_rotation: bool = False  # also report 4-rotation test-time averaged metrics
+    w_sup: float = 1.0  # weight of the labeled loss L_l (MOAM step 1 uses 0.3)
+    sup_on_rotated: bool = True  # s4l_rotation/moam: L_l also on the rotated labeled copies
+    polyak: bool | None = None  # Polyak-average the weights (old weights halve every epoch) and
+    # evaluate the average; None = the method's default (on for moam, off otherwise)
+    init_from: str | None = None  # start from trained weights (a run dir, its checkpoint/ or a .pt)
+    teacher: str | None = None  # pseudolabel: label with this finished run instead of a step 1
+    teacher_epochs: float | None = None  # pseudolabel step 1 length; None = the best baseline's
+    pretrain_epochs: float = 35.0  # selfsup_*: pretext epochs over the whole training split
+    pretrain_batch_size: int = 256  # selfsup_*: pretext batch size
     # --- evaluation and bookkeeping ------------------------------------------------------
     eval_every: float = 0.0  # evaluate/report/checkpoint every N epochs; 0 = about 10 times a run
     eval_batch_size: int = 1024
@@ -130,6 +139,14 @@ class TrainConfig:
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.eps_vat >= 0, f"eps_vat must be >= 0, got {self.eps_vat}"),
             (self.pretext in ("rotation", "exemplar"), "pretext must be rotation or exemplar"),
+            (self.w_sup >= 0, f"w_sup must be >= 0, got {self.w_sup}"),
+            (self.w_u >= 0, f"w_u must be >= 0, got {self.w_u}"),
+            (self.pretrain_epochs > 0, f"pretrain_epochs must be > 0, got {self.pretrain_epochs}"),
+            (self.pretrain_batch_size >= 1, "pretrain_batch_size must be >= 1"),
+            (
+                self.teacher_epochs is None or self.teacher_epochs > 0,
+                f"teacher_epochs must be > 0, got {self.teacher_epochs}",
+            ),
             (0 <= self.pseudo_threshold < 1, "pseudo_threshold must be in [0, 1)"),
             (
                 len(self.tiny_k) > 0 and all(k >= 1 for k in self.tiny_k),
@@ -150,6 +167,14 @@ class TrainConfig:
         for e in self.resolved_decay_epochs():
             if not 0 <= e <= self.epochs:
                 raise UserError(f"decay epoch {e} is outside the run (0..{self.epochs} epochs)")
+        # settings that only some methods accept (e.g. moam with an exemplar pretext)
+        from .methods import get_method
+        from .methods.base import common_validate
+
+        method = get_method(self.method)
+        common_validate(self, method)
+        if method.validate is not None:
+            method.validate(self)
 
 
 LABELS_PATTERN = re.compile(r"^(?:(?P<pct>\d+(?:\.\d+)?)%|(?P<per>\d+)/class)$")

@@ -4,6 +4,11 @@ The validation split is scored once; the tiny subsets (k images per class) are r
 same per-example correctness, not a second forward pass. The per-example correctness of the
 full validation split is saved with every final evaluation (`val_predictions.npz`), so that any
 other subset can be scored later without the model (the validation-size study does that).
+
+Test-time views (`views=`): the model's softmax predictions are averaged over several views of
+each image: the four rotations (S4L-Rotation's optional test-time averaging, Section 4.4) or
+5 crops x 4 rotations (MOAM's pseudo-labels, Section 5). The same averaging labels the training
+split for the pseudo-label methods (`pseudo_labels`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,82 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2.functional import five_crop
 
 from .io import atomic_write_bytes
 
 PREDICTIONS_FILE = "val_predictions.npz"
+
+# (ours) MOAM's 5 crops each cover 3/4 of the image side (4 corners + centre), resized back to
+# the input size; at 3/4 the centre crop of a small image (8 px digits) differs from the corners.
+FIVE_CROP_FRACTION = 0.75
+
+
+def rotations4(x: torch.Tensor) -> list[torch.Tensor]:
+    """The four rotations (0, 90, 180, 270 degrees) of a batch [B, C, H, W]."""
+    return [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
+
+
+def five_crops(x: torch.Tensor, fraction: float = FIVE_CROP_FRACTION) -> list[torch.Tensor]:
+    """Top-left, top-right, bottom-left, bottom-right and centre crops, resized to the input."""
+    h, w = x.shape[-2:]
+    size = [max(1, round(h * fraction)), max(1, round(w * fraction))]
+    return [
+        F.interpolate(c, size=(h, w), mode="bilinear", align_corners=False)
+        for c in five_crop(x, size)
+    ]
+
+
+def five_crop_rot4(x: torch.Tensor) -> list[torch.Tensor]:
+    """20 views: every rotation of every one of the 5 crops (MOAM step 2's pseudo-labels)."""
+    return [v for crop in five_crops(x) for v in rotations4(crop)]
+
+
+VIEWS = {"center": None, "rot4": rotations4, "5crop_rot4": five_crop_rot4}
+
+
+def average_probs(model: torch.nn.Module, x: torch.Tensor, views, autocast=None) -> torch.Tensor:
+    """Softmax predictions [B, classes] averaged over `views(x)` (x itself when views is None)."""
+    inputs = [x] if views is None else views(x)
+    total = None
+    for v in inputs:
+        if autocast is not None:
+            with autocast():
+                logits = model(v)
+        else:
+            logits = model(v)
+        p = torch.softmax(logits.float(), dim=1)
+        total = p if total is None else total + p
+    return total / len(inputs)
+
+
+@torch.no_grad()
+def pseudo_labels(
+    model: torch.nn.Module,
+    batches,
+    augment,
+    autocast: type[AbstractContextManager] | None = None,
+    views=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, its averaged probability) for every example of `batches`."""
+    was_training = model.training
+    model.eval()
+    preds, confs = [], []
+    try:
+        for images, _ in batches:
+            p = average_probs(model, augment.eval_view(images), views, autocast)
+            conf, pred = p.max(dim=1)
+            preds.append(pred.cpu())
+            confs.append(conf.cpu())
+    finally:
+        model.train(was_training)
+    if not preds:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return (
+        torch.cat(preds).numpy().astype(np.int64),
+        torch.cat(confs).numpy().astype(np.float32),
+    )
 
 
 @torch.no_grad()
@@ -28,15 +105,21 @@ def correctness(
     augment,
     autocast: type[AbstractContextManager] | None = None,
     topk: int = 5,
+    views=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-example (top-1 correct, top-k correct, label) for every example of `batches`."""
+    """Per-example (top-1 correct, top-k correct, label) for every example of `batches`.
+
+    With `views` (e.g. `rotations4`) the prediction is the softmax averaged over the views.
+    """
     was_training = model.training
     model.eval()
     top1, topk_, labels = [], [], []
     try:
         for images, y in batches:
             x = augment.eval_view(images)
-            if autocast is not None:
+            if views is not None:
+                logits = average_probs(model, x, views, autocast)
+            elif autocast is not None:
                 with autocast():
                     logits = model(x)
             else:

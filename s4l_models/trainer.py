@@ -11,14 +11,32 @@ uninterrupted run exactly on CPU.
 Files in `out_dir`: config.json, splits.npz/json (unless `splits_path` points at shared ones),
 checkpoint/state.pt, progress.jsonl (one line per evaluation), metrics.json (final) and
 val_predictions.npz (per-example correctness of the final evaluation).
+
+Multi-stage methods (pseudolabel, selfsup_linear, selfsup_finetune, moam) declare `stages`;
+`train` then runs `run_stages`: each stage is this same loop with the stage's derived settings,
+in `out_dir/stage_<i>_<name>/` (its own config.json, progress.jsonl, metrics.json and
+val_predictions.npz). There is one live checkpoint directory, `out_dir/checkpoint/`, holding
+the current stage's state.pt, `pipeline.json` (which stage is running and the metrics of the
+finished ones) and what the current stage was started from (the previous stage's final weights,
+the pseudo-labels): it is self-contained, so a copy of it (what Ray Tune restores) resumes the
+whole run. Resuming skips the finished stages and continues the current one from its
+checkpoint; the top-level metrics.json and val_predictions.npz are the final stage's, with the
+earlier stages' headline metrics under `<stage name>_` prefixed keys.
+
+Polyak averaging (`polyak`, on for MOAM): an exponential moving average of the weights and
+batch-norm statistics with per-step decay 0.5 ** (1 / steps_per_epoch), so weights one epoch old
+count half; evaluation, checkpoints and the next stage's start use the average.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,22 +53,74 @@ from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
-from .evaluate import correctness, save_predictions, subset_metrics
-from .io import atomic_write, atomic_write_text
-from .methods import Batch, StepContext, get_method
+from .evaluate import (
+    PREDICTIONS_FILE,
+    VIEWS,
+    correctness,
+    pseudo_labels,
+    rotations4,
+    save_predictions,
+    subset_metrics,
+)
+from .io import atomic_write, atomic_write_bytes, atomic_write_text
+from .methods import Batch, Method, StepContext, get_method
+from .methods.base import Stage, polyak_for
 from .resnet import create_model
 from .schedule import Schedule, epoch_to_step
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 # Settings that may differ between a run and its resumption (they do not change the result).
-RESUME_FREE = {"device", "threads", "workers", "eval_batch_size", "fail_at_step", "splits_path"}
+RESUME_FREE = {
+    "device",
+    "threads",
+    "workers",
+    "eval_batch_size",
+    "fail_at_step",
+    "splits_path",
+    "init_from",  # only read when a run starts; its path may move with the run
+    "teacher",  # only read before the first stage; a restored copy lives elsewhere
+}
+PIPELINE_FILE = "pipeline.json"
 
 Report = Callable[[dict[str, Any], Path], None]
 
 
 class Diverged(Exception):
     """The loss became non-finite."""
+
+
+def polyak_decay(steps_per_epoch: float) -> float:
+    """Per-step decay under which the weight of parameters one epoch old is 0.5 (S4L Section 5)."""
+    return 0.5 ** (1.0 / steps_per_epoch)
+
+
+class Polyak:
+    """Exponential moving average of a module's parameters and float buffers.
+
+    After every optimiser step: avg <- decay * avg + (1 - decay) * current; integer buffers
+    (batch-norm step counters) are copied.
+    """
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.average = copy.deepcopy(module)
+        for p in self.average.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        current = module.state_dict()
+        avg, cur = [], []
+        for name, a in self.average.state_dict().items():
+            c = current[name]
+            if a.dtype.is_floating_point:
+                avg.append(a)
+                cur.append(c)
+            else:
+                a.copy_(c)
+        if avg:
+            torch._foreach_lerp_(avg, cur, 1.0 - self.decay)
 
 
 @dataclass
@@ -60,6 +130,51 @@ class RunState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     step: int = 0
+    polyak: Polyak | None = None  # averages nn.ModuleDict(model=..., heads=...)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.polyak.average["model"] if self.polyak is not None else self.model
+
+    def final_weights(self) -> dict[str, dict]:
+        """The weights a later stage starts from: the Polyak average when there is one."""
+        if self.polyak is not None:
+            return {
+                "model": self.polyak.average["model"].state_dict(),
+                "heads": self.polyak.average["heads"].state_dict(),
+            }
+        return {"model": self.model.state_dict(), "heads": self.heads.state_dict()}
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """state.pt of a run directory, a checkpoint directory or the file itself."""
+    p = Path(path)
+    for candidate in (p / CHECKPOINT_DIR / CHECKPOINT_FILE, p / CHECKPOINT_FILE, p):
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"no checkpoint at {p} (expected a run directory, checkpoint/ or a .pt file)")
+
+
+def load_weights(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
+    """{'model', 'heads', 'config'} of a checkpoint; the Polyak average when it holds one."""
+    payload = torch.load(checkpoint_file(path), map_location=device, weights_only=True)
+    if "model" not in payload:
+        raise UserError(f"{path} is not a checkpoint of s4l-train (it has no model weights)")
+    if payload.get("polyak"):
+        avg = payload["polyak"]
+        model = {k[len("model.") :]: v for k, v in avg.items() if k.startswith("model.")}
+        heads = {k[len("heads.") :]: v for k, v in avg.items() if k.startswith("heads.")}
+    else:
+        model, heads = payload["model"], payload.get("heads", {})
+    return {"model": model, "heads": heads, "config": payload.get("config")}
+
+
+def load_matching(module: nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Load the entries whose name and shape match; returns the names left at their init."""
+    own = module.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    module.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,6 +209,22 @@ def report_steps(cfg: TrainConfig, sched: Schedule) -> list[int]:
     return sorted(steps)
 
 
+def resolve_splits(cfg: TrainConfig, out: Path, data: LoadedDataset) -> Splits:
+    """The run's splits: the shared ones at `splits_path`, else made (or reused) in `out`."""
+    if cfg.splits_path:
+        return load_splits(cfg.splits_path)
+    return splits_for(
+        out,
+        cfg.dataset,
+        data.train.labels.numpy(),
+        len(data.classes),
+        cfg.val_size or data.spec.default_val_size,
+        cfg.labels,
+        tuple(cfg.tiny_k),
+        cfg.split_seed,
+    )
+
+
 class Trainer:
     def __init__(
         self,
@@ -101,20 +232,44 @@ class Trainer:
         out_dir: str | os.PathLike,
         report: Report | None = None,
         log: Callable[[str], None] | None = None,
+        *,
+        method: Method | None = None,
+        labeled: np.ndarray | None = None,
+        train_labels: np.ndarray | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        init_weights: str | os.PathLike | None = None,
+        checkpoint_extra: dict[str, Any] | None = None,
     ):
+        """One single-stage run. The keyword arguments are how `run_stages` runs a stage: another
+        loss than cfg.method's, other indices for the "labeled" stream (e.g. the whole training
+        split), labels overriding the dataset's for training (pseudo-labels; evaluation always
+        uses the true labels), a shared checkpoint directory, the weights to start from and
+        extra entries saved in state.pt."""
         self.cfg = cfg
         self.out = Path(out_dir).resolve()
         self.report = report
         self.log = log or (lambda line: print(line, flush=True))
         self.device = resolve_device(cfg.device)
         self.threads = set_threads(cfg.threads)
-        self.method = get_method(cfg.method)
+        self.method = method or get_method(cfg.method)
+        if self.method.stages is not None:
+            raise ValueError(f"{self.method.name} has stages: train it with train()/run_stages")
         self.data: LoadedDataset = load_dataset(cfg.dataset, cfg.data_dir)
         self.spec = self.data.spec
         self.num_classes = len(self.data.classes)  # a class-subset ImageFolder has fewer
         self.splits = self._splits()
+        self.labeled = self.splits.labeled if labeled is None else np.asarray(labeled, np.int64)
+        self._checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
+        self.init_weights = init_weights if init_weights is not None else cfg.init_from
+        self.checkpoint_extra = dict(checkpoint_extra or {})
+        self.polyak = polyak_for(self.method, cfg)
+        train_data = self.data.train
+        if train_labels is not None:
+            train_data = dataclasses.replace(
+                train_data, labels=torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
+            )
         self.source = make_source(
-            self.data.train, self.spec, self.device, cfg.workers, cfg.skip_bad_images
+            train_data, self.spec, self.device, cfg.workers, cfg.skip_bad_images
         )
         self.test_source = (
             make_source(self.data.test, self.spec, self.device, cfg.workers, cfg.skip_bad_images)
@@ -127,7 +282,7 @@ class Trainer:
         self.schedule = Schedule.from_epochs(
             cfg.lr,
             cfg.batch_size,
-            len(self.splits.labeled),
+            len(self.labeled),
             cfg.epochs,
             cfg.warmup_epochs,
             cfg.resolved_decay_epochs(),
@@ -138,20 +293,7 @@ class Trainer:
 
     # --- setup -------------------------------------------------------------------------
     def _splits(self) -> Splits:
-        cfg = self.cfg
-        if cfg.splits_path:
-            return load_splits(cfg.splits_path)
-        labels = self.data.train.labels.numpy()
-        return splits_for(
-            self.out,
-            cfg.dataset,
-            labels,
-            self.num_classes,
-            cfg.val_size or self.spec.default_val_size,
-            cfg.labels,
-            tuple(cfg.tiny_k),
-            cfg.split_seed,
-        )
+        return resolve_splits(self.cfg, self.out, self.data)
 
     def autocast(self):
         if self.device.type == "cuda" and self.cfg.amp:
@@ -173,18 +315,43 @@ class Trainer:
         )
         model.to(self.device)
         heads.to(self.device)
+        if self.init_weights is not None:
+            self._load_init(model, heads)
         if self.device.type == "cuda" and cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        params = list(model.parameters()) + list(heads.parameters())
+        if self.method.trainable == "head":
+            # linear evaluation: only the classifier learns; the features stay as they are
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in model.head.parameters():
+                p.requires_grad_(True)
+            params = list(model.head.parameters()) + list(heads.parameters())
+        else:
+            params = list(model.parameters()) + list(heads.parameters())
         optimizer = torch.optim.SGD(
             params, lr=self.schedule.peak_lr, momentum=cfg.momentum, weight_decay=cfg.wd
         )
-        return RunState(model, heads, optimizer, self.schedule.scheduler(optimizer))
+        polyak = None
+        if self.polyak:
+            both = nn.ModuleDict({"model": model, "heads": heads})
+            polyak = Polyak(both, polyak_decay(self.schedule.steps_per_epoch))
+        return RunState(model, heads, optimizer, self.schedule.scheduler(optimizer), polyak=polyak)
+
+    def _load_init(self, model: nn.Module, heads: nn.ModuleDict) -> None:
+        w = load_weights(self.init_weights, self.device)
+        missing = load_matching(model, w["model"])
+        body = [k for k in missing if not k.startswith("head.")]
+        if body:
+            raise UserError(
+                f"the weights in {self.init_weights} do not fit {self.cfg.arch} "
+                f"x{self.cfg.width:g} (e.g. {body[0]}); start from a run of the same architecture"
+            )
+        load_matching(heads, w["heads"])
 
     # --- checkpoints -------------------------------------------------------------------
     @property
     def checkpoint_dir(self) -> Path:
-        return self.out / CHECKPOINT_DIR
+        return self._checkpoint_dir or self.out / CHECKPOINT_DIR
 
     def save_checkpoint(self, state: RunState, history: list[dict]) -> Path:
         payload = {
@@ -197,7 +364,10 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": self.cfg.to_dict(),
             "history": history,
+            **self.checkpoint_extra,
         }
+        if state.polyak is not None:
+            payload["polyak"] = state.polyak.average.state_dict()
         atomic_write(self.checkpoint_dir / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
         return self.checkpoint_dir
 
@@ -222,6 +392,10 @@ class Trainer:
         state.optimizer.load_state_dict(payload["optimizer"])
         state.scheduler.load_state_dict(payload["scheduler"])
         state.step = int(payload["step"])
+        if state.polyak is not None:
+            if not payload.get("polyak"):
+                raise UserError(f"the checkpoint in {p.parent} holds no Polyak average")
+            state.polyak.average.load_state_dict(payload["polyak"])
         torch.set_rng_state(payload["torch_rng"])
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
@@ -240,6 +414,18 @@ class Trainer:
         for k, mask in self.val_positions.items():
             metrics.update(subset_metrics(f"val_{k}pc", top1, top5, mask))
         metrics.update(subset_metrics("val_full", top1, top5))
+        if cfg.tta_rotation:
+            # S4L Section 4.4: softmax averaged over the four rotations (extra keys, *_rot4_*)
+            r1, r5, _ = correctness(
+                model,
+                self.source.eval_batches(self.splits.val, cfg.eval_batch_size),
+                self.augment,
+                self.autocast,
+                views=rotations4,
+            )
+            for k, mask in self.val_positions.items():
+                metrics.update(subset_metrics(f"val_{k}pc_rot4", r1, r5, mask))
+            metrics.update(subset_metrics("val_full_rot4", r1, r5))
         if final:
             save_predictions(self.out, self.splits.val, labels, top1, top5)
             if self.test_source is not None:
@@ -251,6 +437,15 @@ class Trainer:
                     self.autocast,
                 )
                 metrics.update(subset_metrics("test", t1, t5))
+                if cfg.tta_rotation:
+                    r1, r5, _ = correctness(
+                        model,
+                        self.test_source.eval_batches(np.arange(n_test), cfg.eval_batch_size),
+                        self.augment,
+                        self.autocast,
+                        views=rotations4,
+                    )
+                    metrics.update(subset_metrics("test_rot4", r1, r5))
         return metrics
 
     # --- the loop ----------------------------------------------------------------------
@@ -259,13 +454,14 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.json", cfg.to_json())
         state = self.build()
+        self.state = state
         history: list[dict] = []
         if resume_from is not None:
             history = self.load_checkpoint(state, resume_from)
         start_step = state.step
         total = self.schedule.total_steps
         stops = [s for s in report_steps(cfg, self.schedule) if s > start_step]
-        labeled_stream = IndexStream(self.splits.labeled, cfg.batch_size, cfg.seed, salt=0)
+        labeled_stream = IndexStream(self.labeled, cfg.batch_size, cfg.seed, salt=0)
         unlabeled_stream = IndexStream(self.splits.train, cfg.batch_size, cfg.seed, salt=1)
         unlabeled_batches = (
             self.source.train_batches(unlabeled_stream, start_step, total)
@@ -283,8 +479,8 @@ class Trainer:
         metrics: dict[str, Any] = {}
         status, message = "completed", ""
         self.log(
-            f"training {cfg.method} {cfg.arch} x{cfg.width:g} on {cfg.dataset} "
-            f"({len(self.splits.labeled)} labeled, {len(self.splits.val)} val) for "
+            f"training {self.method.name} {cfg.arch} x{cfg.width:g} on {cfg.dataset} "
+            f"({len(self.labeled)} labeled, {len(self.splits.val)} val) for "
             f"{cfg.epochs:g} epochs = {total} steps of {cfg.batch_size} on {self.device}"
             + (f", resuming at step {start_step}" if start_step else "")
         )
@@ -320,6 +516,8 @@ class Trainer:
                 loss.backward()
                 state.optimizer.step()
                 state.scheduler.step()
+                if state.polyak is not None:
+                    state.polyak.update(nn.ModuleDict({"model": model, "heads": heads}))
                 state.step = step + 1
                 loss_sum += float(loss.detach())
                 loss_n += 1
@@ -327,7 +525,7 @@ class Trainer:
                     stops.pop(0)
                     te = time.perf_counter()
                     final = state.step == total
-                    metrics = self.evaluate(model, final=final)
+                    metrics = self.evaluate(state.eval_model, final=final)
                     eval_seconds += time.perf_counter() - te
                     metrics.update(
                         epoch=round(self.schedule.epoch(state.step), 4),
@@ -348,6 +546,10 @@ class Trainer:
         except Diverged as err:
             status, message = "diverged", str(err)
             self.log(f"diverged: {message}")
+        if start_step >= total and history:
+            # resumed from the final checkpoint (e.g. a multi-stage run interrupted between
+            # stages): score the finished model again so that the final files are written
+            metrics = {**history[-1], **self.evaluate(state.eval_model, final=True)}
         final = {
             **{k: v for k, v in metrics.items() if k not in ("lr", "train_loss")},
             "status": status,
@@ -357,7 +559,7 @@ class Trainer:
             "total_steps": total,
             "train_seconds": prior_seconds + time.perf_counter() - t0,
             "eval_seconds": eval_seconds,
-            "num_labeled": int(len(self.splits.labeled)),
+            "num_labeled": int(len(self.labeled)),
             "num_val": int(len(self.splits.val)),
             "device": str(self.device),
             "threads": self.threads,
@@ -380,6 +582,292 @@ class Trainer:
         )
 
 
+# --------------------------------------------------------------------------------------------
+# Multi-stage methods
+# --------------------------------------------------------------------------------------------
+
+# Headline metrics of finished stages copied into the run's final metrics as "<stage>_<key>".
+STAGE_KEYS = (
+    "val_full_top1",
+    "val_full_top5",
+    "val_1pc_top1",
+    "val_5pc_top1",
+    "test_top1",
+    "test_top5",
+    "epochs",
+    "steps",
+    "train_seconds",
+)
+
+
+def _stage_dir(out: Path, i: int, stage: Stage) -> Path:
+    return out / f"stage_{i + 1}_{stage.name}"
+
+
+def _init_file(i: int) -> str:
+    return f"stage_{i + 1}_init.pt"
+
+
+def _pseudo_file(i: int) -> str:
+    return f"stage_{i + 1}_pseudo_labels.npz"
+
+
+def _checkpoint_stage(path: Path) -> int | None:
+    """Index of the stage that wrote state.pt (None when there is none); reads it lazily."""
+    if not path.is_file():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    stage = payload.get("stage")
+    return None if stage is None else int(stage)
+
+
+def _write_pipeline(ckdir: Path, state: dict) -> None:
+    atomic_write_text(ckdir / PIPELINE_FILE, json.dumps(state, indent=2))
+
+
+def _start_pipeline(
+    cfg: TrainConfig, ckdir: Path, resume_from: str | os.PathLike | None
+) -> dict[str, Any]:
+    """Fresh: clear old pipeline files. Resume: adopt the given checkpoint directory's state."""
+    if resume_from is None:
+        if ckdir.is_dir():
+            for f in ckdir.iterdir():
+                if f.is_file() and (f.name == PIPELINE_FILE or f.name.startswith("stage_")):
+                    f.unlink()
+        state = {"method": cfg.method, "config": cfg.to_dict(), "stage": 0, "finished": []}
+        _write_pipeline(ckdir, state)
+        return state
+    src = Path(resume_from)
+    if src.is_file():
+        src = src.parent
+    if not (src / PIPELINE_FILE).is_file():
+        raise UserError(
+            f"{src} holds no {PIPELINE_FILE}, so it is not a checkpoint of a multi-stage "
+            f"{cfg.method} run; start a fresh run instead of resuming"
+        )
+    if src.resolve() != ckdir.resolve():  # e.g. a checkpoint Ray Tune restored elsewhere
+        ckdir.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy2(f, ckdir / f.name)
+    state = json.loads((ckdir / PIPELINE_FILE).read_text())
+    saved, now = state["config"], cfg.to_dict()
+    diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+    if diff:
+        raise UserError(
+            f"the checkpoint in {src} was made with other settings ({', '.join(diff)}); "
+            "resume with the same settings or use another --out"
+        )
+    return state
+
+
+def teacher_model(path: str | os.PathLike, cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The network of a finished run (its Polyak average when it has one), for pseudo-labels."""
+    w = load_weights(path, device)
+    tcfg = w["config"] or {}
+    if tcfg.get("dataset", cfg.dataset) != cfg.dataset:
+        raise UserError(
+            f"--teacher {path} was trained on {tcfg['dataset']}, not {cfg.dataset}; give a run "
+            "on the same dataset"
+        )
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    model = create_model(
+        tcfg.get("arch", cfg.arch),
+        width=tcfg.get("width", cfg.width),
+        num_classes=len(data.classes),
+        image_size=data.spec.image_size,
+        in_chans=data.spec.channels,
+    ).to(device)
+    try:
+        model.load_state_dict(w["model"])
+    except RuntimeError as err:
+        raise UserError(f"--teacher {path} does not fit its own settings: {err}") from None
+    return model
+
+
+def write_pseudo_labels(
+    model: nn.Module, cfg: TrainConfig, splits: Splits, views: str, path: Path
+) -> int:
+    """Label every image of the training split with `model`; returns how many reach the
+    confidence threshold. Writes index/label/confidence to `path`."""
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    source = make_source(data.train, data.spec, device, cfg.workers, cfg.skip_bad_images)
+    augment = Augmenter(data.spec, device, pre_cropped=source.pre_cropped)
+
+    def autocast():
+        if device.type == "cuda" and cfg.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    pred, conf = pseudo_labels(
+        model,
+        source.eval_batches(splits.train, cfg.eval_batch_size),
+        augment,
+        autocast,
+        views=VIEWS[views],
+    )
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf, index=splits.train.astype(np.int64), label=pred, confidence=conf, views=views
+    )
+    atomic_write_bytes(path, buf.getvalue())
+    return int((conf >= cfg.pseudo_threshold).sum())
+
+
+def _pseudo_inputs(cfg: TrainConfig, data: LoadedDataset, path: Path):
+    """(indices kept, labels for the whole training array) from a pseudo-label file."""
+    with np.load(path) as z:
+        index, label, conf = z["index"], z["label"], z["confidence"]
+    keep = conf >= cfg.pseudo_threshold
+    if not keep.any():
+        raise UserError(
+            f"no pseudo-label reaches pseudo_threshold {cfg.pseudo_threshold:g} (highest "
+            f"confidence {conf.max():.3f}); lower the threshold"
+        )
+    labels = data.train.labels.numpy().copy()
+    labels[index] = label
+    return np.sort(index[keep]), labels
+
+
+def run_stages(
+    cfg: TrainConfig,
+    method: Method,
+    out_dir: str | os.PathLike,
+    report: Report | None = None,
+    resume_from: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run a multi-stage method: each stage a `Trainer` run, one shared live checkpoint."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda line: print(line, flush=True))
+    stages = method.stages(cfg)
+    for st in stages:
+        st.cfg.validate()
+    ckdir = out / CHECKPOINT_DIR
+    ckdir.mkdir(parents=True, exist_ok=True)
+    state = _start_pipeline(cfg, ckdir, resume_from)
+    atomic_write_text(out / "config.json", cfg.to_json())
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    splits = resolve_splits(cfg, out, data)
+    splits_path = cfg.splits_path or str(out)
+    device = resolve_device(cfg.device)
+    n = len(stages)
+    final: dict[str, Any] = {}
+    for i in range(int(state["stage"]), n):
+        stage = stages[i]
+        tag = f"stage {i + 1}/{n} {stage.name}"
+        scfg = dataclasses.replace(
+            stage.cfg,
+            splits_path=splits_path,
+            fail_at_step=cfg.fail_at_step if (i == 0 and resume_from is None) else -1,
+        )
+        labeled = splits.train if stage.data == "all" else None
+        train_labels = None
+        if stage.labels == "pseudo":
+            pfile = ckdir / _pseudo_file(i)
+            if not pfile.is_file():
+                if i > 0 or cfg.teacher is None:
+                    raise UserError(
+                        f"the checkpoint in {ckdir} lacks the pseudo-labels of {tag}; start a "
+                        "fresh run"
+                    )
+                log(f"[{tag}] labelling {len(splits.train)} training images with {cfg.teacher}")
+                write_pseudo_labels(
+                    teacher_model(cfg.teacher, cfg, device), cfg, splits, stage.pseudo_views, pfile
+                )
+            labeled, train_labels = _pseudo_inputs(scfg, data, pfile)
+            if stage.data == "labeled":  # pseudo-labels on the labeled subset only
+                labeled = np.intersect1d(labeled, splits.labeled)
+        init = None
+        if stage.init and i > 0:
+            init = ckdir / _init_file(i)
+            if not init.is_file():
+                raise UserError(
+                    f"the checkpoint in {ckdir} lacks the starting weights of {tag}; start a "
+                    "fresh run"
+                )
+
+        def stage_report(m, ck, i=i, stage=stage):
+            line = {**m, "stage": i + 1, "stage_name": stage.name}
+            with open(out / "progress.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            if report is not None:
+                report({**m, "stage": i + 1, "num_stages": n}, ck)
+
+        trainer = Trainer(
+            scfg,
+            _stage_dir(out, i, stage),
+            report=stage_report,
+            log=lambda line, tag=tag: log(f"[{tag}] {line}"),
+            method=stage.method,
+            labeled=labeled,
+            train_labels=train_labels,
+            checkpoint_dir=ckdir,
+            init_weights=init,
+            checkpoint_extra={"stage": i},
+        )
+        live = ckdir / CHECKPOINT_FILE
+        resume = live if resume_from is not None and _checkpoint_stage(live) == i else None
+        m = trainer.run(resume_from=resume)
+        if labeled is not None and stage.labels == "pseudo":
+            m["num_pseudo_labeled"] = int(len(labeled))
+        if m["status"] != "completed":
+            final = {**m, "message": f"{tag}: {m['message']}"}
+            break
+        state["finished"].append(
+            {"name": stage.name, "metrics": {k: m[k] for k in STAGE_KEYS if k in m}}
+        )
+        final = m
+        if i + 1 < n:
+            nxt = stages[i + 1]
+            if nxt.init:
+                weights = trainer.state.final_weights()
+                atomic_write(ckdir / _init_file(i + 1), lambda tmp, w=weights: torch.save(w, tmp))
+            if nxt.labels == "pseudo":
+                log(f"[stage {i + 2}/{n} {nxt.name}] labelling {len(splits.train)} training "
+                    f"images ({nxt.pseudo_views})")
+                write_pseudo_labels(
+                    trainer.state.eval_model, nxt.cfg, splits, nxt.pseudo_views,
+                    ckdir / _pseudo_file(i + 1),
+                )
+            state["stage"] = i + 1
+            _write_pipeline(ckdir, state)  # the commit point of the stage boundary
+            for f in (ckdir / _init_file(i), ckdir / _pseudo_file(i)):
+                f.unlink(missing_ok=True)
+        else:
+            state["stage"] = n
+            _write_pipeline(ckdir, state)
+            for f in (ckdir / _init_file(i), ckdir / _pseudo_file(i)):
+                f.unlink(missing_ok=True)
+    # the run's metrics: the last stage's, with the earlier stages' headline figures prefixed
+    last = min(int(state["stage"]), n - 1)
+    last_dir = _stage_dir(out, last, stages[last])
+    if not final:  # resumed a run whose stages had all finished
+        saved = last_dir / "metrics.json"
+        final = json.loads(saved.read_text()) if saved.is_file() else {
+            **state["finished"][-1]["metrics"], "status": "completed", "message": ""
+        }
+    completed = final.get("status") == "completed"
+    seconds = sum(d["metrics"].get("train_seconds", 0.0) for d in state["finished"])
+    if not completed:
+        seconds += final.get("train_seconds", 0.0)
+    for done in state["finished"][:-1] if completed else state["finished"]:
+        for k, v in done["metrics"].items():
+            final[f"{done['name']}_{k}"] = v
+    final["train_seconds"] = seconds  # all stages together
+    final["num_labeled"] = int(len(splits.labeled))
+    final["stages"] = ",".join(st.name for st in stages)
+    final["num_stages"] = n
+    if (last_dir / PREDICTIONS_FILE).is_file():
+        shutil.copy2(last_dir / PREDICTIONS_FILE, out / PREDICTIONS_FILE)
+    atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
+    return final
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -387,8 +875,24 @@ def train(
     resume_from: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train one configuration into `out_dir`; returns the final metrics (also metrics.json)."""
+    """Train one configuration into `out_dir`; returns the final metrics (also metrics.json).
+
+    Multi-stage methods run their stages (`run_stages`); `resume_from` is then the run's
+    checkpoint directory (or its state.pt), which holds the state of the whole pipeline."""
+    method = get_method(cfg.method)
+    if method.stages is not None:
+        return run_stages(cfg, method, out_dir, report=report, resume_from=resume_from, log=log)
     return Trainer(cfg, out_dir, report=report, log=log).run(resume_from=resume_from)
 
 
-__all__ = ["train", "Trainer", "TrainConfig", "DATASETS", "resolve_device", "report_steps"]
+__all__ = [
+    "train",
+    "run_stages",
+    "Trainer",
+    "TrainConfig",
+    "DATASETS",
+    "Polyak",
+    "polyak_decay",
+    "resolve_device",
+    "report_steps",
+]

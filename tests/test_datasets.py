@@ -140,7 +140,9 @@ def write_imagefolder(root, classes=("n01", "n02", "n03"), n_train=3, n_val=2):
 
 
 def test_specs_are_consistent():
-    assert set(DATASETS) == {"digits", "fashion_mnist", "cifar10", "cifar100", "imagenet"}
+    assert set(DATASETS) == {
+        "digits", "fashion_mnist", "cifar10", "cifar100", "imagenet", "synthetic32", "synthetic224"
+    }
     for name, spec in DATASETS.items():
         assert spec.name == name
         assert len(spec.mean) == len(spec.std) == spec.channels
@@ -149,6 +151,15 @@ def test_specs_are_consistent():
     assert DATASETS["imagenet"].default_val_size == 50046
     assert not DATASETS["imagenet"].in_memory
     assert DATASETS["fashion_mnist"].default_data_dir == "/usr/share/datasets/fashion-mnist"
+
+
+def test_synthetic_datasets_have_their_declared_shapes():
+    d = load_dataset("synthetic32")
+    assert d.train.images.shape[1:] == (3, 32, 32) and d.train.images.dtype == torch.uint8
+    assert d.test is None
+    counts = torch.bincount(d.train.labels, minlength=10)
+    assert counts.min() == counts.max()  # balanced, so stratified splits work
+    assert torch.equal(load_dataset("synthetic32").train.images[:5], d.train.images[:5])
 
 
 def test_digits_mean_std_match_data():

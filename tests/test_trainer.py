@@ -17,7 +17,7 @@ from s4l_models.evaluate import load_predictions
 from s4l_models.trainer import train
 
 TINY = dict(
-    dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=32, threads=2
+    dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=32, threads=1
 )
 quiet = dict(log=lambda line: None)
 

@@ -1,0 +1,199 @@
+"""Benchmark: every S4L method on digits with 10% labels, same budget, mean ± std over seeds.
+
+    python bench/methods_digits.py                  # 10 rows x 3 seeds, 2 runs at a time
+    python bench/methods_digits.py --methods supervised s4l_rotation --seeds 0 1 --jobs 1
+
+About 6 CPU-minutes per seed (MOAM and S4L-Exemplar take two thirds of it): ~10 minutes on 2
+free CPU cores with the default --jobs 2, ~18 minutes with --jobs 1.
+
+Model and budget (chosen so that the whole table runs in well under 20 minutes on 2 CPU cores):
+ResNet-18 v2 at width 0.25 (the paper's ResNet-50 v2 is far too slow here; the supervised
+benchmark shows the architecture matters little on digits), batch 64 (labeled and unlabeled),
+200 epochs over the 100 labeled images = 313 optimiser steps, the paper's best 10% recipe
+(lr 0.1 per 256, wd 1e-3, 5 warmup epochs, x0.1 at 70/80/90%), one thread per run.
+
+Every method gets the same 313 steps for its main stage:
+- supervised, s4l_rotation (w_u 1, the paper's best), s4l_exemplar (w_u 1), vat (eps 40, the
+  paper's best), vat_entmin (eps 40, w_entmin 0.3): the recipe above.
+- pseudolabel: the teacher is the same seed's supervised run (reused, not retrained); the
+  retraining runs 20 epochs over all 1,000 training images (= 313 steps) with the paper's step-2
+  settings (lr 0.1, wd 1e-4) and warmup/decays scaled from 5 and 30/60/90 of 100 epochs.
+- selfsup_linear / selfsup_finetune: rotation pretraining for 20 epochs over all training images
+  (313 steps), then a linear classifier (lr 0.1, wd 1e-4, 1 warmup epoch, as S4L §4.3) or
+  fine-tuning with the recipe above, 200 epochs each.
+- moam: step 1 the paper's MOAM recipe scaled to 200 epochs (lr 0.2 per 256, wd 2e-4, warmup
+  10, x0.1 at 100/150/190; w_sup 0.3, w_rot 0.7, w_vat 0.3, w_entmin 0.3, eps 32), then its steps
+  2 and 3 (18 epochs over all images, 20 epochs fine-tuning): MOAM costs more than one stage.
+S4L-Rotation also reports its 4-rotation test-time average (`*_rot4_*`, not its headline).
+Extra row `s4l_rotation_upright`: S4L-Rotation with the classification loss on the upright
+labeled copies only (`sup_on_rotated false`). Digits are not rotation-invariant (a 6 turned
+by 180 degrees is a 9), so classifying the rotated copies, which the paper found helpful on
+ImageNet (S4L Section 4.4), costs accuracy here; this row separates that from the rotation
+pretext itself.
+
+Writes bench/results/methods_digits.json: per method and seed the metrics, mean ± std of
+val_full_top1/top5, test_top1/top5, per-class validation accuracy, and the difference to the
+supervised baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import mean_std, write_result  # noqa: E402
+
+from s4l_models.config import TrainConfig  # noqa: E402
+from s4l_models.evaluate import load_predictions  # noqa: E402
+from s4l_models.methods import PAPER_METHODS  # noqa: E402
+from s4l_models.trainer import train  # noqa: E402
+
+# Extra rows: a method with one setting changed, to explain a result (see the docstring).
+VARIANTS = {"s4l_rotation_upright": ("s4l_rotation", dict(sup_on_rotated=False))}
+KEYS = ("val_full_top1", "val_full_top5", "val_1pc_top1", "val_5pc_top1", "test_top1", "test_top5")
+EXTRA_KEYS = ("val_full_rot4_top1", "test_rot4_top1")
+
+
+def settings(name: str, args, seed: int, runs: Path) -> dict:
+    method, variant = VARIANTS.get(name, (name, {}))
+    e = args.epochs
+    common = dict(
+        method=method, dataset="digits", labels=args.labels, arch=args.arch, width=args.width,
+        batch_size=args.batch_size, seed=seed, threads=1, epochs=e, lr=0.1, wd=1e-3,
+        warmup_epochs=5 * e / 200,
+    )
+    full = e / 10  # epochs over the 1,000 training images with the steps of e labeled epochs
+    per_method = {
+        "supervised": {},
+        "s4l_rotation": dict(w_u=1.0, tta_rotation=True),  # (+ the upright variant)
+        "s4l_exemplar": dict(w_u=1.0),
+        "vat": dict(w_u=1.0, eps_vat=40.0, w_vat=1.0, w_entmin=0.0),
+        "vat_entmin": dict(w_u=1.0, eps_vat=40.0, w_vat=1.0, w_entmin=0.3),
+        "pseudolabel": dict(
+            teacher=str(runs / f"supervised_{seed}"), epochs=full, lr=0.1, wd=1e-4,
+            warmup_epochs=0.05 * full, decay_epochs=(0.3 * full, 0.6 * full, 0.9 * full),
+        ),
+        "selfsup_linear": dict(
+            pretext="rotation", pretrain_epochs=full, pretrain_batch_size=args.batch_size,
+            lr=0.1, wd=1e-4, warmup_epochs=1.0, eval_every=e / 20,
+        ),
+        "selfsup_finetune": dict(
+            pretext="rotation", pretrain_epochs=full, pretrain_batch_size=args.batch_size,
+        ),
+        "moam": dict(
+            lr=0.2, wd=2e-4, warmup_epochs=10 * e / 200,
+            decay_epochs=(100 * e / 200, 150 * e / 200, 190 * e / 200),
+            w_sup=0.3, w_u=0.7, w_vat=0.3, w_entmin=0.3, eps_vat=32.0,
+        ),
+    }
+    return {**common, **per_method[method], **variant}
+
+
+def run_one(job) -> dict:
+    method, seed, values, out = job
+    t0 = time.time()
+    m = train(TrainConfig.from_dict(values), out, log=lambda line: None)
+    pred = load_predictions(Path(out) / "val_predictions.npz")
+    per_class = [float(pred["top1"][pred["label"] == c].mean()) for c in range(10)]
+    row = {k: m.get(k) for k in (*KEYS, *EXTRA_KEYS, "status", "message") if k in m}
+    row.update(train_seconds=m["train_seconds"], wall_seconds=time.time() - t0,
+               per_class_top1=per_class, method=method, seed=seed)
+    print(f"{method:17s} seed {seed}: val_full_top1 {m['val_full_top1']:.4f} test_top1 "
+          f"{m.get('test_top1', float('nan')):.4f} ({row['wall_seconds']:.0f}s)", flush=True)
+    return row
+
+
+def fmt(s: dict) -> str:
+    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", default=[*PAPER_METHODS, *VARIANTS])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--labels", default="10%")
+    p.add_argument("--arch", default="resnet18_v2")
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=float, default=200)
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
+    args = p.parse_args()
+    known = [*PAPER_METHODS, *VARIANTS]
+    unknown = sorted(set(args.methods) - set(known))
+    if unknown:
+        p.error(f"unknown methods {unknown}; choose from {known}")
+    methods = [m for m in known if m in args.methods]
+    if "pseudolabel" in methods and "supervised" not in methods:
+        methods.insert(0, "supervised")  # the pseudo-label teacher
+    t0 = time.time()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp)
+
+        def jobs(names):
+            return [(m, s, settings(m, args, s, runs), str(runs / f"{m}_{s}"))
+                    for m in names for s in args.seeds]
+
+        first = [m for m in methods if m != "pseudolabel"]
+        phases = [jobs(first)] + ([jobs(["pseudolabel"])] if "pseudolabel" in methods else [])
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for phase in phases:  # pseudolabel labels with the supervised runs of phase 1
+                rows.extend(pool.map(run_one, phase))
+    table = {}
+    for m in methods:
+        runs_m = [r for r in rows if r["method"] == m]
+        keys = [k for k in (*KEYS, *EXTRA_KEYS) if all(r.get(k) is not None for r in runs_m)]
+        table[m] = {
+            "runs": runs_m,
+            **{k: mean_std([r[k] for r in runs_m]) for k in (*keys, "train_seconds")},
+            "per_class_top1": np.mean([r["per_class_top1"] for r in runs_m], axis=0).tolist(),
+        }
+    base = table.get("supervised")
+    lines = [
+        "| method | val_full top-1 | val_full top-5 | test top-1 | test top-5 | Δ val top-1 vs "
+        "supervised | train s/run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m, t in table.items():
+        delta = ""
+        if base is not None:
+            d = [r["val_full_top1"] - b["val_full_top1"] for r, b in zip(t["runs"], base["runs"])]
+            t["delta_val_full_top1_vs_supervised"] = mean_std(d)
+            delta = f"{100 * np.mean(d):+.1f} ({sum(x > 0 for x in d)}/{len(d)} seeds better)"
+        lines.append(
+            f"| {m} | {fmt(t['val_full_top1'])} | {fmt(t['val_full_top5'])} | "
+            f"{fmt(t['test_top1'])} | {fmt(t['test_top5'])} | {delta} | "
+            f"{t['train_seconds']['mean']:.0f} |"
+        )
+    if "s4l_rotation" in table and "val_full_rot4_top1" in table["s4l_rotation"]:
+        r = table["s4l_rotation"]
+        lines.append(f"\ns4l_rotation with 4-rotation test-time averaging: val_full top-1 "
+                     f"{fmt(r['val_full_rot4_top1'])}, test top-1 {fmt(r['test_rot4_top1'])}")
+    if base is not None:
+        lines.append("\nper-class val top-1 (mean over seeds), classes 0-9:")
+        for m, t in table.items():
+            lines.append(f"  {m:17s} " + " ".join(f"{100 * v:5.1f}" for v in t["per_class_top1"]))
+    text = "\n".join(lines)
+    print(text)
+    path = write_result(
+        "methods_digits",
+        {
+            "labels": args.labels, "arch": args.arch, "width": args.width,
+            "batch_size": args.batch_size, "epochs": args.epochs, "seeds": args.seeds,
+            "jobs": args.jobs, "wall_seconds": time.time() - t0,
+            "settings": {m: settings(m, args, 0, Path("RUNS")) for m in methods},
+            "table": text, "results": table,
+        },
+    )
+    print(f"wrote {path} ({time.time() - t0:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

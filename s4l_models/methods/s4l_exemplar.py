@@ -1,0 +1,94 @@
+"""S4L-Exemplar (S4L Section 3.1): classification plus exemplar invariance.
+
+Each image of the labeled and of the unlabeled batch becomes 8 copies (inception crop, flip
+where the dataset allows it, HSV colour randomisation: `Augmenter.exemplar_view`); all 16B
+copies go through the network in one forward pass. A linear embedding head on the pre-logits
+(1000-d as in google-research/s4l config/s4l_exemplar.sh, L2-normalised as in its
+semi_supervised/exemplar.py) feeds the batch-hard triplet loss with a soft margin
+(Hermans et al. 2017): for every copy, the farthest copy of the same image is its positive and
+the closest copy of another image its negative, loss softplus(d_pos - d_neg).
+
+    L = w_sup * L_l + w_u * L_u
+    L_l = cross-entropy of the class on all 8 copies of the labeled images
+    L_u = mean of the triplet loss over the unlabeled copies and over the labeled copies
+          (each computed within its own group, as the paper's code does)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Method, StepContext, linear_head, readable
+from .s4l_rotation import repeat_labels
+
+NUM_COPIES = 8
+EMBED_DIM = 1000
+EMBED_HEAD = "embedding"
+
+
+def exemplar_copies(images_u8: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """8 independently augmented copies, copy-major: copy c*B + i is a view of image i."""
+    return torch.cat([ctx.augment.exemplar_view(images_u8, ctx.gen) for _ in range(NUM_COPIES)])
+
+
+def pairwise_distances(e: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances [N, N], with the square root kept differentiable at 0."""
+    sq = (e * e).sum(dim=1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * e @ e.t()
+    return torch.sqrt(d2.clamp(min=1e-12))
+
+
+def batch_hard_triplet(embeddings: torch.Tensor, identities: torch.Tensor) -> torch.Tensor:
+    """Batch-hard triplet loss with soft margin, averaged over anchors.
+
+    For anchor a: d_pos = max over b != a with the same identity of ||e_a - e_b||, d_neg = min
+    over b with another identity; loss_a = softplus(d_pos - d_neg) = log(1 + exp(d_pos - d_neg)).
+    """
+    d = pairwise_distances(embeddings.float())
+    same = identities[:, None] == identities[None, :]
+    eye = torch.eye(len(identities), dtype=torch.bool, device=d.device)
+    pos = d.masked_fill(~(same & ~eye), float("-inf")).amax(dim=1)
+    neg = d.masked_fill(same, float("inf")).amin(dim=1)
+    return F.softplus(pos - neg).mean()
+
+
+def embed(feats: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    return F.normalize(ctx.heads[EMBED_HEAD](feats).float(), dim=1)
+
+
+def triplet_of_copies(emb: torch.Tensor, batch: int) -> torch.Tensor:
+    identities = torch.arange(batch, device=emb.device).repeat(NUM_COPIES)
+    return batch_hard_triplet(emb, identities)
+
+
+def s4l_exemplar_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
+    unlabeled = readable(unlabeled)
+    bl = labeled.images.shape[0]
+    parts = [exemplar_copies(labeled.images, ctx)]
+    bu = 0
+    if unlabeled is not None and len(unlabeled.labels):
+        bu = unlabeled.images.shape[0]
+        parts.append(exemplar_copies(unlabeled.images, ctx))
+    x = torch.cat(parts)
+    with ctx.autocast():
+        feats = model.forward_features(x)
+        logits = model.head(feats[: NUM_COPIES * bl])
+    emb = embed(feats, ctx)
+    loss_sup = F.cross_entropy(
+        logits.float(), repeat_labels(labeled.labels, NUM_COPIES), ignore_index=-1
+    )
+    triplets = [triplet_of_copies(emb[: NUM_COPIES * bl], bl)]
+    if bu:
+        triplets.append(triplet_of_copies(emb[NUM_COPIES * bl :], bu))
+    loss_ex = torch.stack(triplets).mean()
+    loss = ctx.cfg.w_sup * loss_sup + ctx.cfg.w_u * loss_ex
+    return loss, {"loss_sup": loss_sup.detach(), "loss_exemplar": loss_ex.detach()}
+
+
+METHOD = Method(
+    name="s4l_exemplar",
+    loss=s4l_exemplar_loss,
+    uses_unlabeled=True,
+    heads={EMBED_HEAD: linear_head(EMBED_DIM)},
+)

@@ -1,0 +1,239 @@
+"""The methods' losses against independent references written here: rotations, the batch-hard
+triplet loss, VAT's perturbation, EntMin, Polyak's decay and MOAM's 20-view pseudo-labels."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s4l_models.config import TrainConfig
+from s4l_models.data.augment import Augmenter
+from s4l_models.data.datasets import DATASETS
+from s4l_models.errors import UserError
+from s4l_models.evaluate import average_probs, five_crop_rot4, pseudo_labels
+from s4l_models.methods import PAPER_METHODS, get_method, list_methods
+from s4l_models.methods.base import StepContext, entropy
+from s4l_models.methods.s4l_exemplar import batch_hard_triplet
+from s4l_models.methods.s4l_rotation import rotate4, rotated_class_loss
+from s4l_models.methods.vat import kl_from_logits, vat_loss, vat_perturbation
+from s4l_models.resnet import create_model
+from s4l_models.trainer import Polyak, polyak_decay
+
+torch.set_num_threads(1)
+
+
+def _model(channels=3, size=8, classes=10, seed=0):
+    torch.manual_seed(seed)
+    return create_model("resnet18_v1", width=0.25, num_classes=classes, image_size=size,
+                        in_chans=channels)
+
+
+def _ctx(cfg=None, spec=DATASETS["cifar10"], seed=0):
+    return StepContext(
+        cfg=cfg or TrainConfig(),
+        augment=Augmenter(spec, torch.device("cpu")),
+        gen=torch.Generator().manual_seed(seed),
+        num_classes=spec.num_classes,
+        heads=nn.ModuleDict(),
+        autocast=contextlib.nullcontext,
+    )
+
+
+def test_every_paper_method_is_available_by_name():
+    assert list_methods() == list(PAPER_METHODS)
+    for name in PAPER_METHODS:
+        assert get_method(name).name == name
+
+
+def test_rotated_copies_equal_torch_rot90_and_labels_match():
+    x = torch.randn(5, 3, 6, 6)
+    copies, labels = rotate4(x)
+    assert copies.shape == (20, 3, 6, 6)
+    assert labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+    for k in range(4):
+        for i in range(5):
+            assert torch.equal(copies[k * 5 + i], torch.rot90(x[i], k, dims=(1, 2)))
+    # 90 degrees counter-clockwise: the top row becomes the left column, read bottom-up
+    assert torch.equal(copies[5, 0, :, 0], x[0, 0, 0, :].flip(0))
+
+
+def test_classification_on_rotated_copies_or_upright_ones_only():
+    logits = torch.randn(12, 10, generator=torch.Generator().manual_seed(8))
+    labels = torch.tensor([3, 1, 4])
+    on_all = rotated_class_loss(logits, labels.repeat(4), _ctx(TrainConfig()))
+    assert on_all.item() == pytest.approx(F.cross_entropy(logits, labels.repeat(4)).item())
+    upright = rotated_class_loss(logits, labels.repeat(4), _ctx(TrainConfig(sup_on_rotated=False)))
+    assert upright.item() == pytest.approx(F.cross_entropy(logits[:3], labels).item())
+
+
+def _brute_force_triplet(emb, ids):
+    n = len(ids)
+    total = 0.0
+    for a in range(n):
+        dist = [math.dist(emb[a].tolist(), emb[b].tolist()) for b in range(n)]
+        pos = max(dist[b] for b in range(n) if b != a and ids[b] == ids[a])
+        neg = min(dist[b] for b in range(n) if ids[b] != ids[a])
+        total += math.log1p(math.exp(pos - neg))
+    return total / n
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_batch_hard_soft_margin_triplet_equals_brute_force(normalise):
+    g = torch.Generator().manual_seed(3)
+    emb = torch.randn(24, 7, generator=g, dtype=torch.float64)
+    if normalise:
+        emb = F.normalize(emb, dim=1)
+    ids = torch.arange(3).repeat(8)  # 8 copies of 3 images, copy-major as the method builds them
+    got = batch_hard_triplet(emb, ids).item()
+    assert got == pytest.approx(_brute_force_triplet(emb, ids.tolist()), rel=1e-6)
+
+
+def test_entmin_equals_the_entropy_formula():
+    logits = torch.randn(9, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    total = 0.0
+    for row in logits.tolist():
+        z = sum(math.exp(v) for v in row)
+        total -= sum(math.exp(v) / z * math.log(math.exp(v) / z) for v in row)
+    assert entropy(logits).item() == pytest.approx(total / 9, rel=1e-6)
+
+
+def _bn_buffers(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
+
+
+def test_vat_perturbation_has_norm_eps_in_pixels_and_beats_a_random_direction():
+    spec = DATASETS["cifar10"]
+    cfg = TrainConfig(eps_vat=40.0)
+    ctx = _ctx(cfg, spec)
+    model = _model(channels=3, size=8)
+    model.train()
+    x = ctx.augment.normalize(torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(5)))
+    with torch.no_grad():
+        clean = model(x)  # the clean pass updates batch norm once, as in training
+    before = _bn_buffers(model)
+    r = vat_perturbation(model, x, clean, ctx)
+    in_pixels = r / ctx.augment.pixel_scale()
+    norms = in_pixels.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, 40.0), rtol=1e-4)
+    # adversarial passes leave batch-norm statistics untouched
+    after = _bn_buffers(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # same norm, random direction
+    rand = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
+    rand = rand / rand.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * 40.0 * ctx.augment.pixel_scale()
+    model.eval()  # score both with the same (running) statistics
+    with torch.no_grad():
+        ref = model(x)
+        kl_adv = kl_from_logits(ref, model(x + r)).item()
+        kl_rand = kl_from_logits(ref, model(x + rand)).item()
+    assert kl_adv > kl_rand
+
+
+def test_vat_loss_sends_no_gradient_through_the_target():
+    ctx = _ctx(TrainConfig(eps_vat=30.0))
+    model = _model()
+    x = ctx.augment.normalize(torch.rand(6, 3, 8, 8))
+    clean = model(x).detach().requires_grad_(True)  # a leaf: any gradient would land here
+    loss = vat_loss(model, x, clean, ctx)
+    loss.backward()
+    assert clean.grad is None  # f(x) is a constant target
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("steps_per_epoch", [7, 2.5])
+def test_polyak_gives_weight_one_half_to_parameters_one_epoch_old(steps_per_epoch):
+    decay = polyak_decay(steps_per_epoch)
+    assert decay ** steps_per_epoch == pytest.approx(0.5)
+    if steps_per_epoch == 7:
+        net = nn.Linear(3, 2)
+        with torch.no_grad():
+            net.weight.fill_(1.0)
+            net.bias.fill_(1.0)
+        avg = Polyak(net, decay)
+        with torch.no_grad():
+            net.weight.zero_()
+            net.bias.zero_()
+        for _ in range(7):  # one epoch of steps with the new value 0
+            avg.update(net)
+        assert torch.allclose(avg.average.weight, torch.full((2, 3), 0.5))
+        assert torch.allclose(avg.average.bias, torch.full((2,), 0.5))
+        assert net.weight.sum() == 0  # the live weights are untouched
+
+
+def _reference_views(img, fraction=0.75):
+    """Crops by slicing (4 corners + centre), resized back, each rotated 4 times: 20 views."""
+    c, h, w = img.shape
+    ch, cw = round(h * fraction), round(w * fraction)
+    top, left = int(round((h - ch) / 2)), int(round((w - cw) / 2))
+    boxes = [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), (top, left)]
+    views = []
+    for y, x in boxes:
+        crop = img[:, y : y + ch, x : x + cw][None]
+        crop = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
+        views.extend(torch.rot90(crop, k, dims=(1, 2)) for k in range(4))
+    return views
+
+
+def test_pseudo_labels_average_the_predictions_of_20_views():
+    spec = DATASETS["digits"]
+    aug = Augmenter(spec, torch.device("cpu"))
+    model = _model(channels=1, size=8).eval()
+    u8 = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8,
+                       generator=torch.Generator().manual_seed(7))
+    x = aug.eval_view(u8)
+    with torch.no_grad():
+        got = average_probs(model, x, five_crop_rot4)
+        ref = torch.stack([
+            torch.stack([torch.softmax(model(v[None]), dim=1)[0] for v in _reference_views(img)])
+            .mean(0)
+            for img in x
+        ])
+    assert got.shape == (6, 10)
+    assert torch.allclose(got, ref, atol=1e-5)
+    labels = torch.zeros(6, dtype=torch.long)
+    pred, conf = pseudo_labels(model, [(u8, labels)], aug, views=five_crop_rot4)
+    assert pred.tolist() == ref.argmax(1).tolist()
+    assert conf == pytest.approx(ref.max(1).values.numpy(), abs=1e-5)
+    assert len({tuple(v.flatten().tolist()) for v in _reference_views(x[0])}) == 20  # distinct
+
+
+BAD = {
+    "moam with an exemplar pretext": (dict(method="moam", pretext="exemplar"), "--pretext"),
+    "vat with entropy weight": (dict(method="vat", w_entmin=0.3), "vat_entmin"),
+    "teacher for a non-pseudolabel method": (dict(method="s4l_rotation", teacher="x"), "--teacher"),
+    "threshold for supervised": (dict(pseudo_threshold=0.5), "pseudo_threshold"),
+    "rotation averaging without rotations": (
+        dict(method="vat", tta_rotation=True),
+        "--tta-rotation",
+    ),
+    "init_from for a staged method": (dict(method="selfsup_linear", init_from="x"), "--init-from"),
+    "negative w_sup": (dict(w_sup=-1), "w_sup"),
+    "upright-only loss without rotations": (dict(sup_on_rotated=False), "sup_on_rotated"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_incompatible_settings_are_one_line_user_errors(case):
+    values, needle = BAD[case]
+    with pytest.raises(UserError, match=needle) as err:
+        TrainConfig.from_dict(values)
+    assert "\n" not in str(err.value)
+
+
+def test_moam_defaults_to_polyak_and_scales_its_later_steps():
+    cfg = TrainConfig.from_dict(dict(method="moam", epochs=200))
+    s1, s2, s3 = get_method("moam").stages(cfg)
+    assert [s.name for s in (s1, s2, s3)] == ["step1", "step2", "step3"]
+    assert s1.cfg.polyak and s2.cfg.polyak and s3.cfg.polyak
+    assert s2.cfg.epochs == 18 and s2.cfg.decay_epochs == (6, 12) and s2.data == "all"
+    assert s2.labels == "pseudo" and s2.pseudo_views == "5crop_rot4" and s2.init
+    assert s3.cfg.epochs == 20 and s3.cfg.decay_epochs == (5, 10, 15) and s3.cfg.wd == 3e-3
+    half = get_method("moam").stages(TrainConfig.from_dict(dict(method="moam", epochs=100)))
+    assert half[1].cfg.epochs == 9 and half[2].cfg.epochs == 10
+    assert list(itertools.chain(*(s.cfg.decay_epochs for s in half[1:]))) == [3, 6, 2.5, 5, 7.5]

@@ -1,0 +1,179 @@
+"""Every method trains end to end on digits (loss goes down), multi-stage runs keep their files
+and resume exactly, also from a copy of their checkpoint directory (what Ray Tune restores)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from s4l_models.cli import main
+from s4l_models.config import TrainConfig
+from s4l_models.methods import PAPER_METHODS
+from s4l_models.trainer import train
+
+TINY = dict(
+    dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=16, threads=1,
+    epochs=6, eval_every=2, warmup_epochs=1, pretrain_epochs=0.5, pretrain_batch_size=16,
+)
+EXTRA = {
+    # the retraining's epochs are over all 1000 training images (10x the labeled ones)
+    "pseudolabel": dict(teacher_epochs=6, epochs=0.6, eval_every=0.2),
+    "vat_entmin": dict(w_entmin=0.3),
+    "s4l_rotation": dict(tta_rotation=True),
+}
+quiet = dict(log=lambda line: None)
+
+
+def cfg(**kw) -> TrainConfig:
+    return TrainConfig.from_dict({**TINY, **kw})
+
+
+def _progress(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", PAPER_METHODS)
+def test_method_trains_end_to_end_and_its_loss_goes_down(method, tmp_path):
+    m = train(cfg(method=method, **EXTRA.get(method, {})), tmp_path, **quiet)
+    assert m["status"] == "completed", m["message"]
+    for k in ("val_full_top1", "val_1pc_top1", "val_5pc_top1", "test_top1", "test_top5"):
+        assert 0 <= m[k] <= 1
+    assert m["val_full_top1"] > 0.2  # chance is 0.1
+    lines = _progress(tmp_path / "progress.jsonl")
+    by_stage = {}
+    for line in lines:
+        by_stage.setdefault(line.get("stage", 1), []).append(line["train_loss"])
+    assert by_stage[1][-1] < by_stage[1][0], by_stage  # the (first) stage learns
+    for losses in by_stage.values():
+        if len(losses) > 1:
+            assert losses[-1] < losses[0], by_stage
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["val_full_top1"] == m["val_full_top1"]
+    assert (tmp_path / "val_predictions.npz").is_file()
+    assert (tmp_path / "checkpoint" / "state.pt").is_file()
+    if method == "s4l_rotation":
+        assert 0 <= m["val_full_rot4_top1"] <= 1 and 0 <= m["test_rot4_top1"] <= 1
+
+
+def test_staged_run_layout_and_linear_curve_per_epoch(tmp_path):
+    pretrained = {}
+
+    def keep_pretrained(metrics, ckpt):
+        if metrics["stage"] == 1:
+            pretrained.update(torch.load(ckpt / "state.pt", weights_only=True)["model"])
+
+    m = train(cfg(method="selfsup_linear", eval_every=0, epochs=4), tmp_path,
+              report=keep_pretrained, **quiet)
+    assert m["stages"] == "pretrain,linear" and m["num_stages"] == 2
+    assert "pretrain_val_full_top1" in m and "pretrain_train_seconds" in m
+    assert m["train_seconds"] >= m["pretrain_train_seconds"]
+    curve = _progress(tmp_path / "stage_2_linear" / "progress.jsonl")
+    assert [round(c["epoch"]) for c in curve] == [1, 2, 3, 4]  # Figure 2: one point per epoch
+    final_stage = json.loads((tmp_path / "stage_2_linear" / "metrics.json").read_text())
+    assert final_stage["val_full_top1"] == m["val_full_top1"]
+    assert (tmp_path / "stage_1_pretrain" / "metrics.json").is_file()
+    pipeline = json.loads((tmp_path / "checkpoint" / "pipeline.json").read_text())
+    assert pipeline["stage"] == 2 and [f["name"] for f in pipeline["finished"]] == [
+        "pretrain",
+        "linear",
+    ]
+    # the linear evaluation trained the classifier only: features and their batch-norm
+    # statistics are the pretrained ones
+    final = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)
+    assert len(final["optimizer"]["param_groups"][0]["params"]) == 2  # head weight and bias
+    body = [k for k in pretrained if not k.startswith("head.")]
+    assert body and all(torch.equal(final["model"][k], pretrained[k]) for k in body)
+    assert not torch.equal(final["model"]["head.weight"], pretrained["head.weight"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(n):
+    seen = []
+
+    def report(metrics, ckpt):
+        seen.append((metrics["stage"], metrics["step"]))
+        if len(seen) == n:
+            raise Interrupt
+
+    return report, seen
+
+
+def _weights(run):
+    return torch.load(run / "checkpoint" / "state.pt", weights_only=True)
+
+
+def test_pseudolabel_resumes_mid_stage_exactly_also_from_a_copied_checkpoint(tmp_path):
+    c = cfg(method="pseudolabel", teacher_epochs=4, epochs=0.4, eval_every=0.2)
+    straight = train(c, tmp_path / "a", **quiet)
+    report, seen = _interrupt_at(11)  # the teacher reports 10 times; stop in the retraining
+    with pytest.raises(Interrupt):
+        train(c, tmp_path / "b", report=report, **quiet)
+    assert seen[-1][0] == 2
+    # Ray Tune hands back a copy of the reported checkpoint directory, possibly elsewhere
+    shutil.copytree(tmp_path / "b" / "checkpoint", tmp_path / "restored")
+    resumed_steps = []
+    resumed = train(
+        c,
+        tmp_path / "c",
+        report=lambda m, ck: resumed_steps.append((m["stage"], m["step"])),
+        resume_from=tmp_path / "restored",
+        **quiet,
+    )
+    assert resumed_steps and all(stage == 2 for stage, _ in resumed_steps)
+    assert resumed_steps[0][1] > seen[-1][1]
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "c")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert resumed["val_full_top1"] == straight["val_full_top1"]
+    assert resumed["teacher_val_full_top1"] == straight["teacher_val_full_top1"]
+    assert resumed["num_pseudo_labeled"] == straight["num_pseudo_labeled"] == 1000
+
+
+def test_moam_resumes_across_a_stage_boundary_with_the_same_result(tmp_path):
+    c = cfg(method="moam", epochs=2)
+    straight = train(c, tmp_path / "a", **quiet)
+    assert straight["stages"] == "step1,step2,step3"
+    report, seen = _interrupt_at(2)  # steps 1 and 2 report once each: stop at step 2's end
+    with pytest.raises(Interrupt):
+        train(c, tmp_path / "b", report=report, **quiet)
+    assert seen[-1][0] == 2
+    resumed = train(c, tmp_path / "b", resume_from=tmp_path / "b" / "checkpoint", **quiet)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert "polyak" in a and a["stage"] == b["stage"] == 2
+    for k in a["polyak"]:
+        assert torch.equal(a["polyak"][k], b["polyak"][k]), k
+    assert resumed["val_full_top1"] == straight["val_full_top1"]
+    assert resumed["step1_val_full_top1"] == straight["step1_val_full_top1"]
+    labels = np.load(tmp_path / "a" / "val_predictions.npz")["label"]
+    assert len(labels) == straight["num_val"]
+
+
+def test_cli_resumes_an_interrupted_staged_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "--method", "selfsup_finetune", "--dataset", "digits", "--arch", "resnet18_v1",
+        "--width", "0.25", "--batch-size", "16", "--threads", "1", "--epochs", "2",
+        "--set", "pretrain_epochs=0.3", "--set", "pretrain_batch_size=16", "--out", str(out),
+    ]
+    c = TrainConfig.from_dict(dict(
+        method="selfsup_finetune", dataset="digits", arch="resnet18_v1", width=0.25,
+        batch_size=16, threads=1, epochs=2, pretrain_epochs=0.3, pretrain_batch_size=16,
+    ))  # the same settings as `args`
+    report, seen = _interrupt_at(4)  # killed during pretraining, after a checkpoint
+    with pytest.raises(Interrupt):
+        train(c, out, report=report, **quiet)
+    assert main(args) == 2  # the run exists: the CLI asks for --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    stdout = capsys.readouterr().out
+    assert "[stage 1/2 pretrain]" in stdout and "resuming at step" in stdout
+    assert "[stage 2/2 finetune]" in stdout and "completed: val_full_top1" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["stages"] == "pretrain,finetune"

@@ -1,0 +1,231 @@
+"""Sweeps on Ray Tune (tune/): plans, the results table, and real tiny sweeps on digits.
+
+One local Ray instance (2 CPUs) serves every sweep of this module; `main()` reuses it. The
+sweeps use baseline_10pct with architecture, width, epochs and batch pinned by --set, leaving
+the paper's wd x lr axes (18 points), so each trial is a second or two of training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from s4l_models.config import TrainConfig
+from s4l_models.data.splits import load_splits
+from s4l_models.errors import UserError
+from s4l_models.evaluate import load_sweep_predictions
+from tune.results import METRIC_KEYS, columns, make_row, results_frame, trial_status, write_results
+from tune.sweep_plan import DIGITS_DEFAULT_TRIALS, make_plan, pick_points
+from tune.trainable import decode_value, encode_value
+
+TINY = [
+    "--space", "baseline_10pct", "--no-report",
+    "--set", "arch=resnet18_v1", "--set", "width=0.25", "--set", "epochs=10",
+    "--set", "batch_size=64",
+]
+WD = {0.01, 0.03, 0.001, 0.003, 0.0001, 0.0003}
+LR = {0.3, 0.1, 0.03}
+
+
+# --- planning (no Ray) ---------------------------------------------------------------------------
+def test_digits_default_is_a_seeded_24_point_subset_covering_every_axis_value():
+    plan = make_plan("baseline_1pct")
+    assert plan.space.size == 8640 and plan.num_trials == DIGITS_DEFAULT_TRIALS
+    assert len(plan.points) == 24
+    assert len({json.dumps(p, sort_keys=True) for p in plan.points}) == 24
+    for axis in plan.space.axes:
+        assert {p[axis.key] for p in plan.points} == set(axis.values), axis.key
+    assert "--max-trials all" in plan.note
+    assert make_plan("baseline_1pct").points == plan.points  # deterministic
+    assert make_plan("baseline_1pct", seed=1).points != plan.points
+    # cheap points preferred: far below the grid's average trial cost
+    grid_mean = np.mean([plan.cost(plan.space.point_at(i)) for i in range(0, 8640, 37)])
+    assert np.mean([plan.cost(p) for p in plan.points]) < grid_mean / 3
+
+
+def test_other_datasets_default_to_the_whole_grid_and_max_trials_all_too():
+    assert make_plan("baseline_10pct", dataset="cifar10").points is None
+    assert make_plan("baseline_10pct", dataset="cifar10").num_trials == 2160
+    plan = make_plan("baseline_10pct", max_trials="all")
+    assert plan.points is None and plan.num_trials == 2160
+
+
+def test_set_pins_axes_and_overrides_fixed_settings_with_types_checked():
+    plan = make_plan("baseline_10pct", raw_set={"epochs": "2", "eval_every": "1", "lr": "0.1"})
+    assert [a.key for a in plan.space.axes] == ["wd", "arch", "width"]
+    assert plan.space.fixed["epochs"] == 2.0 and plan.space.fixed["eval_every"] == 1.0
+    assert plan.space.size == 6 * 6 * 5
+    for bad in ({"nope": "1"}, {"lr": "abc"}, {"splits_path": "/x"}, {"dataset": "cifar10"}):
+        with pytest.raises(UserError):
+            make_plan("baseline_10pct", raw_set=bad)
+
+
+def test_random_and_optuna_plans_sample_the_same_axes():
+    for search in ("random", "optuna"):
+        plan = make_plan("baseline_10pct", search=search, max_trials=7)
+        assert plan.num_trials == 7 and plan.points is None
+        assert plan.space.keys == ("wd", "lr", "epochs", "arch", "width")
+
+
+def test_pick_points_with_fewer_points_than_values_and_without_cost():
+    space = make_plan("baseline_10pct").space
+    pts = pick_points(space, 4, seed=3)
+    assert len(pts) == 4 and len({json.dumps(p, sort_keys=True) for p in pts}) == 4
+    assert pick_points(space, 4, seed=3) == pts
+
+
+def test_unavailable_method_and_bad_values_are_user_errors(monkeypatch):
+    import s4l_models.methods as methods
+
+    load = methods._load
+    monkeypatch.setattr(methods, "_load", lambda n: None if n == "s4l_rotation" else load(n))
+    with pytest.raises(UserError, match="not available yet"):
+        make_plan("s4l_rotation_10pct")
+    with pytest.raises(UserError, match="unknown space"):
+        make_plan("no_such_space")
+    with pytest.raises(UserError, match="max-trials"):
+        make_plan("baseline_10pct", max_trials="0")
+
+
+def test_axis_values_survive_ray_encoding():
+    for value in (0.1, 3, True, None, "resnet18_v1", (140.0, 160.0)):
+        assert decode_value(encode_value(value)) == (list(value) if isinstance(value, tuple) else value)
+
+
+# --- the results table (no Ray) ------------------------------------------------------------------
+def test_status_and_row_from_a_trials_last_result(tmp_path):
+    full = {"step": 10, "total_steps": 10, "epoch": 5.0, "train_seconds": 1.5, "val_full_top1": 0.5}
+    assert trial_status("TERMINATED", full) == "completed"
+    assert trial_status("TERMINATED", {**full, "step": 4}) == "stopped_early"
+    assert trial_status("ERROR", full) == "errored"
+    assert trial_status("TERMINATED", {"status": "diverged", "message": "nan"}) == "diverged"
+    assert trial_status("RUNNING", full) == "running"
+    cfg = TrainConfig.from_dict({"dataset": "digits"}).to_dict()
+    row = make_row("t1", "completed", cfg, full, str(tmp_path))
+    df = results_frame([row])
+    assert list(df.columns) == columns()
+    assert df.loc[0, "tiny_k"] == "[1, 5]" and math.isnan(df.loc[0, "test_top1"])
+    write_results(tmp_path, df)
+    back = pd.read_parquet(tmp_path / "results.parquet")
+    assert list(back.columns) == columns() and back.loc[0, "val_full_top1"] == 0.5
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 1
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+# --- real sweeps on one shared Ray instance ------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def run_sweep(storage, name, *extra):
+    from tune.run_sweep import main
+
+    rc = main([*TINY, "--storage", str(storage), "--name", name, *extra])
+    return rc, storage / name
+
+
+def table(sweep_dir) -> pd.DataFrame:
+    return pd.read_parquet(sweep_dir / "results.parquet")
+
+
+def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, capsys):
+    rc, d = run_sweep(tmp_path, "g4", "--max-trials", "4")
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "best by val_full_top1" in out and str(d / "results.parquet") in out
+    assert "4/4 done, 0 running, 0 errored" in out  # the progress line
+    df = table(d)
+    assert list(df.columns) == columns()
+    assert len(df) == 4 and (df["status"] == "completed").all() and (df["error"] == "").all()
+    assert len(pd.read_csv(d / "results.csv")) == 4
+    assert len(set(zip(df["lr"], df["wd"]))) == 4
+    assert set(df["wd"]) <= WD and set(df["lr"]) <= LR
+    assert (df["arch"] == "resnet18_v1").all() and (df["width"] == 0.25).all()
+    assert (df["epochs_done"] >= 10).all() and (df["steps_done"] == df["total_steps"]).all()
+    for key in METRIC_KEYS:
+        assert df[key].between(0, 1).all(), key
+    assert (df["threads"] == 1).all() and (df["results_version"] == 1).all()
+    # every trial used the sweep's one set of saved splits
+    assert (df["splits_path"] == str(d)).all()
+    splits = load_splits(d)
+    for tdir in df["trial_dir"]:
+        cfg = json.loads((d / "trials" / tdir.split("/")[-1] / "config.json").read_text())
+        assert cfg["splits_path"] == str(d)
+        assert not (d / "trials" / tdir.split("/")[-1] / "splits.npz").exists()
+    pred = load_sweep_predictions(d / "predictions.npz")
+    assert list(pred["trial_ids"]) == list(df["trial_id"])
+    assert np.array_equal(pred["index"], splits.val)
+    assert np.allclose(pred["top1"].mean(axis=1), df["val_full_top1"])
+    space = json.loads((d / "space.json").read_text())
+    assert space["axes"] == ["wd", "lr"] and space["metric"] == "val_full_top1"
+    assert space["mode"] == "max" and space["results_version"] == 1
+    assert space["space"]["name"] == "baseline_10pct" and space["flags"]["max_trials"] == "4"
+    # the same name again is refused (exit 2), not overwritten
+    rc, _ = run_sweep(tmp_path, "g4", "--max-trials", "4")
+    assert rc == 2 and "--resume" in capsys.readouterr().err
+
+
+def test_random_and_optuna_sweeps_run(ray_session, tmp_path):
+    for search in ("random", "optuna"):
+        rc, d = run_sweep(tmp_path, search, "--search", search, "--max-trials", "3", "--seed", "1")
+        assert rc == 0
+        df = table(d)
+        assert len(df) == 3 and (df["status"] == "completed").all(), search
+        assert set(df["wd"]) <= WD and set(df["lr"]) <= LR
+
+
+def test_asha_stops_some_trials_early(ray_session, tmp_path):
+    rc, d = run_sweep(tmp_path, "asha", "--scheduler", "asha", "--max-trials", "9",
+                      "--metric", "val_5pc_top1")
+    assert rc == 0
+    df = table(d)
+    assert len(df) == 9
+    early = df[df["status"] == "stopped_early"]
+    assert len(early) >= 1
+    assert (early["steps_done"] < early["total_steps"]).all()
+    assert set(df["status"]) <= {"completed", "stopped_early"}
+    assert not (d / "predictions.npz").exists() or len(
+        load_sweep_predictions(d / "predictions.npz")["trial_ids"]
+    ) == (df["status"] == "completed").sum()
+
+
+def test_a_crashed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path, capsys):
+    # the trainer kills its process at step 5 of a fresh run (after 2 checkpoints)
+    rc, d = run_sweep(tmp_path, "crash", "--set", "lr=0.1", "--set", "wd=0.001",
+                      "--set", "fail_at_step=5")
+    assert rc == 0
+    assert "crashed" in capsys.readouterr().out
+    df = table(d)
+    assert len(df) == 1 and df.loc[0, "status"] == "completed"
+    log = (d / "trials" / df.loc[0, "trial_id"] / "train.log").read_text()
+    assert "resuming at step" in log
+
+
+def test_diverged_and_errored_trials_are_rows_not_failures(ray_session, tmp_path):
+    rc, d = run_sweep(tmp_path, "div", "--set", "lr=1e30", "--set", "wd=0.001",
+                      "--set", "warmup_epochs=0")
+    assert rc == 0
+    df = table(d)
+    assert df.loc[0, "status"] == "diverged" and "loss became" in df.loc[0, "error"]
+    # a trial that keeps crashing errors after --max-failures retries; the sweep still exits 0
+    rc, d = run_sweep(tmp_path, "err", "--set", "lr=0.1", "--set", "wd=0.001",
+                      "--set", "fail_at_step=0", "--max-failures", "1")
+    assert rc == 0
+    df = table(d)
+    assert df.loc[0, "status"] == "errored" and df.loc[0, "error"]
+
+
+def test_pbt_exploits_with_adapted_checkpoints(ray_session, tmp_path):
+    rc, d = run_sweep(tmp_path, "pbt", "--scheduler", "pbt", "--max-trials", "4")
+    assert rc == 0
+    df = table(d)
+    assert len(df) == 4 and set(df["status"]) <= {"completed", "stopped_early"}
+    assert (df["status"] == "completed").sum() >= 1

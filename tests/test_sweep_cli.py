@@ -1,0 +1,171 @@
+"""`python tune/run_sweep.py` as a user runs it: listing, dry runs, bad input (exit 2, one line,
+no traceback), and an interrupted sweep that --resume finishes without rerunning its completed
+trials. Only the resume test starts Ray (in the sweep's own subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tune.run_sweep import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tune" / "run_sweep.py"
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def test_list_and_dry_run_through_the_script():
+    p = cli("--list")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert any(line.split()[:2] == ["baseline_1pct", "8640"] for line in lines)
+    assert any(line.split()[:2] == ["baseline_10pct", "2160"] for line in lines)
+    p = cli("--space", "baseline_1pct", "--dry-run")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "configurations: 8640" in out
+    for axis in ("wd", "lr", "epochs", "arch", "width", "color_aug", "batch_size"):
+        assert any(line.startswith(axis + " ") for line in out.splitlines()), axis
+    assert "trials: 24 (" in out and "--max-trials all" in out
+    assert "compute: " in out and "trial-epochs" in out
+    assert "Traceback" not in p.stderr
+
+
+def test_dry_run_counts_the_trials_the_flags_ask_for(capsys):
+    assert main(["--space", "baseline_10pct", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "configurations: 2160" in out and "trials: 24 (" in out
+    assert main(["--space", "baseline_10pct", "--dry-run", "--max-trials", "all"]) == 0
+    assert "trials: 2160 (" in capsys.readouterr().out
+    assert main(["--space", "baseline_10pct", "--dry-run", "--dataset", "cifar10"]) == 0
+    assert "trials: 2160 (" in capsys.readouterr().out
+    assert main(["--space", "baseline_10pct", "--dry-run", "--search", "optuna",
+                 "--max-trials", "50", "--scheduler", "asha"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 50 (" in out and "asha" in out
+    assert main(["--space", "baseline_10pct", "--dry-run", "--set", "epochs=2",
+                 "--set", "arch=resnet18_v1"]) == 0
+    out = capsys.readouterr().out
+    assert "configurations: 90" in out and "pinned" in out
+    assert "compute: 48 trial-epochs" in out  # 24 trials x 2 epochs
+
+
+BAD_INPUTS = [
+    (["--space", "no_such_space"], "baseline_1pct"),  # lists the names
+    (["--space", "baseline_10pct", "--search", "bayes"], "invalid choice"),
+    (["--space", "baseline_10pct", "--scheduler", "median"], "invalid choice"),
+    (["--space", "baseline_10pct", "--set", "no_such_key=1", "--dry-run"], "no_such_key"),
+    (["--space", "baseline_10pct", "--set", "lr=abc", "--dry-run"], "lr"),
+    (["--space", "baseline_10pct", "--set", "lr", "--dry-run"], "KEY=VALUE"),
+    (["--space", "baseline_10pct", "--max-trials", "0", "--dry-run"], "max-trials"),
+    (["--space", "baseline_10pct", "--metric", "val_3pc_top1", "--dry-run"], "metric"),
+    (["--space", "baseline_10pct", "--cpus-per-trial", "0"], "cpus-per-trial"),
+    (["--space", "baseline_10pct", "--address", "127.0.0.1:9", "--max-trials", "1"], "address"),
+    (["--dry-run"], "--space"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", BAD_INPUTS, ids=[" ".join(a[2:4] or a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    rc = main([*argv, "--storage", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert rc == 2
+    err = captured.err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and needle in err
+    assert not list(tmp_path.iterdir())  # nothing written, nothing started
+
+
+def test_more_bad_input_that_needs_a_directory_or_data(capsys, tmp_path):
+    # no sweep to resume
+    assert main(["--space", "baseline_10pct", "--resume", "--storage", str(tmp_path),
+                 "--name", "nothing"]) == 2
+    assert "holds no sweep" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path)]) == 2
+    assert "holds no sweep" in capsys.readouterr().err
+    # a dataset whose files are missing
+    assert main(["--space", "baseline_10pct", "--dataset", "cifar10", "--data-dir",
+                 str(tmp_path / "none"), "--max-trials", "1", "--storage", str(tmp_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_gpus_without_a_gpu_is_refused(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    assert main(["--space", "baseline_10pct", "--gpus-per-trial", "1", "--max-trials", "1",
+                 "--storage", str(tmp_path)]) == 2
+    assert "no GPU" in capsys.readouterr().err
+
+
+def test_bad_input_through_the_script_has_no_traceback(tmp_path):
+    for args in (["--space", "no_such_space"],
+                 ["--space", "baseline_10pct", "--set", "lr=abc", "--dry-run"],
+                 ["--space", "baseline_10pct", "--resume", "--storage", str(tmp_path),
+                  "--name", "nothing"]):
+        p = cli(*args)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        assert p.stderr.startswith("error: ")
+
+
+def _rows(sweep_dir: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(sweep_dir / "results.csv")
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame(columns=["status"])
+
+
+def test_interrupted_sweep_resumes_without_rerunning_completed_trials(tmp_path):
+    args = [
+        "--space", "baseline_10pct", "--storage", str(tmp_path), "--name", "r3", "--no-report",
+        "--set", "arch=resnet18_v1", "--set", "width=0.5", "--set", "epochs=30",
+        "--set", "batch_size=32", "--max-trials", "3", "--concurrency", "1",
+    ]
+    d = tmp_path / "r3"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (_rows(d)["status"] == "completed").sum() >= 1:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at a terminal: the whole process group
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "--resume" in out
+    first = _rows(d)
+    done = list(first.loc[first["status"] == "completed", "trial_id"])
+    assert 1 <= len(done) < 3
+    stamps = {t: (d / "trials" / t / "metrics.json").stat().st_mtime_ns for t in done}
+    lines = {t: len((d / "trials" / t / "progress.jsonl").read_text().splitlines()) for t in done}
+
+    # resume with the same flags (as a user re-running the command with --resume)
+    p = subprocess.run([sys.executable, str(SCRIPT), *args, "--resume"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    final = _rows(d)
+    assert len(final) == 3 and (final["status"] == "completed").all()
+    for t in done:  # completed trials were not run again
+        assert (d / "trials" / t / "metrics.json").stat().st_mtime_ns == stamps[t]
+        assert len((d / "trials" / t / "progress.jsonl").read_text().splitlines()) == lines[t]
+    # a changed sweep-defining flag is refused on resume
+    p = cli(*args, "--resume", "--seed", "5")
+    assert p.returncode == 2 and "--seed" in p.stderr
+    assert json.loads((d / "space.json").read_text())["flags"]["seed"] == 0

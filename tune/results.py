@@ -1,0 +1,213 @@
+"""The sweep's results table: its columns, one row per trial, and the atomic writers.
+
+`<sweep>/results.parquet` and `<sweep>/results.csv` hold one row per trial (the analysis reads
+exactly these columns; `RESULTS_VERSION` changes when they do):
+
+- `trial_id` (str), `status` (completed | errored | diverged | stopped_early; `running` while a
+  sweep is under way or after it was interrupted), `error` (str, "" when none);
+- every `TrainConfig` setting of the trial's resolved config, one column each (tuples and lists
+  as JSON strings, e.g. `tiny_k` = "[1, 5]");
+- every metric key of the trainer (`METRIC_KEYS`; NaN when the trial never reported it);
+- `epochs_done` (float), `steps_done`, `total_steps`, `train_seconds`, `trial_dir` (the trial's
+  trainer directory `<sweep>/trials/<trial_id>`), `results_version` (1).
+
+`<sweep>/predictions.npz` holds the per-example correctness (top-1/top-5 on the full validation
+split) of every **completed** trial's final evaluation, written with
+`s4l_models.evaluate.save_sweep_predictions` (trials that stopped early, diverged or errored have
+no final evaluation and are left out). Both files are replaced atomically, so a crash never
+leaves a half-written table. This module does not import Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from s4l_models.config import TrainConfig
+from s4l_models.evaluate import PREDICTIONS_FILE, load_predictions, save_sweep_predictions
+from s4l_models.io import atomic_write
+
+RESULTS_VERSION = 1
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+SWEEP_PREDICTIONS = "predictions.npz"
+SPACE_JSON = "space.json"
+TRIALS_DIR = "trials"
+
+STATUSES = ("completed", "errored", "diverged", "stopped_early", "running")
+# Every metric the trainer reports (tiny subsets are the default tiny_k = (1, 5)); a sweep with
+# other tiny_k adds its own val_<k>pc_* columns after these.
+METRIC_KEYS = (
+    "val_1pc_top1",
+    "val_1pc_top5",
+    "val_5pc_top1",
+    "val_5pc_top5",
+    "val_full_top1",
+    "val_full_top5",
+    "test_top1",
+    "test_top5",
+)
+HEAD_COLUMNS = ("trial_id", "status", "error")
+TAIL_COLUMNS = (
+    "epochs_done",
+    "steps_done",
+    "total_steps",
+    "train_seconds",
+    "trial_dir",
+    "results_version",
+)
+
+
+def metric_keys(tiny_k: Iterable[int] = (1, 5)) -> list[str]:
+    """Metric columns for a sweep whose trials use these tiny validation subsets."""
+    keys = [f"val_{k}pc_top{t}" for k in sorted(set(int(k) for k in tiny_k)) for t in (1, 5)]
+    keys += ["val_full_top1", "val_full_top5", "test_top1", "test_top5"]
+    return [*METRIC_KEYS, *(k for k in keys if k not in METRIC_KEYS)]
+
+
+def columns(tiny_k: Iterable[int] = (1, 5)) -> list[str]:
+    """The table's columns, in order."""
+    return [*HEAD_COLUMNS, *TrainConfig.field_names(), *metric_keys(tiny_k), *TAIL_COLUMNS]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return value
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def trial_status(ray_status: str, last: Mapping[str, Any] | None) -> str:
+    """Our status of a trial from Ray's (PENDING/RUNNING/PAUSED/TERMINATED/ERROR) and its last
+    reported result: a terminated trial that never reached its last step stopped early."""
+    last = last or {}
+    if ray_status == "ERROR":
+        return "errored"
+    if last.get("status") == "diverged":
+        return "diverged"
+    if ray_status == "TERMINATED":
+        step, total = last.get("step"), last.get("total_steps")
+        if step is not None and total is not None and int(step) >= int(total):
+            return "completed"
+        return "stopped_early"
+    return "running"
+
+
+def make_row(
+    trial_id: str,
+    status: str,
+    config: Mapping[str, Any],
+    last: Mapping[str, Any] | None,
+    trial_dir: str,
+    error: str = "",
+    tiny_k: Iterable[int] = (1, 5),
+) -> dict[str, Any]:
+    """One table row from a trial's resolved TrainConfig dict and its last reported result."""
+    last = dict(last or {})
+    row: dict[str, Any] = {"trial_id": str(trial_id), "status": status, "error": error or ""}
+    if status == "diverged" and not row["error"]:
+        row["error"] = str(last.get("message", ""))
+    for key in TrainConfig.field_names():
+        row[key] = _cell(config.get(key))
+    for key in metric_keys(tiny_k):
+        row[key] = _float(last.get(key))
+    row["epochs_done"] = _float(last.get("epoch", last.get("epochs", 0.0)) or 0.0)
+    row["steps_done"] = int(last.get("step", last.get("steps", 0)) or 0)
+    total = last.get("total_steps")
+    row["total_steps"] = int(total) if total is not None else -1
+    row["train_seconds"] = _float(last.get("train_seconds", 0.0) or 0.0)
+    row["trial_dir"] = str(trial_dir)
+    row["results_version"] = RESULTS_VERSION
+    return row
+
+
+def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) -> pd.DataFrame:
+    cols = columns(tiny_k)
+    df = pd.DataFrame(rows, columns=cols)
+    for key in metric_keys(tiny_k) + ["epochs_done", "train_seconds"]:
+        df[key] = df[key].astype(float)
+    for key in ("steps_done", "total_steps", "results_version"):
+        df[key] = df[key].astype("int64")
+    for key in ("trial_id", "status", "error", "trial_dir"):
+        df[key] = df[key].astype(str)
+    # Settings whose values are all None (e.g. data_dir on digits) stay as object columns;
+    # parquet wants one type per column, so mixed None/str columns are stored as strings.
+    for key in TrainConfig.field_names():
+        col = df[key]
+        if col.dtype == object:
+            kinds = {type(v) for v in col if v is not None}
+            if len(kinds) > 1 or (kinds and kinds <= {str}):
+                df[key] = col.map(lambda v: None if v is None else str(v))
+    return df
+
+
+def write_results(sweep_dir: str | os.PathLike, df: pd.DataFrame) -> tuple[Path, Path]:
+    """Atomically replace results.parquet and results.csv in `sweep_dir`."""
+    d = Path(sweep_dir)
+    parquet = atomic_write(d / RESULTS_PARQUET, lambda tmp: df.to_parquet(tmp, index=False))
+    csv = atomic_write(d / RESULTS_CSV, lambda tmp: df.to_csv(tmp, index=False))
+    return parquet, csv
+
+
+def write_predictions(
+    sweep_dir: str | os.PathLike,
+    trial_dirs: Mapping[str, str],
+    cache: dict[str, dict[str, np.ndarray]] | None = None,
+) -> Path | None:
+    """Gather the completed trials' `val_predictions.npz` into `<sweep>/predictions.npz`.
+
+    `trial_dirs` maps trial id -> trainer directory, in table order. `cache` (trial id ->
+    loaded predictions) saves re-reading files across rewrites. Returns None when no trial has
+    predictions yet.
+    """
+    cache = {} if cache is None else cache
+    ids, top1, top5 = [], [], []
+    index = label = None
+    for trial_id, tdir in trial_dirs.items():
+        pred = cache.get(trial_id)
+        if pred is None:
+            path = Path(tdir) / PREDICTIONS_FILE
+            if not path.is_file():
+                continue
+            pred = load_predictions(path)
+            cache[trial_id] = pred
+        if index is None:
+            index, label = pred["index"], pred["label"]
+        elif not np.array_equal(index, pred["index"]):
+            continue  # not the sweep's validation split (cannot happen with shared splits)
+        ids.append(trial_id)
+        top1.append(pred["top1"])
+        top5.append(pred["top5"])
+    if not ids:
+        return None
+    return save_sweep_predictions(
+        Path(sweep_dir) / SWEEP_PREDICTIONS, ids, index, label, np.stack(top1), np.stack(top5)
+    )
+
+
+__all__ = [
+    "RESULTS_VERSION",
+    "METRIC_KEYS",
+    "STATUSES",
+    "columns",
+    "metric_keys",
+    "make_row",
+    "results_frame",
+    "trial_status",
+    "write_results",
+    "write_predictions",
+]

@@ -1,0 +1,712 @@
+"""`s4l-sweep` / `python tune/run_sweep.py`: run one of the paper's search spaces on Ray Tune.
+
+    python tune/run_sweep.py --space baseline_1pct            # the README's main command
+    python tune/run_sweep.py --list                           # every space, size, description
+    python tune/run_sweep.py --space baseline_10pct --dry-run # axes, trials, compute estimate
+    python tune/run_sweep.py --space baseline_10pct --dataset cifar10 --data-dir DATA \\
+        --search optuna --max-trials 64 --scheduler asha --gpus-per-trial 0.25
+    python tune/run_sweep.py --resume runs/NAME               # continue an interrupted sweep
+
+On the embedded `digits` dataset with no `--max-trials` it runs a seeded subset of 24 grid
+points in which every value of every axis appears (cheap points preferred, the longest trials
+started first): the main command takes about 5 minutes on 2 CPU cores (2 trials at a time,
+measured with the machine shared; bench/main_command.py). A smaller `--max-trials N` on digits
+picks the N cheapest-weighted points (a smoke run); any other dataset runs the whole grid, or
+with `--max-trials N` a seeded subset covering every axis value. `--search random|optuna` draw
+N trials from the same axes; `--set KEY=VALUE` overrides a fixed setting or pins an axis.
+
+Writes `<storage>/<name>/`: Ray Tune's experiment files (per-trial checkpoints, `tuner.pkl`,
+...), `space.json` (the resolved space and every flag), `splits.npz`/`splits.json` (the labeled
+subset and validation subsets every trial uses, written once before trials start),
+`trials/<trial_id>/` (each trial's trainer directory: config, progress, metrics, per-example
+predictions), `results.parquet` + `results.csv` (one row per trial, rewritten atomically as
+trials finish; columns in `tune/results.py`) and `predictions.npz` (per-example correctness of
+every completed trial). Ray keeps one checkpoint per trial while the sweep runs; at the end only
+the best trial's is kept (`--keep-checkpoints` keeps all). Prints one progress line while
+running and, at the end, the best configuration by `--metric`, the result paths and the report
+(`s4l-report`, into `<storage>/<name>/report/`; `--no-report` skips it).
+
+Built on Ray Tune: `tune.Tuner` with a function trainable (`tune/trainable.py`) that reports
+every evaluation with a checkpoint and resumes from `tune.get_checkpoint()`; `tune.grid_search`
+for the grid (a seeded subset runs as `points_to_evaluate`); `OptunaSearch` with a
+`ConcurrencyLimiter` for TPE; Ray's ASHA / HyperBand / PBT schedulers; `tune.with_resources` for
+CPU/GPU shares (torch threads per trial = CPUs per trial); `FailureConfig(max_failures=...)`
+retries a crashed trial from its last checkpoint; `Tuner.restore` for `--resume`;
+`ray.init(address=...)` for clusters. A locally started Ray binds to 127.0.0.1 with the
+dashboard off unless `--dashboard`. Bad input exits with status 2 and one line; the exit status
+is 0 when the sweep ran, even if some trials failed (their number is printed), 130 when
+interrupted (resume it with --resume).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):
+    # `python tune/run_sweep.py` puts tune/ first on sys.path, where its modules would shadow
+    # libraries; run from the project root instead.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from s4l_models.errors import UserError, exit_on_user_error  # noqa: E402
+
+RESULTS_VERSION = 1
+SPACE_JSON = "space.json"
+# Flags that may change when a sweep is resumed; every other flag defines the sweep.
+RESUME_FREE_FLAGS = (
+    "address", "dashboard", "storage", "name", "resume", "quiet", "report", "keep_checkpoints"
+)
+DEFAULTS: dict[str, Any] = {
+    "space": None,
+    "dataset": "digits",
+    "data_dir": None,
+    "labels": None,
+    "search": "grid",
+    "max_trials": None,
+    "scheduler": "fifo",
+    "metric": "val_full_top1",
+    "cpus_per_trial": 1.0,
+    "gpus_per_trial": 0.0,
+    "concurrency": None,
+    "address": None,
+    "storage": "./runs",
+    "name": None,
+    "set": [],
+    "seed": 0,
+    "max_failures": 2,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other bad input
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="s4l-sweep",
+        description="Run a search space of the S4L paper on Ray Tune and write a results table.",
+    )
+    a = p.add_argument
+    a("--space", help="search space name (--list shows them)")
+    a("--list", action="store_true", help="print every space with its size and description")
+    a("--dry-run", action="store_true", help="print the plan (axes, trials, compute) and exit")
+    a("--dataset", help="digits (default, embedded) | fashion_mnist | cifar10 | cifar100 | imagenet")
+    a("--data-dir", help="folder with the dataset's files")
+    a("--labels", help="override the space's labeled fraction, e.g. 10%% or 13/class")
+    a("--search", choices=("grid", "random", "optuna"), help="search algorithm (default grid)")
+    a("--max-trials", help="number of trials, or 'all' (default: 24 on digits, else all)")
+    a("--scheduler", choices=("fifo", "asha", "hyperband", "pbt"), help="trial scheduler (default fifo)")
+    a("--metric", help="metric to maximise (default val_full_top1; e.g. val_1pc_top1)")
+    a("--cpus-per-trial", type=float, help="CPUs (= torch threads) per trial (default 1)")
+    a("--gpus-per-trial", type=float, help="GPUs per trial; 0.25 packs 4 trials a GPU (default 0)")
+    a("--concurrency", type=int, help="trials at a time (default: CPUs / cpus-per-trial)")
+    a("--address", help="connect to a running Ray cluster (e.g. auto or HOST:PORT)")
+    a("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
+    a("--storage", help="where sweeps are written (default ./runs)")
+    a("--name", help="sweep name (default <space>-<dataset>-<time>)")
+    a("--resume", nargs="?", const="", metavar="SWEEP_DIR",
+      help="continue an interrupted sweep: SWEEP_DIR, or <storage>/<name>")
+    a("--set", action="append", metavar="KEY=VALUE",
+      help="override a trainer setting (repeatable); on an axis it pins the axis, e.g. epochs=2")
+    a("--seed", type=int, help="seed of the trial subset and of random/Optuna sampling (default 0)")
+    a("--max-failures", type=int, help="retries of a crashed trial from its checkpoint (default 2)")
+    a("--keep-checkpoints", action="store_true",
+      help="keep every trial's final checkpoint (default: only the best trial's)")
+    a("--no-report", dest="report", action="store_false", help="skip the analysis report")
+    a("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+# --- flags -------------------------------------------------------------------------------------
+def resolve_flags(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
+    given = {k for k, v in vars(args).items() if k in DEFAULTS and v is not None}
+    flags = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
+    flags["set"] = list(flags["set"] or [])
+    return flags, given
+
+
+def check_flags(flags: dict[str, Any]) -> None:
+    if flags["cpus_per_trial"] is not None and not flags["cpus_per_trial"] > 0:
+        raise UserError(f"--cpus-per-trial must be > 0, got {flags['cpus_per_trial']:g}")
+    if not flags["gpus_per_trial"] >= 0:
+        raise UserError(f"--gpus-per-trial must be >= 0, got {flags['gpus_per_trial']:g}")
+    if flags["gpus_per_trial"] > 1 and not float(flags["gpus_per_trial"]).is_integer():
+        raise UserError("--gpus-per-trial above 1 must be a whole number of GPUs")
+    if flags["concurrency"] is not None and flags["concurrency"] < 1:
+        raise UserError(f"--concurrency must be at least 1, got {flags['concurrency']}")
+    if flags["scheduler"] == "pbt" and flags["search"] == "optuna":
+        raise UserError(
+            "--scheduler pbt chooses new configurations itself and cannot be combined with "
+            "--search optuna; use --search grid or random with pbt"
+        )
+    if flags["max_failures"] < 0:
+        raise UserError(f"--max-failures must be >= 0, got {flags['max_failures']}")
+
+
+def check_metric(metric: str, tiny_k) -> None:
+    from tune.results import metric_keys
+
+    keys = metric_keys(tiny_k)
+    if metric not in keys:
+        raise UserError(f"--metric {metric!r} is not a metric of the trainer; choose one of {', '.join(keys)}")
+
+
+def sweep_dir_for(flags: dict[str, Any], resume: str | None) -> Path:
+    if resume:
+        return Path(resume).expanduser().resolve()
+    return (Path(flags["storage"]).expanduser() / flags["name"]).resolve()
+
+
+def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """The flags a sweep was started with; flags given now must agree with them."""
+    from ray import tune
+
+    space_json = sweep_dir / SPACE_JSON
+    if not sweep_dir.is_dir() or not space_json.is_file() or not tune.Tuner.can_restore(str(sweep_dir)):
+        raise UserError(
+            f"--resume: {sweep_dir} holds no sweep to resume (no {SPACE_JSON} and Ray Tune "
+            "experiment); check --storage/--name or start a new sweep without --resume"
+        )
+    saved = json.loads(space_json.read_text())["flags"]
+    for key in sorted(given - set(RESUME_FREE_FLAGS)):
+        now, before = flags[key], saved.get(key)
+        if key == "set":
+            same = sorted(now) == sorted(before or [])
+        else:
+            same = now == before or str(now) == str(before)
+        if not same:
+            raise UserError(
+                f"--resume continues {sweep_dir.name} as it was started: --{key.replace('_', '-')} "
+                f"was {before!r}, now {now!r}; drop the flag or start a new sweep with another --name"
+            )
+    return {**saved, **{k: flags[k] for k in RESUME_FREE_FLAGS if k in flags}}
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+def _probe(address: str) -> None:
+    """Fail fast with one line when --address points nowhere (ray.init would wait a minute)."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address!r} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(
+            f"--address {address}: no Ray cluster reachable ({err.strerror or err}); start one "
+            "with `ray start --head` or drop --address to run locally"
+        ) from None
+
+
+def start_ray(address: str | None, dashboard: bool) -> bool:
+    """Connect to or start Ray; returns whether we started (and must stop) it."""
+    import ray
+
+    if address:
+        _probe(address)
+    if ray.is_initialized():
+        return False  # a caller (e.g. a test) runs Ray already: use it
+    common = dict(
+        include_dashboard=dashboard, log_to_driver=False, logging_level=logging.WARNING,
+        configure_logging=True,
+    )
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"--address {address}: cannot connect to Ray ({first})") from None
+        return True
+    try:
+        ray.init(dashboard_host="127.0.0.1", num_cpus=len(os.sched_getaffinity(0)), **common)
+    except Exception as err:
+        if dashboard and "dashboard" in str(err).lower():
+            ray.shutdown()
+            raise UserError(
+                f"--dashboard: Ray cannot start its dashboard here ({err}); install "
+                "'ray[default]' or drop --dashboard"
+            ) from None
+        raise
+    return True
+
+
+def visible_gpus_locally() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+# --- building the Tuner ------------------------------------------------------------------------
+def build_search(plan, metric: str, concurrency: int, seed: int):
+    """(param_space, search_alg, num_samples) for the plan's search."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    from tune.trainable import encode_value
+
+    axes = plan.space.axes
+    choices = {a.key: tune.choice([encode_value(v) for v in a.values]) for a in axes}
+    if plan.search == "grid" and plan.points is None:
+        space = {a.key: tune.grid_search([encode_value(v) for v in a.values]) for a in axes}
+        return space, None, 1
+    if plan.search == "grid":
+        # Longest first (when costs are known): the last trials to finish are short ones.
+        ordered = sorted(plan.points, key=plan.cost, reverse=True) if plan.sizes else plan.points
+        points = [{k: encode_value(v) for k, v in p.items()} for p in ordered]
+        search_alg = BasicVariantGenerator(
+            points_to_evaluate=points, random_state=seed, max_concurrent=concurrency
+        )
+        return choices, search_alg, len(points)
+    if plan.search == "random" or not axes:
+        search_alg = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
+        return choices, search_alg, plan.num_trials
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=concurrency)
+    return choices, searcher, plan.num_trials
+
+
+def build_scheduler(name: str, plan, max_t: int, seed: int):
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        HyperBandScheduler,
+        PopulationBasedTraining,
+    )
+
+    from tune.sweep_plan import PBT_MUTABLE
+    from tune.trainable import encode_value
+
+    if name == "fifo":
+        return None
+    if name == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration", max_t=max(1, max_t), grace_period=1, reduction_factor=3
+        )
+    if name == "hyperband":
+        return HyperBandScheduler(
+            time_attr="training_iteration", max_t=max(1, max_t), reduction_factor=3
+        )
+    mutations = {
+        a.key: [encode_value(v) for v in a.values]
+        for a in plan.space.axes
+        if a.key in PBT_MUTABLE and len(a.values) > 1
+    }
+    if not mutations:
+        raise UserError(
+            f"--scheduler pbt needs an axis it can change during training ({', '.join(PBT_MUTABLE)});"
+            f" {plan.base_name} has none left: use asha or hyperband"
+        )
+    return PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=max(1, max_t // 4),
+        hyperparam_mutations=mutations,
+        quantile_fraction=0.25,
+    )
+
+
+def max_reports(plan) -> int:
+    """The most evaluations any planned trial reports (the schedulers' max_t)."""
+    from tune.sweep_plan import _axis_probe_points, report_count
+
+    points = plan.points if plan.points is not None else _axis_probe_points(plan.space)
+    sizes = plan.sizes
+    return max((report_count(plan.trial_config(p), sizes) for p in points), default=1)
+
+
+# --- the sweep ---------------------------------------------------------------------------------
+def prepare_data(plan, sweep_dir: Path):
+    """Load the dataset and write the sweep's split files once (reused on --resume)."""
+    from s4l_models.config import TrainConfig
+    from s4l_models.data.datasets import DATASETS, load_dataset
+    from s4l_models.data.splits import splits_for
+
+    from tune.sweep_plan import Sizes
+
+    cfg = TrainConfig.from_dict(plan.trial_config(plan.space.point_at(0)))
+    spec = DATASETS[cfg.dataset]
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    splits = splits_for(
+        sweep_dir, cfg.dataset, data.train.labels.numpy(), spec.num_classes,
+        cfg.val_size or spec.default_val_size, cfg.labels, tuple(cfg.tiny_k), cfg.split_seed,
+    )
+    n_test = len(data.test) if data.test is not None else 0
+    return Sizes(labeled=len(splits.labeled), val=len(splits.val), test=n_test), tuple(cfg.tiny_k)
+
+
+def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) -> None:
+    from s4l_models.io import atomic_write_text
+
+    from tune.trainable import encode_value
+
+    doc = {
+        "space": plan.space.to_dict(),
+        "axes": plan.axes,
+        "flags": flags,
+        "dataset": plan.dataset,
+        "metric": metric,
+        "mode": "max",
+        "results_version": RESULTS_VERSION,
+        "base_space": plan.base_name,
+        "pinned": {k: encode_value(v) for k, v in plan.pinned.items()},
+        "search": plan.search,
+        "num_trials": plan.num_trials,
+        "trials_note": plan.note,
+        "points": (
+            [{k: encode_value(v) for k, v in p.items()} for p in plan.points]
+            if plan.points is not None else None
+        ),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_text(sweep_dir / SPACE_JSON, json.dumps(doc, indent=2, default=str))
+
+
+def summarize(sweep_dir: Path, metric: str, axes: list[str]) -> tuple[str, int]:
+    """Final lines: counts, the best configuration by the metric, the paths."""
+    import pandas as pd
+
+    from tune.results import RESULTS_CSV, RESULTS_PARQUET, SWEEP_PREDICTIONS
+
+    df = pd.read_parquet(sweep_dir / RESULTS_PARQUET)
+    counts = df["status"].value_counts().to_dict()
+    n_failed = int(counts.get("errored", 0))
+    lines = [
+        "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" (of {len(df)})"
+    ]
+    if n_failed:
+        lines.append(f"{n_failed} trial(s) failed: see the 'error' column of {sweep_dir / RESULTS_CSV}")
+    pool = df[df["status"] == "completed"]
+    if pool.empty:
+        pool = df[df["status"] == "stopped_early"]
+    pool = pool[pool[metric].notna()] if metric in pool else pool.iloc[0:0]
+    if not pool.empty:
+        best = pool.loc[pool[metric].idxmax()]
+        cfg = ", ".join(f"{k}={best[k]:g}" if isinstance(best[k], float) else f"{k}={best[k]}" for k in axes)
+        extra = f", val_full_top1 {best['val_full_top1']:.4f}" if metric != "val_full_top1" else ""
+        test = f", test_top1 {best['test_top1']:.4f}" if pd.notna(best.get("test_top1")) else ""
+        lines.append(
+            f"best by {metric}: {best[metric]:.4f}{extra}{test} (trial {best['trial_id']}"
+            + (f": {cfg})" if cfg else ")")
+        )
+    else:
+        lines.append(f"no trial has a {metric} yet")
+    lines.append(f"results: {sweep_dir / RESULTS_PARQUET} and {sweep_dir / RESULTS_CSV}")
+    if (sweep_dir / SWEEP_PREDICTIONS).is_file():
+        lines.append(f"per-example predictions: {sweep_dir / SWEEP_PREDICTIONS}")
+    return "\n".join(lines), int((df["status"] == "completed").sum())
+
+
+def prune_checkpoints(sweep_dir: Path, metric: str, keep_all: bool) -> str:
+    """After a finished sweep, keep only the best trial's checkpoint (unless keep_all)."""
+    import pandas as pd
+
+    from tune.results import RESULTS_PARQUET
+
+    df = pd.read_parquet(sweep_dir / RESULTS_PARQUET)
+    pool = df[(df["status"] == "completed") & df[metric].notna()]
+    best = str(pool.loc[pool[metric].idxmax(), "trial_id"]) if not pool.empty else None
+    kept = sorted(sweep_dir.glob(f"{best}/checkpoint_*")) if best else []
+    if keep_all:
+        return f"checkpoints: every trial's last one is kept (best trial: {kept[-1] if kept else '-'})"
+    freed = 0
+    for trial_id in df["trial_id"]:
+        if trial_id == best:
+            continue
+        for ckpt in sweep_dir.glob(f"{trial_id}/checkpoint_*"):
+            freed += sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())
+            shutil.rmtree(ckpt, ignore_errors=True)
+    where = f"the best trial's: {kept[-1]}" if kept else "none"
+    return (
+        f"checkpoints kept: {where} (removed the others' {freed / 2**20:,.0f} MiB; "
+        "--keep-checkpoints keeps all)"
+    )
+
+
+def make_report(sweep_dir: Path) -> str:
+    """Run the analysis report (s4l-report) on the finished sweep; one line either way."""
+    try:
+        from analysis.report import build_report
+    except Exception:
+        return f"report: s4l-report {sweep_dir}"
+    out = sweep_dir / "report"
+    try:
+        index = build_report([str(sweep_dir)], out, n_draws=200, n_boot=200, seed=0, log=None)
+    except UserError as err:
+        return f"report: not made ({err})"
+    except Exception as err:  # the sweep's results stand without the report
+        return f"report: failed ({type(err).__name__}: {err}); rerun s4l-report {sweep_dir}"
+    return f"report: {index}"
+
+
+def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
+        quiet: bool, report: bool, keep_all: bool = False) -> int:
+    from tune.sweep_plan import make_plan
+
+    plan = make_plan(
+        flags["space"], dataset=flags["dataset"], data_dir=flags["data_dir"], labels=flags["labels"],
+        raw_set=_set_dict(flags["set"]),
+        search=flags["search"], max_trials=flags["max_trials"], seed=flags["seed"],
+        concurrency=planned_concurrency(flags),
+    )
+    tiny_k = tuple(plan.space.fixed.get("tiny_k", (1, 5)))
+    check_metric(flags["metric"], tiny_k)
+    gpus, cpus = float(flags["gpus_per_trial"]), float(flags["cpus_per_trial"])
+    if gpus > 0 and not flags["address"] and visible_gpus_locally() == 0:
+        raise UserError(
+            f"--gpus-per-trial {gpus:g} but no GPU is visible; drop it to train on CPUs "
+            "(or --address a cluster with GPUs)"
+        )
+    if flags["address"]:
+        _probe(flags["address"])  # before anything is written
+    elif dashboard and importlib.util.find_spec("aiohttp") is None:
+        raise UserError(
+            "--dashboard needs Ray's dashboard packages (ray[default]), which are not installed "
+            "here; install them or drop --dashboard"
+        )
+    if not resuming and (sweep_dir / SPACE_JSON).exists():
+        raise UserError(
+            f"{sweep_dir} already holds a sweep; pass --resume to continue it or choose another --name"
+        )
+    if flags["data_dir"]:
+        flags["data_dir"] = str(Path(flags["data_dir"]).expanduser().resolve())
+        plan.data_dir = flags["data_dir"]
+    created = not sweep_dir.exists()
+    try:
+        sizes, tiny_k = prepare_data(plan, sweep_dir)  # missing data: exit 2 before Ray starts
+        plan.sizes = sizes
+        scheduler = None if resuming else build_scheduler(
+            flags["scheduler"], plan, max_reports(plan), flags["seed"]
+        )
+        print(f"{plan.base_name} on {plan.dataset}: {plan.note}", flush=True)
+        started = start_ray(flags["address"], dashboard)
+    except UserError:
+        if created and not (sweep_dir / "tuner.pkl").exists():
+            shutil.rmtree(sweep_dir, ignore_errors=True)  # leave no half-made sweep behind
+        raise
+    try:
+        return _run_tuner(
+            plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
+            keep_all,
+        )
+    except UserError:
+        if created and not (sweep_dir / "tuner.pkl").exists():
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+        raise
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _run_tuner(
+    plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
+    keep_all,
+) -> int:
+    import ray
+    from ray import tune
+
+    from tune.sweep_callback import SweepCallback
+    from tune.sweep_plan import PBT_MUTABLE
+    from tune.trainable import run_trial, trial_dirname
+
+    resources = ray.cluster_resources()
+    if gpus > 0 and resources.get("GPU", 0) < gpus:
+        raise UserError(
+            f"--gpus-per-trial {gpus:g} but the Ray cluster has {resources.get('GPU', 0):g} GPU(s)"
+        )
+    if resources.get("CPU", 0) < cpus:
+        raise UserError(
+            f"--cpus-per-trial {cpus:g} but the Ray cluster has only {resources.get('CPU', 0):g} CPUs"
+        )
+    concurrency = flags["concurrency"] or max(1, int(resources.get("CPU", 1) // cpus))
+    if gpus > 0:
+        concurrency = min(concurrency, max(1, int(resources.get("GPU", 0) // gpus)))
+    runtime: dict[str, Any] = {"splits_path": str(sweep_dir)}
+    if "threads" not in plan.space.fixed:
+        runtime["threads"] = max(1, int(math.floor(cpus)))
+    setup = {
+        "fixed": {**plan.space.fixed, "dataset": plan.dataset, "data_dir": plan.data_dir},
+        "runtime": runtime,
+        "trials_dir": str(sweep_dir / "trials"),
+        "metric": flags["metric"],
+        "mutable": PBT_MUTABLE if flags["scheduler"] == "pbt" else (),
+    }
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, setup=setup), {"cpu": cpus, "gpu": gpus}
+    )
+    if not resuming:
+        write_space_json(sweep_dir, plan, flags, flags["metric"])
+    callback = SweepCallback(
+        str(sweep_dir), setup, flags["metric"], plan.axes, plan.num_trials, sizes, tiny_k,
+        quiet=quiet,
+    )
+    # Every evaluation checkpoints (num_to_keep=1), which forces frequent experiment snapshots
+    # on fast trials; Ray's warning about it would drown the progress line.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's newer console output prints its own banner even at verbose=0; the classic reporter
+    # is silent at verbose=0, leaving our progress line.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A failed trial is one line from our callback (and its traceback in the trial's error.txt),
+    # not a traceback on the console.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    if resuming:
+        tuner = tune.Tuner.restore(
+            str(sweep_dir), trainable, resume_unfinished=True, resume_errored=True
+        )
+        internal = getattr(tuner, "_local_tuner", None)
+        run_config = getattr(internal, "_run_config", None)
+        if run_config is not None:  # a fresh callback (the pickled one works too)
+            run_config.callbacks = [callback]
+        print(f"resuming {sweep_dir}", flush=True)
+    else:
+        param_space, search_alg, num_samples = build_search(
+            plan, flags["metric"], concurrency, flags["seed"]
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=flags["metric"],
+                mode="max",
+                search_alg=search_alg,
+                scheduler=scheduler,
+                num_samples=num_samples,
+                # our search algorithms carry the limit themselves (Ray ignores it for them)
+                max_concurrent_trials=concurrency if search_alg is None else None,
+                reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=sweep_dir.name,
+                storage_path=str(sweep_dir.parent),
+                verbose=0,
+                callbacks=[callback],
+                failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
+                # One checkpoint per trial (Ray's snapshot-frequency warning is silenced
+                # above); PBT clones other trials' checkpoints: keep them all for it.
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=None if flags["scheduler"] == "pbt" else 1
+                ),
+                log_to_file=True,
+            ),
+        )
+    per = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+    print(
+        f"running {plan.num_trials} trials, {concurrency} at a time ({per} each), "
+        f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
+        flush=True,
+    )
+    interrupted = False
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if callback.trials:
+            callback.write(final=True)
+        callback.end_line()
+    if not (sweep_dir / "results.parquet").is_file():
+        callback.write(final=True)
+    done = callback.all_finished()
+    text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes)
+    print(text, flush=True)
+    if interrupted or not done:
+        print(
+            f"the sweep stopped before all trials finished; continue it with: "
+            f"python tune/run_sweep.py --resume {sweep_dir}",
+            flush=True,
+        )
+        return 130
+    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all), flush=True)
+    if report and n_completed:
+        print(make_report(sweep_dir), flush=True)
+    return 0
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        from tune.sweep_plan import list_text
+
+        print(list_text())
+        return 0
+    flags, given = resolve_flags(args)
+    flags.update(dashboard=args.dashboard, keep_checkpoints=args.keep_checkpoints,
+                 report=args.report, quiet=args.quiet)
+    check_flags(flags)
+    if not flags["address"] and argv is None and "ray" not in sys.modules:
+        # Run as a command: a locally started Ray listens on 127.0.0.1 only. Ray turns
+        # "127.0.0.1" given as the node address into the machine's outside address; with this
+        # switch (read when Ray is imported) it uses the loopback address for the node, so every
+        # Ray server binds there. (Called from Python, main() leaves the environment alone.)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    resuming = args.resume is not None
+    if resuming:
+        if not args.resume and not flags["name"]:
+            raise UserError("--resume needs the sweep: --resume SWEEP_DIR, or --storage and --name")
+        sweep_dir = sweep_dir_for(flags, args.resume or None)
+        flags = load_resumed_flags(sweep_dir, flags, given)
+        flags["name"] = sweep_dir.name
+        flags["storage"] = str(sweep_dir.parent)
+    else:
+        if not flags["space"]:
+            raise UserError("--space is required; python tune/run_sweep.py --list shows the spaces")
+        if flags["name"] is None:
+            flags["name"] = f"{flags['space']}-{flags['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if "/" in flags["name"] or flags["name"] in ("", ".", ".."):
+            raise UserError(f"--name {flags['name']!r} must be a plain directory name")
+        sweep_dir = sweep_dir_for(flags, None)
+    if args.dry_run:
+        from tune.sweep_plan import describe, make_plan
+
+        plan = make_plan(
+            flags["space"], dataset=flags["dataset"], data_dir=flags["data_dir"],
+            labels=flags["labels"], raw_set=_set_dict(flags["set"]), search=flags["search"],
+            max_trials=flags["max_trials"], seed=flags["seed"],
+            concurrency=planned_concurrency(flags),
+        )
+        check_metric(flags["metric"], tuple(plan.space.fixed.get("tiny_k", (1, 5))))
+        print(describe(plan, flags["scheduler"], flags["metric"], flags["cpus_per_trial"],
+                       flags["gpus_per_trial"], planned_concurrency(flags)))
+        return 0
+    return run(flags, sweep_dir, resuming, args.dashboard, args.quiet, args.report,
+               args.keep_checkpoints)
+
+
+def planned_concurrency(flags: dict[str, Any]) -> int:
+    """Trials at a time as planned before Ray starts (this machine's CPUs unless --concurrency);
+    on a cluster the driver uses the cluster's CPUs."""
+    if flags["concurrency"]:
+        return int(flags["concurrency"])
+    return max(1, int(len(os.sched_getaffinity(0)) // float(flags["cpus_per_trial"])))
+
+
+def _set_dict(items: list[str]) -> dict[str, str]:
+    from tune.sweep_plan import parse_set
+
+    return parse_set(items)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The Ray Tune function trainable: one trial = one `s4l_models.trainer.train` call.
+
+`run_trial(config, setup)` reads only its config (the trial's axis values; non-scalar values
+arrive JSON-encoded and are parsed by `TrainConfig`) and `setup` (constants shared by the sweep,
+given through `tune.with_parameters`: the fixed settings, the sweep directory, the shared split
+files, torch threads). The trainer writes into `<sweep>/trials/<trial_id>/` and calls back at
+every evaluation; the callback forwards the metrics and the trainer's checkpoint directory to
+`tune.report`. A trial restarted by Ray (a crash under `FailureConfig(max_failures=...)`, a
+resumed sweep, HyperBand/PBT pausing) resumes from `tune.get_checkpoint()`. When PBT hands a
+trial another trial's checkpoint with mutated hyperparameters (lr, wd, ...), the checkpoint is
+adapted to the new values before the trainer loads it. Ray's copy of a checkpoint is the only one kept (the trainer's own is
+removed once reported).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from s4l_models.config import TrainConfig
+from s4l_models.errors import UserError
+
+ENCODED_PREFIX = "json:"
+
+
+def encode_value(value: Any) -> Any:
+    """Axis values Ray and Optuna can carry: scalars as they are, others as a JSON string."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return ENCODED_PREFIX + json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def decode_value(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(ENCODED_PREFIX):
+        return json.loads(value[len(ENCODED_PREFIX):])
+    return value
+
+
+def decode_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: decode_value(v) for k, v in config.items()}
+
+
+def resolve_config(config: dict[str, Any], setup: dict[str, Any]) -> dict[str, Any]:
+    """The trial's full settings: fixed settings, its axis values, then the driver's settings."""
+    return {**setup["fixed"], **decode_config(config), **setup["runtime"]}
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Scalars only (Ray flattens and logs them); NaN for missing floats keeps columns typed."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            out[k] = v
+    return out
+
+
+def _adapt_checkpoint(src: Path, cfg: TrainConfig, out_dir: Path, mutable: tuple[str, ...]) -> Path:
+    """Return a checkpoint the trainer accepts for `cfg`.
+
+    A checkpoint of this trial is used as it is. One made with other values of PBT's mutable
+    hyperparameters (PBT exploited another trial) is copied with those values replaced: the
+    optimiser's weight decay and momentum, the schedule's peak learning rate (lr x batch / 256).
+    """
+    import torch
+
+    from s4l_models.io import atomic_write
+    from s4l_models.trainer import CHECKPOINT_FILE, RESUME_FREE
+
+    path = src / CHECKPOINT_FILE
+    if not path.is_file():
+        raise UserError(f"the checkpoint {src} holds no {CHECKPOINT_FILE}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    saved, now = payload["config"], cfg.to_dict()
+    diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+    if not diff:
+        return src
+    if not set(diff) <= set(mutable):
+        return src  # the trainer refuses it with a message naming the settings
+    peak = cfg.lr * cfg.batch_size / 256.0
+    for group in payload["optimizer"]["param_groups"]:
+        factor = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
+        group["initial_lr"] = peak
+        group["lr"] = peak * factor
+        group["weight_decay"] = cfg.wd
+        group["momentum"] = cfg.momentum
+    sched = payload["scheduler"]
+    if "base_lrs" in sched:
+        sched["base_lrs"] = [peak for _ in sched["base_lrs"]]
+    if "_last_lr" in sched:
+        sched["_last_lr"] = [g["lr"] for g in payload["optimizer"]["param_groups"]]
+    payload["config"] = {**saved, **{k: now[k] for k in diff}}
+    dst = out_dir / "pbt_checkpoint"
+    atomic_write(dst / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
+    return dst
+
+
+def trial_dirname(trial) -> str:
+    """Ray's directory of a trial: its id (our trainer directory is trials/<id>)."""
+    return trial.trial_id
+
+
+def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
+    """Ray Tune function trainable (wrap with `tune.with_parameters(run_trial, setup=...)`)."""
+    from ray import tune
+
+    from s4l_models.trainer import CHECKPOINT_FILE, train
+
+    trial_id = tune.get_context().get_trial_id()
+    out_dir = Path(setup["trials_dir"]) / str(trial_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig.from_dict(resolve_config(config, setup))
+
+    log_path = out_dir / "train.log"
+
+    def log(line: str) -> None:
+        with open(log_path, "a") as f:
+            f.write(line + "\n")
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        metrics = _clean(metrics)
+        metric = setup.get("metric")
+        if metric and not isinstance(metrics.get(metric), (int, float)):
+            metrics[metric] = math.nan  # e.g. a run that diverged before its first evaluation
+        has_ckpt = checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).is_file()
+        ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if has_ckpt else None
+        tune.report(metrics, checkpoint=ckpt)
+        if has_ckpt:
+            # Ray has copied it into the trial's storage (the copy every resume reads); the
+            # trainer writes a fresh one at its next evaluation. One copy on disk, not two.
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        train(cfg, out_dir, report=report, log=log)
+        return
+    # On local or shared storage the checkpoint is read in place; the trainer reads it once at
+    # the start, so Ray may later delete it (CheckpointConfig.num_to_keep).
+    with checkpoint.as_directory() as ckpt_dir:
+        resume_from = _adapt_checkpoint(Path(ckpt_dir), cfg, out_dir, tuple(setup.get("mutable", ())))
+        log(f"resuming from {ckpt_dir}")
+        train(cfg, out_dir, report=report, resume_from=resume_from, log=log)
+    shutil.rmtree(out_dir / "pbt_checkpoint", ignore_errors=True)
+
+
+__all__ = ["run_trial", "trial_dirname", "encode_value", "decode_value", "decode_config", "resolve_config"]

@@ -25,16 +25,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from s4l_models.errors import UserError, exit_on_user_error
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2, like every other bad input
-        raise UserError(f"{message} (see {self.prog} --help)")
+from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="s4l-report",
         description="Figure 3, validation-size study, sensitivity and leaderboard of sweeps.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -21,17 +21,12 @@ import typing
 from pathlib import Path
 
 from .config import TrainConfig
-from .errors import UserError, exit_on_user_error
+from .errors import ArgumentParser, UserError, exit_on_user_error
 from .trainer import CHECKPOINT_DIR, CHECKPOINT_FILE, train
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2, like every other bad input
-        raise UserError(f"{message} (see {self.prog} --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="s4l-train",
         description="Train one S4L configuration (any method, dataset and ResNet).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

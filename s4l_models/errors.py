@@ -7,6 +7,7 @@ names the problem and the fix.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -31,3 +32,10 @@ def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int]:
             return 130
 
     return wrapper
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are `UserError`s: one line and exit 2, like all bad input."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see {self.prog} --help)")

@@ -61,7 +61,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from s4l_models.errors import UserError, exit_on_user_error  # noqa: E402
+from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 
 RESULTS_VERSION = 1
 SPACE_JSON = "space.json"
@@ -90,13 +90,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit 2, like every other bad input
-        raise UserError(f"{message} (see {self.prog} --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="s4l-sweep",
         description="Run a search space of the S4L paper on Ray Tune and write a results table.",
     )

@@ -47,6 +47,7 @@ from .s4l_rotation import (
     rotated_class_loss,
     rotation_forward,
     rotation_views,
+    s4l_rotation_loss,
 )
 from .vat import vat_loss
 
@@ -82,13 +83,9 @@ def moam_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
 
 def finetune_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
     """Step 3: the labeled part of step 1's loss (classification + rotation on the four rotated
-    copies of the labeled images), so that batch norm keeps seeing rotated batches."""
-    x, rot_labels, class_labels = rotation_views(labeled, None, ctx)
-    logits, rot_logits = rotation_forward(model, x, ctx)
-    loss_sup = rotated_class_loss(logits, class_labels, ctx)
-    loss_rot = F.cross_entropy(rot_logits, rot_labels)
-    loss = ctx.cfg.w_sup * loss_sup + ctx.cfg.w_u * loss_rot
-    return loss, {"loss_sup": loss_sup.detach(), "loss_rot": loss_rot.detach()}
+    copies of the labeled images), so that batch norm keeps seeing rotated batches: S4L-Rotation's
+    loss without an unlabeled batch."""
+    return s4l_rotation_loss(model, labeled, None, ctx)
 
 
 FINETUNE_METHOD = Method(

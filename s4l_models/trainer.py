@@ -250,6 +250,9 @@ class Trainer:
         self.report = report
         self.log = log or (lambda line: print(line, flush=True))
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            # fixed input shapes: let cuDNN pick its fastest convolution algorithms once
+            torch.backends.cudnn.benchmark = True
         self.threads = set_threads(cfg.threads)
         self.method = method or get_method(cfg.method)
         if self.method.stages is not None:

@@ -177,3 +177,39 @@ def test_cli_resumes_an_interrupted_staged_run(tmp_path, capsys):
     assert "[stage 2/2 finetune]" in stdout and "completed: val_full_top1" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["stages"] == "pretrain,finetune"
+
+
+def test_multi_stage_run_resumes_mid_stage_from_a_ray_style_checkpoint(tmp_path):
+    """What a sweep trial does: each report's checkpoint directory is copied away (Ray's
+    storage), then the trainer's state.pt is dropped; a crash in stage 2 resumes from the copy
+    without retraining stage 1."""
+    from tune.trainable import drop_reported_state
+
+    c = TrainConfig.from_dict(
+        dict(dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=16,
+             threads=1, method="pseudolabel", teacher_epochs=4, epochs=3, eval_every=1)
+    )
+    storage = tmp_path / "ray_checkpoint"
+
+    class Crash(Exception):
+        pass
+
+    seen = []
+
+    def report(metrics, ckpt):
+        seen.append(metrics["stage"])
+        shutil.rmtree(storage, ignore_errors=True)
+        shutil.copytree(ckpt, storage)
+        drop_reported_state(ckpt)
+        if metrics["stage"] == 2 and seen.count(2) == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(c, tmp_path / "trial", report=report, log=lambda line: None)
+    again = []
+    m = train(
+        c, tmp_path / "trial", resume_from=storage, log=lambda line: None,
+        report=lambda metrics, ck: again.append(metrics["stage"]),
+    )
+    assert m["status"] == "completed"
+    assert again and set(again) == {2}  # stage 1 was not trained again

@@ -97,6 +97,17 @@ def _adapt_checkpoint(src: Path, cfg: TrainConfig, out_dir: Path, mutable: tuple
     return dst
 
 
+def drop_reported_state(checkpoint_dir: Path) -> None:
+    """After `tune.report` copied a checkpoint into the trial's storage (the copy every resume
+    reads), drop the trainer's own state.pt: it writes a fresh one at its next evaluation, so
+    one copy stays on disk, not two. The rest of the directory stays: a multi-stage method keeps
+    its pipeline state, starting weights and pseudo-labels there, and every later checkpoint
+    must carry them."""
+    from s4l_models.trainer import CHECKPOINT_FILE
+
+    (checkpoint_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+
 def trial_dirname(trial) -> str:
     """Ray's directory of a trial: its id (our trainer directory is trials/<id>)."""
     return trial.trial_id
@@ -128,9 +139,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if has_ckpt else None
         tune.report(metrics, checkpoint=ckpt)
         if has_ckpt:
-            # Ray has copied it into the trial's storage (the copy every resume reads); the
-            # trainer writes a fresh one at its next evaluation. One copy on disk, not two.
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            drop_reported_state(Path(checkpoint_dir))
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -206,7 +207,13 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path, c
     df = table(d)
     assert len(df) == 1 and df.loc[0, "status"] == "completed"
     log = (d / "trials" / df.loc[0, "trial_id"] / "train.log").read_text()
-    assert "resuming at step" in log
+    resumed_at = int(re.search(r"resuming at step (\d+)", log).group(1))
+    assert 0 < resumed_at < 5  # from its last checkpoint, not from scratch
+    # the retried trial ends exactly where an uninterrupted one does
+    rc, ref = run_sweep(tmp_path, "nocrash", "--set", "lr=0.1", "--set", "wd=0.001")
+    want = table(ref)
+    for key in ("val_full_top1", "val_full_top5", "val_1pc_top1", "test_top1", "steps_done"):
+        assert df.loc[0, key] == want.loc[0, key], key
 
 
 def test_diverged_and_errored_trials_are_rows_not_failures(ray_session, tmp_path):

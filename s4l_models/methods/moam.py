@@ -37,16 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch.nn.functional as F
-
 from ..config import TrainConfig
-from .base import Batch, Method, Stage, StepContext, entropy, linear_head, readable
+from .base import Batch, Method, Stage, StepContext, entropy, linear_head
 from .s4l_rotation import (
     NUM_ROTATIONS,
     ROTATION_HEAD,
-    rotated_class_loss,
-    rotation_forward,
-    rotation_views,
+    rotation_terms,
     s4l_rotation_loss,
 )
 from .vat import vat_loss
@@ -59,12 +55,7 @@ STEP3_LR, STEP3_WD = 1e-3, 3e-3  # lr per 256 (5e-4 at the paper's batch 128)
 
 def moam_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
     cfg = ctx.cfg
-    unlabeled = readable(unlabeled)
-    x, rot_labels, class_labels = rotation_views(labeled, unlabeled, ctx)
-    logits, rot_logits = rotation_forward(model, x, ctx)
-    n_sup = class_labels.shape[0]
-    loss_sup = rotated_class_loss(logits[:n_sup], class_labels, ctx)
-    loss_rot = F.cross_entropy(rot_logits, rot_labels)
+    x, logits, n_sup, loss_sup, loss_rot = rotation_terms(model, labeled, unlabeled, ctx)
     loss_vat = vat_loss(model, x[n_sup:], logits[n_sup:], ctx)
     loss_ent = entropy(logits[n_sup:])
     loss = (

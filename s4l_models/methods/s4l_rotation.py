@@ -79,13 +79,20 @@ def rotated_class_loss(logits_sup: torch.Tensor, class_labels: torch.Tensor, ctx
     return F.cross_entropy(logits_sup[:b], class_labels[:b], ignore_index=-1)
 
 
-def s4l_rotation_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
+def rotation_terms(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
+    """One forward of all rotated copies: (inputs, class logits, number of labeled copies,
+    classification loss, rotation loss). MOAM adds its VAT and EntMin terms on the same pass."""
     unlabeled = readable(unlabeled)
     x, rot_labels, class_labels = rotation_views(labeled, unlabeled, ctx)
     logits, rot_logits = rotation_forward(model, x, ctx)
     n_sup = class_labels.shape[0]
     loss_sup = rotated_class_loss(logits[:n_sup], class_labels, ctx)
     loss_rot = F.cross_entropy(rot_logits, rot_labels)
+    return x, logits, n_sup, loss_sup, loss_rot
+
+
+def s4l_rotation_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
+    _, _, _, loss_sup, loss_rot = rotation_terms(model, labeled, unlabeled, ctx)
     loss = ctx.cfg.w_sup * loss_sup + ctx.cfg.w_u * loss_rot
     return loss, {"loss_sup": loss_sup.detach(), "loss_rot": loss_rot.detach()}
 

@@ -82,6 +82,11 @@ RESUME_FREE = {
     "teacher",  # only read before the first stage; a restored copy lives elsewhere
 }
 PIPELINE_FILE = "pipeline.json"
+# The training loss is summed on the device and looked at only every LOSS_CHECK_EVERY steps and
+# at each evaluation: `if not isfinite(loss)` or float(loss) at every step would make the host
+# wait for the GPU at every step. NaN and inf survive the sum, so a diverged run is still caught,
+# at most LOSS_CHECK_EVERY steps late and always before its next evaluation or checkpoint.
+LOSS_CHECK_EVERY = 50
 
 Report = Callable[[dict[str, Any], Path], None]
 
@@ -478,7 +483,7 @@ class Trainer:
         t0 = time.perf_counter()
         eval_seconds = 0.0
         prior_seconds = history[-1]["train_seconds"] if history else 0.0
-        loss_sum, loss_n = 0.0, 0
+        loss_sum, loss_n, checked_step = torch.zeros((), device=self.device), 0, start_step
         metrics: dict[str, Any] = {}
         status, message = "completed", ""
         self.log(
@@ -509,12 +514,6 @@ class Trainer:
                     autocast=self.autocast,
                 )
                 loss, parts = self.method.loss(run_model, labeled, unlabeled, ctx)
-                if not torch.isfinite(loss):
-                    raise Diverged(
-                        f"loss became {loss.item()} at step {step} (epoch "
-                        f"{self.schedule.epoch(step):.2f}); lower --lr or --wd, or lengthen "
-                        "the warmup"
-                    )
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 state.optimizer.step()
@@ -522,9 +521,13 @@ class Trainer:
                 if state.polyak is not None:
                     state.polyak.update(nn.ModuleDict({"model": model, "heads": heads}))
                 state.step = step + 1
-                loss_sum += float(loss.detach())
+                loss_sum = loss_sum + loss.detach().float()
                 loss_n += 1
-                if stops and state.step == stops[0]:
+                at_stop = bool(stops) and state.step == stops[0]
+                if at_stop or state.step - checked_step >= LOSS_CHECK_EVERY:
+                    self._check_finite(loss_sum, checked_step, state.step)
+                    checked_step = state.step
+                if at_stop:
                     stops.pop(0)
                     te = time.perf_counter()
                     final = state.step == total
@@ -535,10 +538,10 @@ class Trainer:
                         step=state.step,
                         total_steps=total,
                         lr=self.schedule.lr(state.step - 1),
-                        train_loss=loss_sum / max(1, loss_n),
+                        train_loss=float(loss_sum) / max(1, loss_n),
                         train_seconds=prior_seconds + time.perf_counter() - t0,
                     )
-                    loss_sum, loss_n = 0.0, 0
+                    loss_sum, loss_n = torch.zeros((), device=self.device), 0
                     history.append(metrics)
                     ckpt = self.save_checkpoint(state, history)
                     with open(self.out / "progress.jsonl", "a") as f:
@@ -574,6 +577,14 @@ class Trainer:
         if status == "diverged" and self.report is not None:
             self.report({**final}, self.checkpoint_dir if self.checkpoint_dir.exists() else None)
         return final
+
+    def _check_finite(self, loss_sum: torch.Tensor, after: int, upto: int) -> None:
+        """Raise Diverged when a loss of steps (after, upto] was NaN or infinite (they sum)."""
+        if not torch.isfinite(loss_sum):
+            raise Diverged(
+                f"loss became {float(loss_sum)} between steps {after + 1} and {upto} (epoch "
+                f"{self.schedule.epoch(upto):.2f}); lower --lr or --wd, or lengthen the warmup"
+            )
 
     def _progress_line(self, m: dict[str, Any]) -> str:
         tiny = " ".join(f"{k}pc {m[f'val_{k}pc_top1']:.3f}" for k in self.splits.tiny)

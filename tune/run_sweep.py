@@ -87,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "set": [],
     "seed": 0,
     "max_failures": 2,
+    "stand_in_trainer": None,  # test-only: see --stand-in-trainer
 }
 
 
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="keep every trial's final checkpoint (default: only the best trial's)")
     a("--no-report", dest="report", action="store_false", help="skip the analysis report")
     a("--quiet", action="store_true", help="no progress line")
+    # Test-only, not a user feature (hidden from --help): every trial reports N evaluations at
+    # once without training (tune/stand_in.py); bench/grid_scale.py measures the sweep machinery
+    # on the whole 8,640-point grid with it.
+    a("--stand-in-trainer", type=int, metavar="N", help=argparse.SUPPRESS)
     return p
 
 
@@ -148,6 +153,8 @@ def check_flags(flags: dict[str, Any]) -> None:
             "--scheduler pbt chooses new configurations itself and cannot be combined with "
             "--search optuna; use --search grid or random with pbt"
         )
+    if flags["stand_in_trainer"] is not None and flags["stand_in_trainer"] < 1:
+        raise UserError(f"--stand-in-trainer must be at least 1, got {flags['stand_in_trainer']}")
     if flags["max_failures"] < 0:
         raise UserError(f"--max-failures must be >= 0, got {flags['max_failures']}")
 
@@ -544,6 +551,7 @@ def _run_tuner(
         "trials_dir": str(sweep_dir / "trials"),
         "metric": flags["metric"],
         "mutable": PBT_MUTABLE if flags["scheduler"] == "pbt" else (),
+        "stand_in": flags.get("stand_in_trainer"),
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, setup=setup), {"cpu": cpus, "gpu": gpus}
@@ -560,10 +568,18 @@ def _run_tuner(
     # Ray's newer console output prints its own banner even at verbose=0; the classic reporter
     # is silent at verbose=0, leaving our progress line.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ray's default per-trial loggers (result.json, progress.csv, TensorBoard events) write
+    # every result of every trial a second time, next to our results table and each trial's
+    # progress.jsonl; on a large sweep of short trials they halved the trials scheduled per
+    # second (bench/grid_scale.py). Nothing here reads them.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # A failed trial is one line from our callback (and its traceback in the trial's error.txt),
     # not a traceback on the console.
     for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # The ResultGrid that fit() returns looks for those per-trial files and warns, per trial,
+    # that they are missing; our table is the result.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if resuming:
         tuner = tune.Tuner.restore(
             str(sweep_dir), trainable, resume_unfinished=True, resume_errored=True

@@ -7,6 +7,13 @@ and prints one progress line: done / running / errored of the total, the best me
 its configuration, elapsed time and an ETA (from the trials' estimated costs, see
 `sweep_plan.trial_cost`). On a terminal the line is redrawn in place; in a log it is printed
 when a trial finishes and every `log_every_s` seconds.
+
+Thousands of short trials: a table rewrite costs time in proportion to the rows, so after a
+rewrite that took d seconds the next one waits at least TABLE_COST_FACTOR * d (the table then
+costs at most ~5% of the driver's time; a small table is still rewritten at every finished
+trial), and the progress line is recomputed at most once a second (`line()` walks every trial).
+A finished trial's row is kept as a tuple of cells and its resolved config is dropped, so the
+driver holds ~1 KB per finished trial (bench/grid_scale.py measures it).
 """
 
 from __future__ import annotations
@@ -21,9 +28,23 @@ from ray import tune
 
 from s4l_models.config import TrainConfig
 
-from .results import make_row, results_frame, trial_status, write_predictions, write_results
+from .results import (
+    columns,
+    make_row,
+    results_frame,
+    trial_status,
+    write_predictions,
+    write_results,
+)
 from .sweep_plan import Sizes, trial_cost
 from .trainable import decode_value, resolve_config
+
+
+# A table rewrite that took d seconds is followed by at least TABLE_COST_FACTOR * d seconds
+# without one (so rewriting costs at most 1 / TABLE_COST_FACTOR of the driver's time).
+TABLE_COST_FACTOR = 20.0
+# A forced progress line (a trial finished) is recomputed at most this often.
+MIN_LINE_INTERVAL_S = 1.0
 
 
 def format_duration(seconds: float) -> str:
@@ -90,9 +111,13 @@ class SweepCallback(tune.Callback):
         self.predictions_every_s = predictions_every_s
         self.quiet = quiet
         self.trials: list = []
-        self._configs: dict[str, tuple] = {}  # trial id -> (config, resolved, cost)
+        self._configs: dict[str, tuple] = {}  # unfinished trial id -> (config, resolved)
+        self._costs: dict[str, float] = {}
         self._errors: dict[str, str] = {}
-        self._rows: dict[str, dict] = {}
+        self._columns = columns(self.tiny_k)
+        self._rows: dict[str, tuple] = {}  # finished trial id -> its row's cells, in column order
+        self._table_wait = 0.0  # seconds the next rewrite waits after the last one
+        self._dirty_table = False
         self._pred_cache: dict = {}
         self._t0 = time.monotonic()
         self._progress0: float | None = None
@@ -124,13 +149,15 @@ class SweepCallback(tune.Callback):
                     cost = trial_cost(resolved, self.sizes)
                 except Exception:
                     pass
-            cached = (dict(trial.config), resolved, cost)
+            cached = (dict(trial.config), resolved)
             self._configs[trial.trial_id] = cached
+            self._costs[trial.trial_id] = cost
         return cached[1]
 
     def cost(self, trial) -> float:
-        self.resolved(trial)
-        return self._configs[trial.trial_id][2]
+        if trial.trial_id not in self._costs:
+            self.resolved(trial)
+        return self._costs[trial.trial_id]
 
     def trial_dir(self, trial) -> str:
         return str(Path(self.setup_["trials_dir"]) / trial.trial_id)
@@ -174,34 +201,48 @@ class SweepCallback(tune.Callback):
         head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
         return (int(head) if head.isdigit() else math.inf, str(trial.trial_id))
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[tuple]:
+        """The table's rows (cells in `columns(tiny_k)` order), in trial creation order."""
         rows = []
         for trial in sorted(self.trials, key=self._order):
-            last = trial.last_result or {}
-            if str(trial.status) == "PENDING" and not last:
-                continue  # never started (yet): it gets a row once it reports
             cached = self._rows.get(trial.trial_id)
             if cached is not None and trial.trial_id in self.finished:
                 rows.append(cached)  # a finished trial's row no longer changes
                 continue
+            last = trial.last_result or {}
+            if str(trial.status) == "PENDING" and not last:
+                continue  # never started (yet): it gets a row once it reports
             status = self.status_of(trial)
             error = self.error_of(trial) if status == "errored" else ""
             row = make_row(trial.trial_id, status, self.resolved(trial), last,
                            self.trial_dir(trial), error=error, tiny_k=self.tiny_k)
+            cells = tuple(row[c] for c in self._columns)
             if trial.trial_id in self.finished:
-                self._rows[trial.trial_id] = row
-            rows.append(row)
+                self._rows[trial.trial_id] = cells
+                self._configs.pop(trial.trial_id, None)  # the row holds what is needed
+            rows.append(cells)
         return rows
 
     def write(self, final: bool = False) -> None:
+        t0 = time.monotonic()
         rows = self.rows()
         write_results(self.sweep_dir, results_frame(rows, self.tiny_k))
-        self._last_table = time.monotonic()
-        if final or self._dirty_pred and time.monotonic() - self._last_pred > self.predictions_every_s:
-            dirs = {r["trial_id"]: r["trial_dir"] for r in rows if r["status"] == "completed"}
+        now = time.monotonic()
+        self._last_table, self._dirty_table = now, False
+        self._table_wait = TABLE_COST_FACTOR * (now - t0)
+        if final or self._dirty_pred and now - self._last_pred > self.predictions_every_s:
+            i_id, i_status, i_dir = (
+                self._columns.index(c) for c in ("trial_id", "status", "trial_dir")
+            )
+            dirs = {r[i_id]: r[i_dir] for r in rows if r[i_status] == "completed"}
             write_predictions(self.sweep_dir, dirs, self._pred_cache)
             self._last_pred = time.monotonic()
             self._dirty_pred = False
+
+    def maybe_write(self) -> None:
+        """Rewrite the table if it changed and the last rewrite is long enough ago."""
+        if self._dirty_table and time.monotonic() - self._last_table >= self._table_wait:
+            self.write()
 
     # --- progress ------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -273,6 +314,8 @@ class SweepCallback(tune.Callback):
         if self.quiet:
             return
         now = time.monotonic()
+        if force and now - self._last_print < MIN_LINE_INTERVAL_S:
+            force = False  # many trials finishing at once: one line a second is enough
         if self._tty:
             if force or now - self._last_print >= 1.0:
                 sys.stdout.write("\r\x1b[K" + self.line())
@@ -318,24 +361,44 @@ class SweepCallback(tune.Callback):
         self.trials = trials
         if self._progress0 is None and trials:
             self._progress0 = self.progress()
+        self.maybe_write()
         self.print_progress()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.trials = trials
-        if time.monotonic() - self._last_table >= self.table_every_s:
+        if time.monotonic() - self._last_table >= max(self.table_every_s, self._table_wait):
             self.write()
+
+    def release(self, trial) -> None:
+        """Drop Ray Tune's running statistics of a finished trial's metrics.
+
+        For every numeric value it was ever sent (all metrics, Ray's timers, the config) Ray
+        keeps min/max/avg/last-n averages plus two deques, and re-encodes them whenever it
+        saves the experiment: ~90 KB per trial, the driver's memory growing with the number of
+        trials (bench/grid_scale.py). Only `ResultGrid.get_best_result` reads them, for the
+        sweep's metric, so that one is kept; the last result (our table's row) stays as it is.
+        """
+        meta = getattr(trial, "run_metadata", None)
+        analysis = getattr(meta, "metric_analysis", None)
+        if not isinstance(analysis, dict):
+            return  # another Ray version: leave its internals alone
+        meta.metric_analysis = {k: v for k, v in analysis.items() if k == self.metric}
+        meta.metric_n_steps = {}
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.trials = trials
+        self.release(trial)
         self.finished[trial.trial_id] = "TERMINATED"
-        self._dirty_pred = True
-        self.write()
+        self._dirty_pred = self._dirty_table = True
+        self.maybe_write()
         self.print_progress(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.trials = trials
+        self.release(trial)
         self.finished[trial.trial_id] = "ERROR"
-        self.write()
+        self._dirty_table = True
+        self.maybe_write()
         self.say(f"trial {trial.trial_id} failed: {self.error_of(trial)} "
                  f"(traceback: {trial.local_path}/error.txt)")
         self.print_progress(force=True)

@@ -121,8 +121,9 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 
     trial_id = tune.get_context().get_trial_id()
     out_dir = Path(setup["trials_dir"]) / str(trial_id)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig.from_dict(resolve_config(config, setup))
+    if not setup.get("stand_in"):
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     log_path = out_dir / "train.log"
 
@@ -141,6 +142,13 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         if has_ckpt:
             drop_reported_state(Path(checkpoint_dir))
 
+    if setup.get("stand_in"):
+        # test-only (bench/grid_scale.py): no training, a few instant reports (tune/stand_in.py)
+        from tune.stand_in import stand_in_trial
+
+        started = Path(setup["trials_dir"]) / "stand_in_started.txt"
+        stand_in_trial(cfg, int(setup["stand_in"]), report, started_log=started)
+        return
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         train(cfg, out_dir, report=report, log=log)

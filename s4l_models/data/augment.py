@@ -30,6 +30,20 @@ from .datasets import DatasetSpec
 EVAL_CROP_FRACTION = 0.875
 
 
+def to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None):
+    """Copy a small per-step CPU tensor (indices, augmentation parameters) to `device`.
+
+    To a GPU the copy goes through pinned memory without blocking: a plain `.to("cuda")` of
+    pageable memory makes the host wait for the GPU's queue at every step, so the next step's
+    work could not be queued while this one runs.
+    """
+    if dtype is not None:
+        t = t.to(dtype)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
@@ -64,7 +78,7 @@ def random_resized_crop(
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = h
     theta[:, 1, 2] = cy
-    theta = theta.to(device=images.device, dtype=images.dtype)
+    theta = to_device(theta, images.device, images.dtype)
     grid = F.affine_grid(theta, [b, images.shape[1], out_size, out_size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -89,7 +103,7 @@ def color_jitter(
 
     def factor(amount: float) -> torch.Tensor:
         f = _uniform(gen, b, max(0.0, 1 - amount), 1 + amount)
-        return f.to(images.device, images.dtype).view(b, 1, 1, 1)
+        return to_device(f, images.device, images.dtype).view(b, 1, 1, 1)
 
     x = images * factor(brightness)
     mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
@@ -99,7 +113,7 @@ def color_jitter(
         s = factor(saturation)
         x = s * x + (1 - s) * _gray(x)
         x = x.clamp(0, 1)
-        shift = _uniform(gen, b, -hue, hue).to(images.device, images.dtype).view(b, 1, 1)
+        shift = to_device(_uniform(gen, b, -hue, hue), images.device, images.dtype).view(b, 1, 1)
         hsv = _rgb_to_hsv(x)
         hsv = torch.stack([(hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]], dim=1)
         x = _hsv_to_rgb(hsv)
@@ -115,12 +129,13 @@ def random_hsv(
 ) -> torch.Tensor:
     """HSV colour randomisation (S4L-Exemplar): random hue shift, saturation and value scales."""
     b = images.shape[0]
-    v = _uniform(gen, b, *value).to(images.device, images.dtype).view(b, 1, 1)
+    v = to_device(_uniform(gen, b, *value), images.device, images.dtype).view(b, 1, 1)
     if images.shape[1] == 1:
         return (images * v.unsqueeze(1)).clamp(0, 1)
     hsv = _rgb_to_hsv(images.clamp(0, 1))
-    dh = _uniform(gen, b, -hue_delta, hue_delta).to(images.device, images.dtype).view(b, 1, 1)
-    s = _uniform(gen, b, *saturation).to(images.device, images.dtype).view(b, 1, 1)
+    dh = _uniform(gen, b, -hue_delta, hue_delta)
+    dh = to_device(dh, images.device, images.dtype).view(b, 1, 1)
+    s = to_device(_uniform(gen, b, *saturation), images.device, images.dtype).view(b, 1, 1)
     hsv = torch.stack(
         [(hsv[:, 0] + dh) % 1.0, (hsv[:, 1] * s).clamp(0, 1), (hsv[:, 2] * v).clamp(0, 1)], dim=1
     )

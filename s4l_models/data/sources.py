@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import UserError
-from .augment import file_transforms
+from .augment import file_transforms, to_device
 from .datasets import ArrayData, DatasetSpec, FileData, read_image
 
 UNREADABLE = -1  # label given to an image file that could not be decoded
@@ -70,7 +70,7 @@ class ArraySource:
         self, stream: IndexStream, start: int, stop: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for step in range(start, stop):
-            idx = torch.from_numpy(stream.batch(step)).to(self.device)
+            idx = to_device(torch.from_numpy(stream.batch(step)), self.device)
             yield self.images[idx], self.labels[idx]
 
     def eval_batches(

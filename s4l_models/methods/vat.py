@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.augment import to_device
 from ..errors import UserError
 from .base import Batch, Method, StepContext, entropy, readable
 
@@ -70,7 +71,7 @@ def adversarial_direction(
     gen: torch.Generator,
 ) -> torch.Tensor:
     """Unit-norm (per example, in pixel units) direction of largest KL growth: one power step."""
-    d = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=torch.float32)
+    d = to_device(torch.randn(x.shape, generator=gen), x.device, torch.float32)
     d = (XI_PIXELS * l2_normalize(d)).requires_grad_(True)
     target = clean_logits.detach()
     with frozen_bn_stats(model):

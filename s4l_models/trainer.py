@@ -481,7 +481,7 @@ class Trainer:
         model.train()
         heads.train()
         t0 = time.perf_counter()
-        eval_seconds = 0.0
+        eval_seconds = checkpoint_seconds = 0.0  # of this process (not of a resumed run)
         prior_seconds = history[-1]["train_seconds"] if history else 0.0
         loss_sum, loss_n, checked_step = torch.zeros((), device=self.device), 0, start_step
         metrics: dict[str, Any] = {}
@@ -543,9 +543,11 @@ class Trainer:
                     )
                     loss_sum, loss_n = torch.zeros((), device=self.device), 0
                     history.append(metrics)
+                    tc = time.perf_counter()
                     ckpt = self.save_checkpoint(state, history)
                     with open(self.out / "progress.jsonl", "a") as f:
                         f.write(json.dumps(metrics) + "\n")
+                    checkpoint_seconds += time.perf_counter() - tc
                     self.log(self._progress_line(metrics))
                     if self.report is not None:
                         self.report(dict(metrics), ckpt)
@@ -565,6 +567,7 @@ class Trainer:
             "total_steps": total,
             "train_seconds": prior_seconds + time.perf_counter() - t0,
             "eval_seconds": eval_seconds,
+            "checkpoint_seconds": checkpoint_seconds,
             "num_labeled": int(len(self.labeled)),
             "num_val": int(len(self.splits.val)),
             "device": str(self.device),

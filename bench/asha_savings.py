@@ -3,10 +3,11 @@
     python bench/asha_savings.py            # about 4 minutes on 2 CPU cores
 
 The grid: baseline_10pct on digits with the paper's wd x lr axes (6 x 3 = 18 trials) and
-ResNet-18 v1 x0.5, 60 epochs, batch 32 pinned by --set (10 evaluations per trial). It runs twice
+ResNet-18 v1 x0.5, 60 epochs, batch 32 and an evaluation every 3 epochs pinned by --set (20
+evaluations per trial, so that ASHA can stop a trial after 5% of its epochs). It runs twice
 through `tune.run_sweep.main` on one Ray instance (2 CPUs, 2 trials at a time): `--scheduler
 fifo` (every trial to the end) and `--scheduler asha` (Ray's ASHAScheduler on the evaluation
-count: grace period 1 evaluation, reduction factor 3, max 10).
+count: grace period 1 evaluation, reduction factor 3, max 20; rungs at 1, 3 and 9).
 
 Figures: total trial-epochs of each (the compute), ASHA's share of FIFO's, the configuration
 each selects by val_full_top1 among its completed trials, and that configuration's full-split
@@ -28,7 +29,8 @@ from common import write_result
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PINS = {"arch": "resnet18_v1", "width": "0.5", "epochs": "60", "batch_size": "32"}
+PINS = {"arch": "resnet18_v1", "width": "0.5", "epochs": "60", "batch_size": "32",
+        "eval_every": "3"}
 AXES = ("wd", "lr")
 
 

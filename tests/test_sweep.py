@@ -236,3 +236,72 @@ def test_pbt_exploits_with_adapted_checkpoints(ray_session, tmp_path):
     df = table(d)
     assert len(df) == 4 and set(df["status"]) <= {"completed", "stopped_early"}
     assert (df["status"] == "completed").sum() >= 1
+
+
+# --- many short trials: the machinery itself (test-only stand-in trainer) -------------------------
+def test_stand_in_metrics_are_deterministic_rise_with_evaluations_and_favour_the_paper_optimum():
+    from tune.stand_in import stand_in_metrics
+
+    cfg = TrainConfig.from_dict({"lr": 0.1, "wd": 1e-3, "epochs": 100})
+    first, last = stand_in_metrics(cfg, 1, 3), stand_in_metrics(cfg, 3, 3)
+    assert stand_in_metrics(cfg, 3, 3) == last
+    assert last["val_full_top1"] > first["val_full_top1"]
+    assert last["status"] == "completed" and first["status"] == "running"
+    assert set(columns()) >= {k for k in last if k.startswith(("val_", "test_"))}
+    worse = stand_in_metrics(TrainConfig.from_dict({"lr": 3.0, "wd": 0.1, "epochs": 100}), 3, 3)
+    assert worse["val_full_top1"] < last["val_full_top1"] - 0.1
+
+
+def test_release_keeps_only_the_sweep_metric_of_a_finished_trial(tmp_path):
+    from types import SimpleNamespace
+
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    from tune.sweep_callback import SweepCallback
+
+    meta = _TrainingRunMetadata()
+    for step, value in enumerate([0.5, 0.7], 1):
+        meta.update_metric("val_full_top1", value, step)
+        meta.update_metric("train_loss", 1.0 / step, step)
+    cb = SweepCallback(str(tmp_path), {"trials_dir": str(tmp_path / "trials"), "fixed": {},
+                                       "runtime": {}}, "val_full_top1", [], 1, None)
+    cb.release(SimpleNamespace(run_metadata=meta, trial_id="t"))
+    assert set(meta.metric_analysis) == {"val_full_top1"}
+    assert meta.metric_analysis["val_full_top1"]["max"] == 0.7
+    assert meta.metric_n_steps == {}
+    assert json.loads(meta.get_json_state())["metric_n_steps"] == {}  # Ray can still save it
+    cb.release(SimpleNamespace(trial_id="other"))  # no run_metadata: left alone
+
+
+def test_table_rewrites_wait_in_proportion_to_their_cost(tmp_path):
+    from tune.sweep_callback import TABLE_COST_FACTOR, SweepCallback
+
+    cb = SweepCallback(str(tmp_path), {"trials_dir": str(tmp_path / "trials"), "fixed": {},
+                                       "runtime": {}}, "val_full_top1", [], 1, None)
+    cb.write()
+    assert (tmp_path / "results.parquet").is_file()
+    assert 0 < cb._table_wait < TABLE_COST_FACTOR * 5  # TABLE_COST_FACTOR x a sub-5 s write
+    (tmp_path / "results.parquet").unlink()
+    cb._dirty_table, cb._table_wait = True, 3600.0  # an expensive table: not rewritten yet
+    cb.maybe_write()
+    assert not (tmp_path / "results.parquet").exists()
+    cb._table_wait = 0.0
+    cb.maybe_write()
+    assert (tmp_path / "results.parquet").is_file() and not cb._dirty_table
+
+
+def test_a_stand_in_sweep_of_many_trials_fills_the_table_without_ray_logger_files(
+    ray_session, tmp_path
+):
+    from tune.run_sweep import main
+
+    rc = main(["--space", "baseline_1pct", "--max-trials", "60", "--stand-in-trainer", "3",
+               "--no-report", "--quiet", "--storage", str(tmp_path), "--name", "many"])
+    assert rc == 0
+    sweep = tmp_path / "many"
+    df = pd.read_parquet(sweep / "results.parquet")
+    assert len(df) == 60 and (df["status"] == "completed").all()
+    assert (df["steps_done"] == 3).all() and df["val_full_top1"].between(0, 1).all()
+    assert len((sweep / "trials" / "stand_in_started.txt").read_text().split()) == 60
+    # Ray's per-trial result.json / progress.csv are off: our table holds the results
+    assert not list(sweep.glob("*/result.json")) and not list(sweep.glob("*/progress.csv"))

@@ -131,6 +131,22 @@ def test_file_backed_imagenet_layout_trains_through_dataloader(tmp_path):
     assert 0 <= m["test_top1"] <= 1  # the public val folder is the test split
 
 
+def test_file_backed_evaluation_keeps_one_loader_with_persistent_workers(tmp_path):
+    from s4l_models.trainer import Trainer
+
+    _image_folder(tmp_path / "data")
+    c = cfg(
+        dataset="imagenet", data_dir=str(tmp_path / "data"), val_size=4, labels="100%",
+        tiny_k=(1,), epochs=2, eval_every=1, batch_size=4, workers=1, eval_batch_size=4,
+    )
+    trainer = Trainer(c, tmp_path / "run", **quiet)
+    m = trainer.run()
+    assert m["status"] == "completed" and m["eval_seconds"] > 0 and m["checkpoint_seconds"] > 0
+    loaders = list(trainer.source._eval_loaders.values())
+    assert len(loaders) == 1  # two evaluations of the validation split, one loader
+    assert loaders[0].persistent_workers and loaders[0].num_workers == 1
+
+
 def test_unreadable_image_is_named_or_skipped(tmp_path):
     _image_folder(tmp_path / "data", bad=True)
     base = dict(

@@ -133,8 +133,11 @@ class FileSource:
         self.workers = workers
         self.skip_bad = skip_bad
         self.skipped = 0
+        self._eval_loaders: dict[tuple, DataLoader] = {}
 
     def _loader(self, train: bool, **kwargs) -> DataLoader:
+        # One training loader serves the whole run (its sampler yields every remaining step),
+        # so its workers live as long as the run without persistent_workers.
         ds = _ImageFiles(self.data, file_transforms(self.spec, train), self.spec.image_size)
         return DataLoader(
             ds,
@@ -165,16 +168,24 @@ class FileSource:
         return self._checked(loader)
 
     def eval_batches(self, indices: np.ndarray, batch_size: int):
-        subset = torch.utils.data.Subset(
-            _ImageFiles(self.data, file_transforms(self.spec, False), self.spec.image_size),
-            np.asarray(indices).tolist(),
-        )
-        loader = DataLoader(
-            subset,
-            batch_size=batch_size,
-            num_workers=self.workers,
-            pin_memory=self.device.type == "cuda",
-        )
+        # The same split is scored at every evaluation: keep its loader and, with workers,
+        # keep them alive between evaluations (persistent_workers) instead of starting new ones.
+        indices = np.asarray(indices, dtype=np.int64)
+        key = (indices.tobytes(), batch_size)
+        loader = self._eval_loaders.get(key)
+        if loader is None:
+            subset = torch.utils.data.Subset(
+                _ImageFiles(self.data, file_transforms(self.spec, False), self.spec.image_size),
+                indices.tolist(),
+            )
+            loader = DataLoader(
+                subset,
+                batch_size=batch_size,
+                num_workers=self.workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.workers > 0,
+            )
+            self._eval_loaders[key] = loader
         return self._checked(loader)
 
 

@@ -68,6 +68,28 @@ def _train_one(job) -> float:
     return time.perf_counter() - t0
 
 
+def _cpu_seconds(pid: int | str) -> float:
+    """utime + stime of a process (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ray_daemons(marker: str) -> dict[str, float]:
+    """CPU seconds so far of Ray's own processes (not the trial workers) under `marker`."""
+    out: dict[str, float] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if marker not in cmd or "default_worker.py" in cmd:
+                continue
+            out[p.name] = _cpu_seconds(p.name)
+        except (OSError, IndexError):
+            continue
+    return out
+
+
 def main() -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import pandas as pd
@@ -89,9 +111,14 @@ def main() -> int:
         t0 = time.perf_counter()
         ray.init(num_cpus=CONCURRENCY, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - t0
+        daemons0 = _ray_daemons(os.environ["RAY_TMPDIR"])
+        driver0 = _cpu_seconds("self")
         t0 = time.perf_counter()
         rc = sweep_main(sweep_args(tmp, "sweep"))
         sweep_wall = time.perf_counter() - t0
+        driver_cpu = _cpu_seconds("self") - driver0
+        daemons1 = _ray_daemons(os.environ["RAY_TMPDIR"])
+        daemons_cpu = sum(v - daemons0.get(k, 0.0) for k, v in daemons1.items())
         ray.shutdown()
         if rc != 0:
             return 1
@@ -143,6 +170,8 @@ def main() -> int:
         "ideal_parallel_seconds": round(ideal, 2),
         "overhead_vs_ideal": round(overhead, 3),
         "overhead_with_ray_start": round((sweep_wall + ray_start) / ideal - 1.0, 3),
+        "driver_cpu_seconds_during_sweep": round(driver_cpu, 2),
+        "ray_daemons_cpu_seconds_during_sweep": round(daemons_cpu, 2),
         "pool_wall_seconds": round(pool_wall, 2),
         "overhead_vs_plain_pool": round(sweep_wall / pool_wall - 1.0, 3),
         "goal_overhead": GOAL,
@@ -158,7 +187,8 @@ def main() -> int:
     print(
         f"sweep {sweep_wall:.1f}s vs ideal {ideal:.1f}s (loop {loop_wall:.1f}s / {CONCURRENCY}): "
         f"overhead {overhead:+.0%} (goal <= {GOAL:.0%}); plain 2-process pool {pool_wall:.1f}s "
-        f"(sweep {sweep_wall / pool_wall - 1:+.0%}); Ray start {ray_start:.1f}s -> {path}"
+        f"(sweep {sweep_wall / pool_wall - 1:+.0%}); Ray start {ray_start:.1f}s; CPU seconds "
+        f"during the sweep: driver {driver_cpu:.1f}, Ray's daemons {daemons_cpu:.1f} -> {path}"
     )
     return 0
 

@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional import five_crop
-
 from .io import atomic_write_bytes
 
 PREDICTIONS_FILE = "val_predictions.npz"
@@ -39,6 +37,8 @@ def rotations4(x: torch.Tensor) -> list[torch.Tensor]:
 
 def five_crops(x: torch.Tensor, fraction: float = FIVE_CROP_FRACTION) -> list[torch.Tensor]:
     """Top-left, top-right, bottom-left, bottom-right and centre crops, resized to the input."""
+    from torchvision.transforms.v2.functional import five_crop  # ~1.5 s import: only when used
+
     h, w = x.shape[-2:]
     size = [max(1, round(h * fraction)), max(1, round(w * fraction))]
     return [

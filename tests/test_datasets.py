@@ -533,3 +533,22 @@ def test_unknown_dataset_lists_choices():
     assert "'mnist'" in msg
     for name in DATASETS:
         assert name in msg
+
+
+def test_an_adopted_dataset_is_served_without_reading_files_even_where_the_folder_is_missing(
+    tmp_path,
+):
+    from s4l_models.data.datasets import adopt_dataset, clear_dataset_cache, load_dataset
+
+    digits = load_dataset("digits")
+    clear_dataset_cache()
+    adopt_dataset("digits", None, digits)
+    assert load_dataset("digits") is digits  # no second parse
+    # a sweep's worker on a node without the driver's Fashion-MNIST folder
+    fake = dataclasses.replace(digits, spec=DATASETS["fashion_mnist"])
+    missing = str(tmp_path / "not-here")
+    adopt_dataset("fashion_mnist", missing, fake)
+    assert load_dataset("fashion_mnist", missing) is fake
+    with pytest.raises(UserError, match="does not exist"):
+        load_dataset("fashion_mnist", str(tmp_path / "elsewhere"))
+    clear_dataset_cache()

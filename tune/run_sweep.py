@@ -336,7 +336,11 @@ def max_reports(plan) -> int:
 
 # --- the sweep ---------------------------------------------------------------------------------
 def prepare_data(plan, sweep_dir: Path):
-    """Load the dataset and write the sweep's split files once (reused on --resume)."""
+    """Load the dataset and write the sweep's split files once (reused on --resume).
+
+    Returns (sizes, tiny_k, data): `data` is the loaded dataset when it is held in memory (the
+    trials get it through Ray's object store instead of reading the files again), else None.
+    """
     from s4l_models.config import TrainConfig
     from s4l_models.data.datasets import DATASETS, load_dataset
     from s4l_models.data.splits import splits_for
@@ -351,7 +355,8 @@ def prepare_data(plan, sweep_dir: Path):
         cfg.val_size or spec.default_val_size, cfg.labels, tuple(cfg.tiny_k), cfg.split_seed,
     )
     n_test = len(data.test) if data.test is not None else 0
-    return Sizes(labeled=len(splits.labeled), val=len(splits.val), test=n_test), tuple(cfg.tiny_k)
+    sizes = Sizes(labeled=len(splits.labeled), val=len(splits.val), test=n_test)
+    return sizes, tuple(cfg.tiny_k), (data if spec.in_memory else None)
 
 
 def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) -> None:
@@ -492,7 +497,7 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         plan.data_dir = flags["data_dir"]
     created = not sweep_dir.exists()
     try:
-        sizes, tiny_k = prepare_data(plan, sweep_dir)  # missing data: exit 2 before Ray starts
+        sizes, tiny_k, data = prepare_data(plan, sweep_dir)  # missing data: exit 2 before Ray
         plan.sizes = sizes
         scheduler = None if resuming else build_scheduler(
             flags["scheduler"], plan, max_reports(plan), flags["seed"]
@@ -506,7 +511,7 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
     try:
         return _run_tuner(
             plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
-            keep_all,
+            keep_all, data,
         )
     except UserError:
         if created and not (sweep_dir / "tuner.pkl").exists():
@@ -521,7 +526,7 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
 
 def _run_tuner(
     plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
-    keep_all,
+    keep_all, data=None,
 ) -> int:
     import ray
     from ray import tune
@@ -554,7 +559,8 @@ def _run_tuner(
         "stand_in": flags.get("stand_in_trainer"),
     }
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, setup=setup), {"cpu": cpus, "gpu": gpus}
+        # the in-memory dataset goes to the object store once; trials read it from there
+        tune.with_parameters(run_trial, setup=setup, data=data), {"cpu": cpus, "gpu": gpus}
     )
     if not resuming:
         write_space_json(sweep_dir, plan, flags, flags["metric"])

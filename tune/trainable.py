@@ -3,7 +3,8 @@
 `run_trial(config, setup)` reads only its config (the trial's axis values; non-scalar values
 arrive JSON-encoded and are parsed by `TrainConfig`) and `setup` (constants shared by the sweep,
 given through `tune.with_parameters`: the fixed settings, the sweep directory, the shared split
-files, torch threads). The trainer writes into `<sweep>/trials/<trial_id>/` and calls back at
+files, torch threads) and `data` (the in-memory dataset the driver loaded, shared through Ray's
+object store). The trainer writes into `<sweep>/trials/<trial_id>/` and calls back at
 every evaluation; the callback forwards the metrics and the trainer's checkpoint directory to
 `tune.report`. A trial restarted by Ray (a crash under `FailureConfig(max_failures=...)`, a
 resumed sweep, HyperBand/PBT pausing) resumes from `tune.get_checkpoint()`. When PBT hands a
@@ -113,8 +114,12 @@ def trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
-    """Ray Tune function trainable (wrap with `tune.with_parameters(run_trial, setup=...)`)."""
+def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
+    """Ray Tune function trainable (wrap with `tune.with_parameters(run_trial, setup=...)`).
+
+    `data`: the sweep's in-memory dataset as the driver loaded it (or None); the trainer then
+    uses it instead of reading the files in this worker.
+    """
     from ray import tune
 
     from s4l_models.trainer import CHECKPOINT_FILE, train
@@ -122,6 +127,10 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     out_dir = Path(setup["trials_dir"]) / str(trial_id)
     cfg = TrainConfig.from_dict(resolve_config(config, setup))
+    if data is not None:
+        from s4l_models.data.datasets import adopt_dataset
+
+        adopt_dataset(cfg.dataset, cfg.data_dir, data)
     if not setup.get("stand_in"):
         out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -19,12 +19,31 @@ from __future__ import annotations
 
 import math
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
 from .datasets import DatasetSpec
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+# torchvision is imported where it is used (colour work, file datasets), not here: importing it
+# takes ~1.5 s, which every sweep worker and `s4l-train` would pay before its first step even
+# when it trains without colour augmentation on an in-memory dataset.
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms.v2.functional._color import _rgb_to_hsv as rgb_to_hsv
+
+    return rgb_to_hsv(x)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms.v2.functional._color import _hsv_to_rgb as hsv_to_rgb
+
+    return hsv_to_rgb(x)
 
 # ImageNet evaluation: resize the shorter side so that a central 224 crop covers 87.5% of it.
 EVAL_CROP_FRACTION = 0.875
@@ -196,6 +215,8 @@ class Augmenter:
 
 def file_transforms(spec: DatasetSpec, train: bool) -> v2.Compose:
     """Per-image transforms for file-backed datasets, run in DataLoader workers (uint8 out)."""
+    from torchvision.transforms import v2
+
     size = spec.image_size
     if train:
         steps = [v2.RandomResizedCrop(size, scale=spec.crop_scale, antialias=True)]

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..config import parse_labels
 from ..errors import UserError
@@ -78,6 +77,8 @@ def make_splits(
             "image per class"
         )
     all_idx = np.arange(n)
+    from sklearn.model_selection import train_test_split  # ~1 s import: only here
+
     train, val = train_test_split(
         all_idx, test_size=val_size, stratify=labels, random_state=seed, shuffle=True
     )

@@ -14,7 +14,8 @@ compete with other work, so two parallel trials do not run at twice the speed of
 trials are also run on a plain pool of 2 warm processes (no Ray, imports and data loaded
 before the clock starts), and the sweep is compared with that too (`overhead_vs_plain_pool`:
 what Ray and our callbacks cost over the parallelism the machine actually gives). Load
-averages around each run are recorded.
+averages around each run are recorded, and the CPU seconds the driver and Ray's own processes
+(GCS, raylet; not the trial workers) used during the sweep.
 """
 
 from __future__ import annotations

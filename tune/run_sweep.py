@@ -559,8 +559,13 @@ def _run_tuner(
         "stand_in": flags.get("stand_in_trainer"),
     }
     trainable = tune.with_resources(
-        # the in-memory dataset goes to the object store once; trials read it from there
-        tune.with_parameters(run_trial, setup=setup, data=data), {"cpu": cpus, "gpu": gpus}
+        # The in-memory dataset goes to the object store once and each worker process reads it
+        # from there once (a one-item list, so that with_parameters hands trials the reference
+        # instead of fetching and unpickling the data at every trial start).
+        tune.with_parameters(
+            run_trial, setup=setup, data=[ray.put(data)] if data is not None else None
+        ),
+        {"cpu": cpus, "gpu": gpus},
     )
     if not resuming:
         write_space_json(sweep_dir, plan, flags, flags["metric"])

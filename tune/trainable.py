@@ -114,11 +114,26 @@ def trial_dirname(trial) -> str:
     return trial.trial_id
 
 
+# Object references of shared datasets this worker process has already adopted.
+_ADOPTED: set[str] = set()
+
+
+def adopt_shared_dataset(cfg: TrainConfig, ref) -> None:
+    """Fetch the driver's in-memory dataset once per worker process and serve it to the trainer."""
+    import ray
+
+    from s4l_models.data.datasets import adopt_dataset
+
+    if ref.hex() not in _ADOPTED:
+        adopt_dataset(cfg.dataset, cfg.data_dir, ray.get(ref))
+        _ADOPTED.add(ref.hex())
+
+
 def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     """Ray Tune function trainable (wrap with `tune.with_parameters(run_trial, setup=...)`).
 
-    `data`: the sweep's in-memory dataset as the driver loaded it (or None); the trainer then
-    uses it instead of reading the files in this worker.
+    `data`: None, or a one-item list holding the object reference of the sweep's in-memory
+    dataset as the driver loaded it; the trainer then uses it instead of reading the files.
     """
     from ray import tune
 
@@ -127,10 +142,8 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     trial_id = tune.get_context().get_trial_id()
     out_dir = Path(setup["trials_dir"]) / str(trial_id)
     cfg = TrainConfig.from_dict(resolve_config(config, setup))
-    if data is not None:
-        from s4l_models.data.datasets import adopt_dataset
-
-        adopt_dataset(cfg.dataset, cfg.data_dir, data)
+    if data and not setup.get("stand_in"):
+        adopt_shared_dataset(cfg, data[0])
     if not setup.get("stand_in"):
         out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -248,6 +248,10 @@ def start_ray(address: str | None, dashboard: bool) -> bool:
     return True
 
 
+def _ray_running() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
 def visible_gpus_locally() -> int:
     try:
         import torch
@@ -476,7 +480,9 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
     tiny_k = tuple(plan.space.fixed.get("tiny_k", (1, 5)))
     check_metric(flags["metric"], tiny_k)
     gpus, cpus = float(flags["gpus_per_trial"]), float(flags["cpus_per_trial"])
-    if gpus > 0 and not flags["address"] and visible_gpus_locally() == 0:
+    # A Ray session the caller started (e.g. with a GPU resource of its own) is checked against
+    # its resources instead, in _run_tuner.
+    if gpus > 0 and not flags["address"] and not _ray_running() and visible_gpus_locally() == 0:
         raise UserError(
             f"--gpus-per-trial {gpus:g} but no GPU is visible; drop it to train on CPUs "
             "(or --address a cluster with GPUs)"

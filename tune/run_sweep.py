@@ -9,8 +9,8 @@
 
 On the embedded `digits` dataset with no `--max-trials` it runs a seeded subset of 24 grid
 points in which every value of every axis appears (cheap points preferred, the longest trials
-started first): the main command takes about 5 minutes on 2 CPU cores (2 trials at a time,
-measured with the machine shared; bench/main_command.py). A smaller `--max-trials N` on digits
+started first): the main command took 142 s on 2 idle CPU cores (2 trials at a time;
+bench/main_command.py), about 4 minutes when the machine was shared. A smaller `--max-trials N` on digits
 picks the N cheapest-weighted points (a smoke run); any other dataset runs the whole grid, or
 with `--max-trials N` a seeded subset covering every axis value. `--search random|optuna` draw
 N trials from the same axes; `--set KEY=VALUE` overrides a fixed setting or pins an axis.

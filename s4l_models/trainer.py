@@ -13,15 +13,7 @@ checkpoint/state.pt, progress.jsonl (one line per evaluation), metrics.json (fin
 val_predictions.npz (per-example correctness of the final evaluation).
 
 Multi-stage methods (pseudolabel, selfsup_linear, selfsup_finetune, moam) declare `stages`;
-`train` then runs `run_stages`: each stage is this same loop with the stage's derived settings,
-in `out_dir/stage_<i>_<name>/` (its own config.json, progress.jsonl, metrics.json and
-val_predictions.npz). There is one live checkpoint directory, `out_dir/checkpoint/`, holding
-the current stage's state.pt, `pipeline.json` (which stage is running and the metrics of the
-finished ones) and what the current stage was started from (the previous stage's final weights,
-the pseudo-labels): it is self-contained, so a copy of it (what Ray Tune restores) resumes the
-whole run. Resuming skips the finished stages and continues the current one from its
-checkpoint; the top-level metrics.json and val_predictions.npz are the final stage's, with the
-earlier stages' headline metrics under `<stage name>_` prefixed keys.
+`train` then runs `s4l_models.stages.run_stages`, which runs this same loop once per stage.
 
 Polyak averaging (`polyak`, on for MOAM): an exponential moving average of the weights and
 batch-norm statistics with per-step decay 0.5 ** (1 / steps_per_epoch), so weights one epoch old
@@ -36,7 +28,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,18 +44,10 @@ from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
-from .evaluate import (
-    PREDICTIONS_FILE,
-    VIEWS,
-    correctness,
-    pseudo_labels,
-    rotations4,
-    save_predictions,
-    subset_metrics,
-)
-from .io import atomic_write, atomic_write_bytes, atomic_write_text
+from .evaluate import correctness, rotations4, save_predictions, subset_metrics
+from .io import atomic_write, atomic_write_text
 from .methods import Batch, Method, StepContext, get_method
-from .methods.base import Stage, polyak_for
+from .methods.base import polyak_for
 from .resnet import create_model
 from .schedule import Schedule, epoch_to_step
 
@@ -599,292 +582,6 @@ class Trainer:
         )
 
 
-# --------------------------------------------------------------------------------------------
-# Multi-stage methods
-# --------------------------------------------------------------------------------------------
-
-# Headline metrics of finished stages copied into the run's final metrics as "<stage>_<key>".
-STAGE_KEYS = (
-    "val_full_top1",
-    "val_full_top5",
-    "val_1pc_top1",
-    "val_5pc_top1",
-    "test_top1",
-    "test_top5",
-    "epochs",
-    "steps",
-    "train_seconds",
-)
-
-
-def _stage_dir(out: Path, i: int, stage: Stage) -> Path:
-    return out / f"stage_{i + 1}_{stage.name}"
-
-
-def _init_file(i: int) -> str:
-    return f"stage_{i + 1}_init.pt"
-
-
-def _pseudo_file(i: int) -> str:
-    return f"stage_{i + 1}_pseudo_labels.npz"
-
-
-def _checkpoint_stage(path: Path) -> int | None:
-    """Index of the stage that wrote state.pt (None when there is none); reads it lazily."""
-    if not path.is_file():
-        return None
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    stage = payload.get("stage")
-    return None if stage is None else int(stage)
-
-
-def _write_pipeline(ckdir: Path, state: dict) -> None:
-    atomic_write_text(ckdir / PIPELINE_FILE, json.dumps(state, indent=2))
-
-
-def _start_pipeline(
-    cfg: TrainConfig, ckdir: Path, resume_from: str | os.PathLike | None
-) -> dict[str, Any]:
-    """Fresh: clear old pipeline files. Resume: adopt the given checkpoint directory's state."""
-    if resume_from is None:
-        if ckdir.is_dir():
-            for f in ckdir.iterdir():
-                if f.is_file() and (f.name == PIPELINE_FILE or f.name.startswith("stage_")):
-                    f.unlink()
-        state = {"method": cfg.method, "config": cfg.to_dict(), "stage": 0, "finished": []}
-        _write_pipeline(ckdir, state)
-        return state
-    src = Path(resume_from)
-    if src.is_file():
-        src = src.parent
-    if not (src / PIPELINE_FILE).is_file():
-        raise UserError(
-            f"{src} holds no {PIPELINE_FILE}, so it is not a checkpoint of a multi-stage "
-            f"{cfg.method} run; start a fresh run instead of resuming"
-        )
-    if src.resolve() != ckdir.resolve():  # e.g. a checkpoint Ray Tune restored elsewhere
-        ckdir.mkdir(parents=True, exist_ok=True)
-        for f in src.iterdir():
-            if f.is_file():
-                shutil.copy2(f, ckdir / f.name)
-    state = json.loads((ckdir / PIPELINE_FILE).read_text())
-    saved, now = state["config"], cfg.to_dict()
-    diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
-    if diff:
-        raise UserError(
-            f"the checkpoint in {src} was made with other settings ({', '.join(diff)}); "
-            "resume with the same settings or use another --out"
-        )
-    return state
-
-
-def teacher_model(path: str | os.PathLike, cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """The network of a finished run (its Polyak average when it has one), for pseudo-labels."""
-    w = load_weights(path, device)
-    tcfg = w["config"] or {}
-    if tcfg.get("dataset", cfg.dataset) != cfg.dataset:
-        raise UserError(
-            f"--teacher {path} was trained on {tcfg['dataset']}, not {cfg.dataset}; give a run "
-            "on the same dataset"
-        )
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    model = create_model(
-        tcfg.get("arch", cfg.arch),
-        width=tcfg.get("width", cfg.width),
-        num_classes=len(data.classes),
-        image_size=data.spec.image_size,
-        in_chans=data.spec.channels,
-    ).to(device)
-    try:
-        model.load_state_dict(w["model"])
-    except RuntimeError as err:
-        raise UserError(f"--teacher {path} does not fit its own settings: {err}") from None
-    return model
-
-
-def write_pseudo_labels(
-    model: nn.Module, cfg: TrainConfig, splits: Splits, views: str, path: Path
-) -> int:
-    """Label every image of the training split with `model`; returns how many reach the
-    confidence threshold. Writes index/label/confidence to `path`."""
-    device = resolve_device(cfg.device)
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    source = make_source(data.train, data.spec, device, cfg.workers, cfg.skip_bad_images)
-    augment = Augmenter(data.spec, device, pre_cropped=source.pre_cropped)
-
-    def autocast():
-        if device.type == "cuda" and cfg.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    pred, conf = pseudo_labels(
-        model,
-        source.eval_batches(splits.train, cfg.eval_batch_size),
-        augment,
-        autocast,
-        views=VIEWS[views],
-    )
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf, index=splits.train.astype(np.int64), label=pred, confidence=conf, views=views
-    )
-    atomic_write_bytes(path, buf.getvalue())
-    return int((conf >= cfg.pseudo_threshold).sum())
-
-
-def _pseudo_inputs(cfg: TrainConfig, data: LoadedDataset, path: Path):
-    """(indices kept, labels for the whole training array) from a pseudo-label file."""
-    with np.load(path) as z:
-        index, label, conf = z["index"], z["label"], z["confidence"]
-    keep = conf >= cfg.pseudo_threshold
-    if not keep.any():
-        raise UserError(
-            f"no pseudo-label reaches pseudo_threshold {cfg.pseudo_threshold:g} (highest "
-            f"confidence {conf.max():.3f}); lower the threshold"
-        )
-    labels = data.train.labels.numpy().copy()
-    labels[index] = label
-    return np.sort(index[keep]), labels
-
-
-def run_stages(
-    cfg: TrainConfig,
-    method: Method,
-    out_dir: str | os.PathLike,
-    report: Report | None = None,
-    resume_from: str | os.PathLike | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Run a multi-stage method: each stage a `Trainer` run, one shared live checkpoint."""
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = log or (lambda line: print(line, flush=True))
-    stages = method.stages(cfg)
-    for st in stages:
-        st.cfg.validate()
-    ckdir = out / CHECKPOINT_DIR
-    ckdir.mkdir(parents=True, exist_ok=True)
-    state = _start_pipeline(cfg, ckdir, resume_from)
-    atomic_write_text(out / "config.json", cfg.to_json())
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    splits = resolve_splits(cfg, out, data)
-    splits_path = cfg.splits_path or str(out)
-    device = resolve_device(cfg.device)
-    n = len(stages)
-    final: dict[str, Any] = {}
-    for i in range(int(state["stage"]), n):
-        stage = stages[i]
-        tag = f"stage {i + 1}/{n} {stage.name}"
-        scfg = dataclasses.replace(
-            stage.cfg,
-            splits_path=splits_path,
-            fail_at_step=cfg.fail_at_step if (i == 0 and resume_from is None) else -1,
-        )
-        labeled = splits.train if stage.data == "all" else None
-        train_labels = None
-        if stage.labels == "pseudo":
-            pfile = ckdir / _pseudo_file(i)
-            if not pfile.is_file():
-                if i > 0 or cfg.teacher is None:
-                    raise UserError(
-                        f"the checkpoint in {ckdir} lacks the pseudo-labels of {tag}; start a "
-                        "fresh run"
-                    )
-                log(f"[{tag}] labelling {len(splits.train)} training images with {cfg.teacher}")
-                write_pseudo_labels(
-                    teacher_model(cfg.teacher, cfg, device), cfg, splits, stage.pseudo_views, pfile
-                )
-            labeled, train_labels = _pseudo_inputs(scfg, data, pfile)
-            if stage.data == "labeled":  # pseudo-labels on the labeled subset only
-                labeled = np.intersect1d(labeled, splits.labeled)
-        init = None
-        if stage.init and i > 0:
-            init = ckdir / _init_file(i)
-            if not init.is_file():
-                raise UserError(
-                    f"the checkpoint in {ckdir} lacks the starting weights of {tag}; start a "
-                    "fresh run"
-                )
-
-        def stage_report(m, ck, i=i, stage=stage):
-            line = {**m, "stage": i + 1, "stage_name": stage.name}
-            with open(out / "progress.jsonl", "a") as f:
-                f.write(json.dumps(line) + "\n")
-            if report is not None:
-                report({**m, "stage": i + 1, "num_stages": n}, ck)
-
-        trainer = Trainer(
-            scfg,
-            _stage_dir(out, i, stage),
-            report=stage_report,
-            log=lambda line, tag=tag: log(f"[{tag}] {line}"),
-            method=stage.method,
-            labeled=labeled,
-            train_labels=train_labels,
-            checkpoint_dir=ckdir,
-            init_weights=init,
-            checkpoint_extra={"stage": i},
-        )
-        live = ckdir / CHECKPOINT_FILE
-        resume = live if resume_from is not None and _checkpoint_stage(live) == i else None
-        m = trainer.run(resume_from=resume)
-        if labeled is not None and stage.labels == "pseudo":
-            m["num_pseudo_labeled"] = int(len(labeled))
-        if m["status"] != "completed":
-            final = {**m, "message": f"{tag}: {m['message']}"}
-            break
-        state["finished"].append(
-            {"name": stage.name, "metrics": {k: m[k] for k in STAGE_KEYS if k in m}}
-        )
-        final = m
-        if i + 1 < n:
-            nxt = stages[i + 1]
-            if nxt.init:
-                weights = trainer.state.final_weights()
-                atomic_write(ckdir / _init_file(i + 1), lambda tmp, w=weights: torch.save(w, tmp))
-            if nxt.labels == "pseudo":
-                log(f"[stage {i + 2}/{n} {nxt.name}] labelling {len(splits.train)} training "
-                    f"images ({nxt.pseudo_views})")
-                write_pseudo_labels(
-                    trainer.state.eval_model, nxt.cfg, splits, nxt.pseudo_views,
-                    ckdir / _pseudo_file(i + 1),
-                )
-            state["stage"] = i + 1
-            _write_pipeline(ckdir, state)  # the commit point of the stage boundary
-            for f in (ckdir / _init_file(i), ckdir / _pseudo_file(i)):
-                f.unlink(missing_ok=True)
-        else:
-            state["stage"] = n
-            _write_pipeline(ckdir, state)
-            for f in (ckdir / _init_file(i), ckdir / _pseudo_file(i)):
-                f.unlink(missing_ok=True)
-    # the run's metrics: the last stage's, with the earlier stages' headline figures prefixed
-    last = min(int(state["stage"]), n - 1)
-    last_dir = _stage_dir(out, last, stages[last])
-    if not final:  # resumed a run whose stages had all finished
-        saved = last_dir / "metrics.json"
-        final = json.loads(saved.read_text()) if saved.is_file() else {
-            **state["finished"][-1]["metrics"], "status": "completed", "message": ""
-        }
-    completed = final.get("status") == "completed"
-    seconds = sum(d["metrics"].get("train_seconds", 0.0) for d in state["finished"])
-    if not completed:
-        seconds += final.get("train_seconds", 0.0)
-    for done in state["finished"][:-1] if completed else state["finished"]:
-        for k, v in done["metrics"].items():
-            final[f"{done['name']}_{k}"] = v
-    final["train_seconds"] = seconds  # all stages together
-    final["num_labeled"] = int(len(splits.labeled))
-    final["stages"] = ",".join(st.name for st in stages)
-    final["num_stages"] = n
-    if (last_dir / PREDICTIONS_FILE).is_file():
-        shutil.copy2(last_dir / PREDICTIONS_FILE, out / PREDICTIONS_FILE)
-    atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
-    return final
-
-
 def train(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -898,13 +595,14 @@ def train(
     checkpoint directory (or its state.pt), which holds the state of the whole pipeline."""
     method = get_method(cfg.method)
     if method.stages is not None:
+        from .stages import run_stages  # it builds on Trainer
+
         return run_stages(cfg, method, out_dir, report=report, resume_from=resume_from, log=log)
     return Trainer(cfg, out_dir, report=report, log=log).run(resume_from=resume_from)
 
 
 __all__ = [
     "train",
-    "run_stages",
     "Trainer",
     "TrainConfig",
     "DATASETS",

@@ -3,7 +3,7 @@
 Single-stage methods are just a loss (plus the extra heads it trains). Multi-stage methods
 (pseudolabel, selfsup_linear, selfsup_finetune, moam) also declare `stages(cfg)`: a list of
 `Stage`s, each a single-stage loss with its own derived settings, which the trainer runs one
-after the other (see `s4l_models.trainer.run_stages`).
+after the other (see `s4l_models.stages.run_stages`).
 """
 
 from __future__ import annotations

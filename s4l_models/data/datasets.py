@@ -251,10 +251,12 @@ def clear_dataset_cache() -> None:
 
 
 def _cache_key(name: str, data_dir: str | None) -> tuple[str, str | None]:
-    """The cache key of a dataset: its name and resolved folder (None for embedded data)."""
+    """The cache key of a dataset: its name and its folder as given (the default when None),
+    resolved but not checked; None for embedded data or a folder that has to be given."""
     if name not in _NEEDS:
         return (name, None)
-    return (name, os.path.realpath(_resolve_data_dir(DATASETS[name], data_dir)))
+    folder = data_dir if data_dir is not None else DATASETS[name].default_data_dir
+    return (name, os.path.realpath(os.path.expanduser(folder)) if folder else None)
 
 
 def adopt_dataset(name: str, data_dir: str | None, loaded: LoadedDataset) -> None:
@@ -262,17 +264,13 @@ def adopt_dataset(name: str, data_dir: str | None, loaded: LoadedDataset) -> Non
 
     A sweep's driver loads an in-memory dataset once and hands it to every trial through Ray's
     object store, so that a trial's worker does not parse the files (or, for digits, import
-    scikit-learn, ~1.3 s) again. On a node where the folder does not exist, the data is still
-    served under the name and folder as given.
+    scikit-learn, ~1.3 s) again. The folder is not checked, so on a node where it does not
+    exist the data is still served under the name and folder as given.
     """
     if not loaded.spec.in_memory or loaded.spec.name != name:
         return
-    try:
-        key = _cache_key(name, data_dir)
-    except UserError:
-        key = (name, os.path.realpath(data_dir) if data_dir else None)
     with _CACHE_LOCK:
-        _CACHE.setdefault(key, loaded)
+        _CACHE.setdefault(_cache_key(name, data_dir), loaded)
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> LoadedDataset:
@@ -284,18 +282,14 @@ def load_dataset(name: str, data_dir: str | None = None) -> LoadedDataset:
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     spec = DATASETS[name]
-    if spec.in_memory and data_dir is not None and name in _NEEDS:
-        with _CACHE_LOCK:  # adopted from a sweep's driver on a node without the folder
-            cached = _CACHE.get((name, os.path.realpath(data_dir)))
-        if cached is not None and not os.path.isdir(data_dir):
-            return cached
+    needs_files = name in _NEEDS
     key = _cache_key(name, data_dir)
-    root = key[1]
-    if spec.in_memory:
+    if spec.in_memory and (key[1] is not None or not needs_files):
         with _CACHE_LOCK:
             cached = _CACHE.get(key)
         if cached is not None:
             return cached
+    root = _resolve_data_dir(spec, data_dir) if needs_files else None
     loader = {
         "digits": lambda: _load_digits(spec),
         "fashion_mnist": lambda: _load_fashion_mnist(spec, root),

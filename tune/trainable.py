@@ -142,11 +142,6 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     trial_id = tune.get_context().get_trial_id()
     out_dir = Path(setup["trials_dir"]) / str(trial_id)
     cfg = TrainConfig.from_dict(resolve_config(config, setup))
-    if data and not setup.get("stand_in"):
-        adopt_shared_dataset(cfg, data[0])
-    if not setup.get("stand_in"):
-        out_dir.mkdir(parents=True, exist_ok=True)
-
     log_path = out_dir / "train.log"
 
     def log(line: str) -> None:
@@ -171,6 +166,9 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
         started = Path(setup["trials_dir"]) / "stand_in_started.txt"
         stand_in_trial(cfg, int(setup["stand_in"]), report, started_log=started)
         return
+    if data:
+        adopt_shared_dataset(cfg, data[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         train(cfg, out_dir, report=report, log=log)

@@ -14,7 +14,6 @@ final stage's, with the earlier stages' headline metrics under `<stage name>_` p
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -45,6 +44,7 @@ from .trainer import (
     RESUME_FREE,
     Report,
     Trainer,
+    autocast_context,
     load_weights,
     resolve_device,
     resolve_splits,
@@ -159,16 +159,11 @@ def write_pseudo_labels(
     source = make_source(data.train, data.spec, device, cfg.workers, cfg.skip_bad_images)
     augment = Augmenter(data.spec, device, pre_cropped=source.pre_cropped)
 
-    def autocast():
-        if device.type == "cuda" and cfg.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     pred, conf = pseudo_labels(
         model,
         source.eval_batches(splits.train, cfg.eval_batch_size),
         augment,
-        autocast,
+        lambda: autocast_context(device, cfg.amp),
         views=VIEWS[views],
     )
     import io

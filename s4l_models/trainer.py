@@ -174,6 +174,13 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def autocast_context(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when `amp` (the `amp` setting), else a no-op context."""
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def set_threads(threads: int) -> int:
     n = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
@@ -287,9 +294,7 @@ class Trainer:
         return resolve_splits(self.cfg, self.out, self.data)
 
     def autocast(self):
-        if self.device.type == "cuda" and self.cfg.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_context(self.device, self.cfg.amp)
 
     def build(self) -> RunState:
         cfg = self.cfg

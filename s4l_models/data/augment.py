@@ -18,7 +18,6 @@ flip per image in DataLoader workers with torchvision.transforms.v2 (`file_trans
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import torch

@@ -122,12 +122,5 @@ def moam_stages(cfg: TrainConfig) -> list[Stage]:
     ]
 
 
-METHOD = Method(
-    name="moam",
-    loss=moam_loss,
-    uses_unlabeled=True,
-    heads={ROTATION_HEAD: linear_head(NUM_ROTATIONS)},
-    stages=moam_stages,
-    polyak=True,
-    rotation_tta=True,
-)
+# MOAM as a whole: step 1's method, run as the three stages above.
+METHOD = dataclasses.replace(STEP_METHOD, name="moam", stages=moam_stages)

@@ -33,6 +33,29 @@ def machine() -> dict:
     return info
 
 
+def sync(device) -> None:
+    """Wait for the GPU's queued work (so that a timed region ends when its work does)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def processes_with(*needles: str) -> dict[int, str]:
+    """pid -> command line of this machine's processes whose command line holds every needle."""
+    found = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(n in cmd for n in needles):
+            found[int(p.name)] = cmd
+    return found
+
+
 def mean_std(values: list[float]) -> dict:
     return {
         "mean": statistics.fmean(values),

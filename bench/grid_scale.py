@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import write_result
+from common import processes_with, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_TRIALS_PER_S = 20.0
@@ -51,20 +51,6 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float | None:
     except OSError:
         return None
     return None
-
-
-def _gcs_pids(marker: str) -> list[int]:
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "gcs_server" in cmd and marker in cmd:
-            pids.append(int(p.name))
-    return pids
 
 
 def _started(sweep_dir: Path) -> int:
@@ -100,7 +86,7 @@ def run_grid(storage: Path, name: str, trials: int | None, env: dict,
         if hwm:
             peak = max(peak, hwm)
         if not gcs:
-            gcs = _gcs_pids(marker)
+            gcs = list(processes_with("gcs_server", marker))
         gcs_mb = sum(_rss_mb(p) or 0.0 for p in gcs)
         if rss is not None:
             samples.append((time.perf_counter() - t0, _started(sweep_dir), rss, gcs_mb))

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import write_result
+from common import processes_with, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -75,19 +75,16 @@ def _cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _ray_daemons(marker: str) -> dict[str, float]:
+def _ray_daemons(marker: str) -> dict[int, float]:
     """CPU seconds so far of Ray's own processes (not the trial workers) under `marker`."""
-    out: dict[str, float] = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
+    out: dict[int, float] = {}
+    for pid, cmd in processes_with(marker).items():
+        if "default_worker.py" in cmd:
             continue
         try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if marker not in cmd or "default_worker.py" in cmd:
-                continue
-            out[p.name] = _cpu_seconds(p.name)
+            out[pid] = _cpu_seconds(pid)
         except (OSError, IndexError):
-            continue
+            continue  # ended meanwhile
     return out
 
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import write_result
+from common import sync, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,16 +36,12 @@ CUDA_CASES = [("synthetic224", "resnet50_v2", 1.0), ("synthetic32", "resnet18_v2
 
 
 def _timed(fn, device, repeats: int) -> float:
-    import torch
-
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import write_result
+from common import sync, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,13 +63,6 @@ CUDA_CASES = [
 ]
 
 
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def run_trainer(case: Case, device, threads: int, out: Path) -> dict:
     """One trainer run of (about) case.steps steps; images/s of its training loop."""
     from s4l_models.config import TrainConfig
@@ -88,9 +81,9 @@ def run_trainer(case: Case, device, threads: int, out: Path) -> dict:
         "threads": threads, "eval_batch_size": 1024,
     })
     trainer = Trainer(cfg, out, log=lambda line: None)
-    _sync(device)
+    sync(device)
     m = trainer.run()
-    _sync(device)
+    sync(device)
     loop_s = m["train_seconds"] - m["eval_seconds"] - m["checkpoint_seconds"]
     return {"steps": m["steps"], "seconds": loop_s, "images_per_s": m["steps"] * case.batch / loop_s,
             "eval_seconds": m["eval_seconds"], "checkpoint_seconds": m["checkpoint_seconds"]}
@@ -120,7 +113,7 @@ def run_hand_loop(case: Case, device, steps: int) -> dict:
                           weight_decay=1e-4)
     b, size, lo = case.batch, spec.image_size, spec.crop_scale[0]
     model.train()
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         idx = torch.randint(0, len(images), (b,), device=device)
@@ -143,7 +136,7 @@ def run_hand_loop(case: Case, device, steps: int) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - t0
     return {"steps": steps, "seconds": seconds, "images_per_s": steps * b / seconds}
 

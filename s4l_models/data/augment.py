@@ -1,17 +1,21 @@
 """Batched augmentation on uint8 image tensors, on whatever device the batch lives on.
 
 Small datasets (digits, Fashion-MNIST, CIFAR) are held as one uint8 tensor and augmented a whole
-batch at a time: random parameters (crop boxes, flips, colour factors) are drawn on the CPU from
-a seeded generator, and the pixels are transformed in one `affine_grid`/`grid_sample` call, so
-there is no per-image Python loop on the hot path and a batch on the GPU stays there.
+batch at a time: random parameters (crop boxes, flips, colour noise) are drawn on the CPU from
+the step's seeded generator, and the pixels are transformed in one `affine_grid`/`grid_sample`
+call, so there is no per-image Python loop on the hot path and a batch on the GPU stays there.
 torchvision.transforms.v2 draws one set of parameters per call, so per-image parameters over a
 batch are ours; the HSV conversion is torchvision's. File-backed datasets (ImageNet) crop and
-flip per image in DataLoader workers with torchvision.transforms.v2 (`file_transforms`).
+flip per image in DataLoader workers with torchvision.transforms.v2 (`file_transforms`), as
+many independent crops of each training image as the method asks for (S4L-Exemplar's 8).
 
 - inception-style random-resized crop (area in `crop_scale`, aspect ratio in [3/4, 4/3]) and
   a horizontal flip where the dataset allows it;
-- colour augmentation (brightness, contrast, saturation, hue jitter), an axis of the 1% grid;
-- HSV colour randomisation (S4L-Exemplar's copies);
+- HSV colour randomisation `hsvnoise`, the released code's (google-research/s4l preprocess.py
+  `get_hsvnoise_preprocess`), after the crop and flip as in its pipelines (a per-pixel colour
+  map commutes with the flip): the colour augmentation of S4L-Exemplar's copies
+  (`crop_inception_patches(8,224)|hsvnoise|flip_lr`) and `color_aug`, an axis of the 1% grid
+  (the 1% supervised baseline's `inception_crop|resize(224)|flip_lr|hsvnoise`);
 - evaluation: a central crop keeping aspect ratio (the whole image for small datasets).
 """
 
@@ -101,63 +105,50 @@ def random_resized_crop(
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _gray(images: torch.Tensor) -> torch.Tensor:
-    if images.shape[1] == 1:
-        return images
-    r, g, b = images[:, 0:1], images[:, 1:2], images[:, 2:3]
-    return 0.2989 * r + 0.587 * g + 0.114 * b  # same weights as torchvision's rgb_to_grayscale
+# The released hsvnoise's ranges (google-research/s4l preprocess.py, get_hsvnoise_preprocess):
+# hue shift, and for S and V each a power of two for the exponent, a power of two for the scale,
+# and an offset.
+HSV_HUE_SHIFT = (-0.1, 0.1)
+HSV_SV_POW = (-2.0, 2.0)  # exponent 2**U(-2, 2)
+HSV_SV_MUL = (-0.5, 0.5)  # scale 2**U(-0.5, 0.5)
+HSV_SV_ADD = (-0.1, 0.1)
 
 
-def color_jitter(
-    images: torch.Tensor,
-    gen: torch.Generator,
-    brightness: float = 0.4,
-    contrast: float = 0.4,
-    saturation: float = 0.4,
-    hue: float = 0.1,
-) -> torch.Tensor:
-    """Per-image colour jitter of a float batch in [0, 1] (torchvision's formulas, batched)."""
+def hsvnoise_params(b: int, gen: torch.Generator) -> torch.Tensor:
+    """Per-image hsvnoise parameters [B, 7] on the CPU: columns hue shift, S exponent,
+    V exponent, S scale, V scale, S offset, V offset (exponents and scales already 2**u)."""
+    hue = _uniform(gen, b, *HSV_HUE_SHIFT).view(b, 1)
+    pow_ = torch.exp2(_uniform(gen, 2 * b, *HSV_SV_POW)).view(b, 2)
+    mul = torch.exp2(_uniform(gen, 2 * b, *HSV_SV_MUL)).view(b, 2)
+    add = _uniform(gen, 2 * b, *HSV_SV_ADD).view(b, 2)
+    return torch.cat([hue, pow_, mul, add], dim=1)
+
+
+def apply_hsvnoise(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """The released hsvnoise with given per-image parameters (`hsvnoise_params`) on a float
+    batch [B,C,H,W] in [0, 1]:
+
+        h = (1 + h + hue) mod 1;  s, v = s**pow * mul + add (each its own);  clip HSV to [0, 1]
+
+    A grey (1-channel) image has S = 0 and V = its value, so only the V noise applies:
+    x = clip(x**pow_v * mul_v + add_v, 0, 1). (The released code, given a 3-channel grey
+    image, would also set S to clip(add_s, 0, 1), a faint tint a 1-channel image cannot hold.)
+    """
     b = images.shape[0]
-
-    def factor(amount: float) -> torch.Tensor:
-        f = _uniform(gen, b, max(0.0, 1 - amount), 1 + amount)
-        return to_device(f, images.device, images.dtype).view(b, 1, 1, 1)
-
-    x = images * factor(brightness)
-    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    c = factor(contrast)
-    x = c * x + (1 - c) * mean
-    if images.shape[1] == 3:
-        s = factor(saturation)
-        x = s * x + (1 - s) * _gray(x)
-        x = x.clamp(0, 1)
-        shift = to_device(_uniform(gen, b, -hue, hue), images.device, images.dtype).view(b, 1, 1)
-        hsv = _rgb_to_hsv(x)
-        hsv = torch.stack([(hsv[:, 0] + shift) % 1.0, hsv[:, 1], hsv[:, 2]], dim=1)
-        x = _hsv_to_rgb(hsv)
-    return x.clamp(0, 1)
-
-
-def random_hsv(
-    images: torch.Tensor,
-    gen: torch.Generator,
-    hue_delta: float = 0.1,
-    saturation: tuple[float, float] = (0.5, 1.5),
-    value: tuple[float, float] = (0.5, 1.5),
-) -> torch.Tensor:
-    """HSV colour randomisation (S4L-Exemplar): random hue shift, saturation and value scales."""
-    b = images.shape[0]
-    v = to_device(_uniform(gen, b, *value), images.device, images.dtype).view(b, 1, 1)
+    p = to_device(params, images.device, images.dtype).view(b, 7, 1, 1)
+    hue, pow_, mul, add = p[:, 0], p[:, 1:3], p[:, 3:5], p[:, 5:7]
     if images.shape[1] == 1:
-        return (images * v.unsqueeze(1)).clamp(0, 1)
+        v = images.clamp(0, 1)
+        return (v.pow(pow_[:, 1:2]) * mul[:, 1:2] + add[:, 1:2]).clamp(0, 1)
     hsv = _rgb_to_hsv(images.clamp(0, 1))
-    dh = _uniform(gen, b, -hue_delta, hue_delta)
-    dh = to_device(dh, images.device, images.dtype).view(b, 1, 1)
-    s = to_device(_uniform(gen, b, *saturation), images.device, images.dtype).view(b, 1, 1)
-    hsv = torch.stack(
-        [(hsv[:, 0] + dh) % 1.0, (hsv[:, 1] * s).clamp(0, 1), (hsv[:, 2] * v).clamp(0, 1)], dim=1
-    )
-    return _hsv_to_rgb(hsv)
+    h = torch.remainder(1.0 + hsv[:, 0:1] + hue[:, None], 1.0)
+    sv = hsv[:, 1:3].pow(pow_) * mul + add
+    return _hsv_to_rgb(torch.cat([h, sv], dim=1).clamp(0, 1))
+
+
+def hsvnoise(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """HSV colour randomisation of the released code (`hsvnoise`), each image its own draw."""
+    return apply_hsvnoise(images, hsvnoise_params(images.shape[0], gen))
 
 
 class Augmenter:
@@ -196,24 +187,39 @@ class Augmenter:
     def train_view(
         self, images_u8: torch.Tensor, gen: torch.Generator, color: bool = False
     ) -> torch.Tensor:
-        """Inception crop + flip (+ colour jitter), normalised."""
+        """Inception crop + flip (+ hsvnoise: `color_aug`), normalised."""
         x = self.crop(self.to_unit(images_u8), gen)
         if color:
-            x = color_jitter(x, gen)
+            x = hsvnoise(x, gen)
         return self.normalize(x)
 
     def exemplar_view(self, images_u8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Inception crop + flip + HSV randomisation, normalised (S4L-Exemplar's copies)."""
+        """Inception crop + flip + hsvnoise, normalised (S4L-Exemplar's copies)."""
         x = self.crop(self.to_unit(images_u8), gen)
-        return self.normalize(random_hsv(x, gen))
+        return self.normalize(hsvnoise(x, gen))
 
     def eval_view(self, images_u8: torch.Tensor) -> torch.Tensor:
         """Evaluation input: small datasets are used whole; file datasets arrive centre-cropped."""
         return self.normalize(self.to_unit(images_u8))
 
 
-def file_transforms(spec: DatasetSpec, train: bool) -> v2.Compose:
-    """Per-image transforms for file-backed datasets, run in DataLoader workers (uint8 out)."""
+class _Views:
+    """`copies` independent draws of a random transform of one image, stacked [copies,C,H,W]."""
+
+    def __init__(self, transform, copies: int):
+        self.transform, self.copies = transform, copies
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.transform(image) for _ in range(self.copies)])
+
+
+def file_transforms(spec: DatasetSpec, train: bool, copies: int = 1) -> v2.Compose | _Views:
+    """Per-image transforms for file-backed datasets, run in DataLoader workers (uint8 out).
+
+    Training: a random-resized crop (+ flip), [C,H,W]; with `copies` > 1, that many independent
+    crops (+ flips) of the image, [copies,C,H,W] (S4L-Exemplar's copies, the released
+    `crop_inception_patches(8,224)|...|flip_lr`). Evaluation ignores `copies`.
+    """
     from torchvision.transforms import v2
 
     size = spec.image_size
@@ -221,7 +227,8 @@ def file_transforms(spec: DatasetSpec, train: bool) -> v2.Compose:
         steps = [v2.RandomResizedCrop(size, scale=spec.crop_scale, antialias=True)]
         if spec.flips:
             steps.append(v2.RandomHorizontalFlip())
-        return v2.Compose(steps)
+        crop = v2.Compose(steps)
+        return crop if copies == 1 else _Views(crop, copies)
     # central crop keeping aspect ratio: shorter side to size/0.875, then a size x size crop
     return v2.Compose(
         [v2.Resize(int(round(size / EVAL_CROP_FRACTION)), antialias=True), v2.CenterCrop(size)]

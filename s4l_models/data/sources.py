@@ -6,7 +6,9 @@ sees exactly the batches an uninterrupted run would have seen, with no sampler s
 
 `ArraySource` serves in-memory datasets from one uint8 tensor on the training device (gathers
 only). `FileSource` serves file-backed datasets (ImageNet) through a DataLoader with workers,
-pinned memory and per-image crops in the workers.
+pinned memory and per-image crops in the workers: uint8 [B,C,H,W] batches, or, for a method
+that asks for `copies` > 1 independently cropped copies of every training image
+(S4L-Exemplar), training batches [B,copies,C,H,W].
 """
 
 from __future__ import annotations
@@ -85,11 +87,12 @@ class ArraySource:
 class _ImageFiles(Dataset):
     """Decodes one image file per item; an unreadable file yields a blank image and label -1."""
 
-    def __init__(self, data: FileData, transform, size: int):
+    def __init__(self, data: FileData, transform, size: int, copies: int = 1):
         self.paths = data.paths
         self.labels = data.labels
         self.transform = transform
         self.size = size
+        self.copies = copies  # the transform returns [copies,C,H,W] when copies > 1
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -99,7 +102,10 @@ class _ImageFiles(Dataset):
             image = self.transform(read_image(self.paths[i]))
             label = int(self.labels[i])
         except (UserError, RuntimeError, OSError):
-            image = torch.zeros(3, self.size, self.size, dtype=torch.uint8)
+            shape = (3, self.size, self.size)
+            if self.copies > 1:
+                shape = (self.copies, *shape)
+            image = torch.zeros(shape, dtype=torch.uint8)
             label = UNREADABLE
         return image, label, i
 
@@ -117,7 +123,12 @@ class _StreamSampler(Sampler):
 
 
 class FileSource:
-    """File-backed dataset: DataLoader workers decode (torchvision.io) and crop each image."""
+    """File-backed dataset: DataLoader workers decode (torchvision.io) and crop each image.
+
+    With `copies` > 1 every training image is cropped (and flipped) that many times
+    independently and training batches are uint8 [B,copies,C,H,W]; evaluation batches are
+    always single central crops [B,C,H,W].
+    """
 
     pre_cropped = True
 
@@ -128,8 +139,12 @@ class FileSource:
         device: torch.device,
         workers: int,
         skip_bad: bool,
+        copies: int = 1,
     ):
+        if copies < 1:
+            raise ValueError(f"copies must be at least 1, got {copies}")
         self.data, self.spec, self.device = data, spec, device
+        self.copies = copies
         self.workers = workers
         self.skip_bad = skip_bad
         self.skipped = 0
@@ -138,7 +153,10 @@ class FileSource:
     def _loader(self, train: bool, **kwargs) -> DataLoader:
         # One training loader serves the whole run (its sampler yields every remaining step),
         # so its workers live as long as the run without persistent_workers.
-        ds = _ImageFiles(self.data, file_transforms(self.spec, train), self.spec.image_size)
+        copies = self.copies if train else 1
+        ds = _ImageFiles(
+            self.data, file_transforms(self.spec, train, copies), self.spec.image_size, copies
+        )
         return DataLoader(
             ds,
             num_workers=self.workers,
@@ -189,7 +207,12 @@ class FileSource:
         return self._checked(loader)
 
 
-def make_source(data: ArrayData | FileData, spec: DatasetSpec, device, workers, skip_bad):
+def make_source(
+    data: ArrayData | FileData, spec: DatasetSpec, device, workers, skip_bad, copies: int = 1
+):
+    """The source for `data`. `copies`: independently cropped copies of every training image
+    (a method's `train_copies`); file-backed sources deliver them, in-memory datasets are
+    cropped on the device and ignore it."""
     if isinstance(data, ArrayData):
         return ArraySource(data, device)
-    return FileSource(data, spec, device, workers, skip_bad)
+    return FileSource(data, spec, device, workers, skip_bad, copies)

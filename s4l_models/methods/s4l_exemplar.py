@@ -1,10 +1,13 @@
 """S4L-Exemplar (S4L Section 3.1): classification plus exemplar invariance.
 
-Each image of the labeled and of the unlabeled batch becomes 8 copies (inception crop, flip
-where the dataset allows it, HSV colour randomisation: `Augmenter.exemplar_view`); all 16B
-copies go through the network in one forward pass. A linear embedding head on the pre-logits
-(1000-d as in google-research/s4l config/s4l_exemplar.sh, L2-normalised as in its
-semi_supervised/exemplar.py) feeds the batch-hard triplet loss with a soft margin
+Each image of the labeled and of the unlabeled batch becomes 8 copies, each its own inception
+crop, flip where the dataset allows it, and HSV colour randomisation (the released
+`crop_inception_patches(8,224)|hsvnoise|flip_lr`): in-memory datasets are cropped on the device
+(`Augmenter.exemplar_view`); file-backed ones (ImageNet) arrive as 8 independent crops per image
+from the DataLoader workers (`train_copies`, batches [B, 8, C, H, W]) and get their colour noise
+on the device. All 16B copies go through the network in one forward pass. A linear embedding
+head on the pre-logits (1000-d as in google-research/s4l config/s4l_exemplar.sh, L2-normalised
+as in its semi_supervised/exemplar.py) feeds the batch-hard triplet loss with a soft margin
 (Hermans et al. 2017): for every copy, the farthest copy of the same image is its positive and
 the closest copy of another image its negative, loss softplus(d_pos - d_neg).
 
@@ -28,8 +31,22 @@ EMBED_HEAD = "embedding"
 
 
 def exemplar_copies(images_u8: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-    """8 independently augmented copies, copy-major: copy c*B + i is a view of image i."""
-    return torch.cat([ctx.augment.exemplar_view(images_u8, ctx.gen) for _ in range(NUM_COPIES)])
+    """8 independently augmented copies, copy-major: copy c*B + i is a view of image i.
+
+    `images_u8` is [B, C, H, W] (every copy cropped on the device) or, from a file-backed
+    source, [B, 8, C, H, W] of independent crops already made (copy c from crop c; only the
+    colour noise and normalisation remain).
+    """
+    if images_u8.dim() == 5:
+        if images_u8.shape[1] != NUM_COPIES:
+            raise ValueError(
+                f"expected {NUM_COPIES} crops per image, got batch of shape "
+                f"{tuple(images_u8.shape)}"
+            )
+        views = images_u8.unbind(1)
+    else:
+        views = [images_u8] * NUM_COPIES
+    return torch.cat([ctx.augment.exemplar_view(v, ctx.gen) for v in views])
 
 
 def pairwise_distances(e: torch.Tensor) -> torch.Tensor:
@@ -91,4 +108,5 @@ METHOD = Method(
     loss=s4l_exemplar_loss,
     uses_unlabeled=True,
     heads={EMBED_HEAD: linear_head(EMBED_DIM)},
+    train_copies=NUM_COPIES,
 )

@@ -28,7 +28,14 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig
 from .base import Batch, Method, Stage, StepContext, linear_head, readable
-from .s4l_exemplar import EMBED_DIM, EMBED_HEAD, embed, exemplar_copies, triplet_of_copies
+from .s4l_exemplar import (
+    EMBED_DIM,
+    EMBED_HEAD,
+    NUM_COPIES,
+    embed,
+    exemplar_copies,
+    triplet_of_copies,
+)
 from .s4l_rotation import NUM_ROTATIONS, ROTATION_HEAD, rotate4, rotation_forward
 
 PRETRAIN_LR = 0.1
@@ -66,6 +73,7 @@ PRETEXT = {
         name="exemplar_pretext",
         loss=exemplar_pretext_loss,
         heads={EMBED_HEAD: linear_head(EMBED_DIM)},
+        train_copies=NUM_COPIES,
     ),
 }
 

@@ -5,10 +5,13 @@ same per-example correctness, not a second forward pass. The per-example correct
 full validation split is saved with every final evaluation (`val_predictions.npz`), so that any
 other subset can be scored later without the model (the validation-size study does that).
 
-Test-time views (`views=`): the model's softmax predictions are averaged over several views of
-each image: the four rotations (S4L-Rotation's optional test-time averaging, Section 4.4) or
-5 crops x 4 rotations (MOAM's pseudo-labels, Section 5). The same averaging labels the training
-split for the pseudo-label methods (`pseudo_labels`).
+Test-time views (`views=`): the model's logits are averaged over several views of each image,
+then turned into probabilities: the four rotations (S4L-Rotation's optional test-time averaging,
+Section 4.4) or 5 crops x 4 rotations (MOAM's pseudo-labels, Section 5). The same averaging
+labels the training split for the pseudo-label methods (`pseudo_labels`). Logits, not
+probabilities, as the released code does (google-research/s4l semi_supervised/rotation.py
+`logits_class_avg`, pseudo_labeling/generate_labels.py `logits_avg_croprot`); the paper only
+says "averaging predictions".
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ def five_crop_rot4(x: torch.Tensor) -> list[torch.Tensor]:
 VIEWS = {"center": None, "rot4": rotations4, "5crop_rot4": five_crop_rot4}
 
 
-def average_probs(model: torch.nn.Module, x: torch.Tensor, views, autocast=None) -> torch.Tensor:
-    """Softmax predictions [B, classes] averaged over `views(x)` (x itself when views is None)."""
+def view_average(model: torch.nn.Module, x: torch.Tensor, views, autocast=None) -> torch.Tensor:
+    """Probabilities [B, classes]: the softmax of the logits averaged over `views(x)` (of the
+    logits of x itself when views is None)."""
     inputs = [x] if views is None else views(x)
     total = None
     for v in inputs:
@@ -65,9 +69,9 @@ def average_probs(model: torch.nn.Module, x: torch.Tensor, views, autocast=None)
                 logits = model(v)
         else:
             logits = model(v)
-        p = torch.softmax(logits.float(), dim=1)
-        total = p if total is None else total + p
-    return total / len(inputs)
+        logits = logits.float()
+        total = logits if total is None else total + logits
+    return torch.softmax(total / len(inputs), dim=1)
 
 
 @torch.no_grad()
@@ -84,7 +88,7 @@ def pseudo_labels(
     preds, confs = [], []
     try:
         for images, _ in batches:
-            p = average_probs(model, augment.eval_view(images), views, autocast)
+            p = view_average(model, augment.eval_view(images), views, autocast)
             conf, pred = p.max(dim=1)
             preds.append(pred.cpu())
             confs.append(conf.cpu())
@@ -109,7 +113,8 @@ def correctness(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-example (top-1 correct, top-k correct, label) for every example of `batches`.
 
-    With `views` (e.g. `rotations4`) the prediction is the softmax averaged over the views.
+    With `views` (e.g. `rotations4`) the prediction is the softmax of the logits averaged over
+    the views.
     """
     was_training = model.training
     model.eval()
@@ -118,7 +123,7 @@ def correctness(
         for images, y in batches:
             x = augment.eval_view(images)
             if views is not None:
-                logits = average_probs(model, x, views, autocast)
+                logits = view_average(model, x, views, autocast)
             elif autocast is not None:
                 with autocast():
                     logits = model(x)

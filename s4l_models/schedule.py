@@ -1,14 +1,31 @@
-"""Learning-rate schedule of the paper: linear warmup from 0, then x0.1 steps at given epochs.
+"""Learning-rate schedule of the paper: linear warmup, then x0.1 steps at given epochs.
 
 Epochs are counted over the labeled data (S4L Section 4.1), so one epoch is
-|D_l| / batch_size optimiser steps, possibly fractional; a boundary at epoch e falls on step
-ceil(e * steps_per_epoch). The learning rate scales linearly with batch size relative to 256.
+|D_l| / batch_size optimiser steps, possibly fractional; the run has ceil(epochs *
+steps_per_epoch) steps and a decay at epoch e falls on step ceil(e * steps_per_epoch). The
+learning rate scales linearly with batch size relative to 256.
+
+Warmup (ours, where the released code differs by one step): the warmup covers the whole steps
+inside its epochs, floor(warmup_epochs * steps_per_epoch), and step k < W trains at
+(k + 1) / W of the peak, reaching the peak at step W - 1. The released code
+(google-research/s4l trainer.py `get_lr`) uses k / W, so its first step trains at lr 0: a wasted
+step, and a run of one step would not train at all. Rounding the warmup down keeps a schedule
+whose warmup is 10% of its epochs at >= 90% of its steps after warmup whatever the batch size.
+
+A schedule too short to mean anything (`short_reason`): fewer than MIN_STEPS optimizer steps,
+or every step inside the warmup. The trainer still runs it (tests and smoke runs need that) but
+says so and marks its metrics `short_run`; sweeps name such configurations before they start
+and the report leaves them out of its statistics.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+# (ours) Below this many optimizer steps a run is marked short: a model-selection statistic over
+# networks that took a few dozen SGD steps says nothing about the configurations.
+MIN_STEPS = 50
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -17,6 +34,11 @@ from torch.optim.lr_scheduler import LambdaLR
 def epoch_to_step(epoch: float, steps_per_epoch: float) -> int:
     # round first: 0.7 * 200 * 0.5 must be step 70, not 71 after float noise
     return int(math.ceil(round(epoch * steps_per_epoch, 9)))
+
+
+def whole_steps(epoch: float, steps_per_epoch: float) -> int:
+    """Whole steps that fit inside `epoch` epochs (rounded down, after the same float guard)."""
+    return int(math.floor(round(epoch * steps_per_epoch, 9)))
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,7 @@ class Schedule:
             batch_size=batch_size,
             steps_per_epoch=spe,
             total_steps=max(1, epoch_to_step(epochs, spe)),
-            warmup_steps=epoch_to_step(warmup_epochs, spe),
+            warmup_steps=whole_steps(warmup_epochs, spe),
             decay_steps=tuple(sorted(epoch_to_step(e, spe) for e in decay_epochs)),
         )
 
@@ -55,11 +77,24 @@ class Schedule:
     def factor(self, step: int) -> float:
         """Multiplier of the peak lr used for optimiser step `step` (0-based)."""
         if step < self.warmup_steps:
-            return step / self.warmup_steps  # linear from 0
+            return (step + 1) / self.warmup_steps  # linear; never a step at lr 0
         return 0.1 ** sum(step >= d for d in self.decay_steps)
 
     def lr(self, step: int) -> float:
         return self.peak_lr * self.factor(step)
+
+    @property
+    def steps_after_warmup(self) -> int:
+        return max(0, self.total_steps - self.warmup_steps)
+
+    def short_reason(self) -> str | None:
+        """Why this schedule is too short to mean anything, or None when it is not."""
+        if self.total_steps < MIN_STEPS:
+            n = self.total_steps
+            return f"{n} optimizer step{'' if n == 1 else 's'} (fewer than {MIN_STEPS})"
+        if self.warmup_steps >= self.total_steps:
+            return f"all {self.total_steps} optimizer steps fall inside the warmup"
+        return None
 
     def epoch(self, step: int) -> float:
         return step / self.steps_per_epoch

@@ -34,9 +34,10 @@ from .data.splits import Splits
 from .errors import UserError
 from .evaluate import PREDICTIONS_FILE, VIEWS, pseudo_labels
 from .io import atomic_write, atomic_write_bytes, atomic_write_text
-from .methods import Method
+from .methods import Method, get_method
 from .methods.base import Stage
 from .resnet import create_model
+from .schedule import Schedule
 from .trainer import (
     CHECKPOINT_DIR,
     CHECKPOINT_FILE,
@@ -191,6 +192,40 @@ def _pseudo_inputs(cfg: TrainConfig, data: LoadedDataset, path: Path):
     return np.sort(index[keep]), labels
 
 
+def run_schedules(
+    cfg: TrainConfig, num_labeled: int, num_train: int
+) -> list[tuple[str, Schedule]]:
+    """(stage name, learning-rate schedule) of every stage a run of `cfg` trains, for a dataset
+    with `num_labeled` labeled images and `num_train` images in its training part (what a stage
+    with data="all" passes over). A single-stage method has one, named after the method."""
+    method = get_method(cfg.method)
+    stages = method.stages(cfg) if method.stages is not None else [Stage(cfg.method, method, cfg)]
+    return [
+        (
+            st.name,
+            Schedule.from_epochs(
+                st.cfg.lr,
+                st.cfg.batch_size,
+                max(1, num_train if st.data == "all" else num_labeled),
+                st.cfg.epochs,
+                st.cfg.warmup_epochs,
+                st.cfg.resolved_decay_epochs(),
+            ),
+        )
+        for st in stages
+    ]
+
+
+def short_run_reason(cfg: TrainConfig, num_labeled: int, num_train: int) -> str | None:
+    """Why a run of `cfg` is too short to mean anything (its first short stage), or None."""
+    schedules = run_schedules(cfg, num_labeled, num_train)
+    for name, sched in schedules:
+        reason = sched.short_reason()
+        if reason:
+            return reason if len(schedules) == 1 else f"stage {name}: {reason}"
+    return None
+
+
 def run_stages(
     cfg: TrainConfig,
     method: Method,
@@ -215,6 +250,9 @@ def run_stages(
     splits_path = cfg.splits_path or str(out)
     device = resolve_device(cfg.device)
     n = len(stages)
+    # the whole run is short when one of its stages is: every stage says so in its log and
+    # its metrics
+    short = short_run_reason(cfg, len(splits.labeled), len(splits.train))
     final: dict[str, Any] = {}
     for i in range(int(state["stage"]), n):
         stage = stages[i]
@@ -268,6 +306,7 @@ def run_stages(
             checkpoint_dir=ckdir,
             init_weights=init,
             checkpoint_extra={"stage": i},
+            short_reason=short,
         )
         live = ckdir / CHECKPOINT_FILE
         resume = live if resume_from is not None and _checkpoint_stage(live) == i else None
@@ -327,4 +366,11 @@ def run_stages(
     return final
 
 
-__all__ = ["run_stages", "teacher_model", "write_pseudo_labels", "STAGE_KEYS"]
+__all__ = [
+    "run_stages",
+    "run_schedules",
+    "short_run_reason",
+    "teacher_model",
+    "write_pseudo_labels",
+    "STAGE_KEYS",
+]

@@ -15,9 +15,15 @@ val_predictions.npz (per-example correctness of the final evaluation).
 Multi-stage methods (pseudolabel, selfsup_linear, selfsup_finetune, moam) declare `stages`;
 `train` then runs `s4l_models.stages.run_stages`, which runs this same loop once per stage.
 
-Polyak averaging (`polyak`, on for MOAM): an exponential moving average of the weights and
-batch-norm statistics with per-step decay 0.5 ** (1 / steps_per_epoch), so weights one epoch old
-count half; evaluation, checkpoints and the next stage's start use the average.
+Polyak averaging (`polyak`, on for MOAM): an exponential moving average of the trainable
+parameters with per-step decay 0.5 ** (1 / steps_per_epoch), so weights one epoch old count half;
+batch-norm statistics are not averaged (the average model uses the live model's), as the
+released code averages `tf.trainable_variables()` only. Evaluation, checkpoints and the next
+stage's start use the average.
+
+Weight decay applies to the convolution and linear kernels only, not to batch-norm scales and
+offsets or biases: the released code puts an L2 regularizer on kernels only
+(google-research/s4l models/resnet.py `kernel_regularizer`, utils.py `linear`).
 """
 
 from __future__ import annotations
@@ -84,10 +90,10 @@ def polyak_decay(steps_per_epoch: float) -> float:
 
 
 class Polyak:
-    """Exponential moving average of a module's parameters and float buffers.
+    """Exponential moving average of a module's parameters.
 
-    After every optimiser step: avg <- decay * avg + (1 - decay) * current; integer buffers
-    (batch-norm step counters) are copied.
+    After every optimiser step: avg <- decay * avg + (1 - decay) * current for every parameter;
+    buffers (batch-norm running statistics and step counters) are copied from the live module.
     """
 
     def __init__(self, module: nn.Module, decay: float):
@@ -98,17 +104,12 @@ class Polyak:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
-        current = module.state_dict()
-        avg, cur = [], []
-        for name, a in self.average.state_dict().items():
-            c = current[name]
-            if a.dtype.is_floating_point:
-                avg.append(a)
-                cur.append(c)
-            else:
-                a.copy_(c)
+        avg = list(self.average.parameters())
+        cur = [p.detach() for p in module.parameters()]
         if avg:
             torch._foreach_lerp_(avg, cur, 1.0 - self.decay)
+        for a, c in zip(self.average.buffers(), module.buffers()):
+            a.copy_(c)
 
 
 @dataclass
@@ -132,6 +133,17 @@ class RunState:
                 "heads": self.polyak.average["heads"].state_dict(),
             }
         return {"model": self.model.state_dict(), "heads": self.heads.state_dict()}
+
+
+def decay_groups(params: list[nn.Parameter], wd: float) -> list[dict[str, Any]]:
+    """SGD parameter groups: weight decay on kernels (conv and linear weights, ndim > 1), none
+    on batch-norm scales/offsets and biases. Each group says which it is (`decay`)."""
+    kernels = [p for p in params if p.ndim > 1]
+    others = [p for p in params if p.ndim <= 1]
+    return [
+        {"params": kernels, "weight_decay": wd, "decay": True},
+        {"params": others, "weight_decay": 0.0, "decay": False},
+    ]
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
@@ -234,12 +246,14 @@ class Trainer:
         checkpoint_dir: str | os.PathLike | None = None,
         init_weights: str | os.PathLike | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
+        short_reason: str | None = None,
     ):
         """One single-stage run. The keyword arguments are how `run_stages` runs a stage: another
         loss than cfg.method's, other indices for the "labeled" stream (e.g. the whole training
         split), labels overriding the dataset's for training (pseudo-labels; evaluation always
         uses the true labels), a shared checkpoint directory, the weights to start from and
-        extra entries saved in state.pt."""
+        extra entries saved in state.pt, and (a multi-stage run) why the whole run is too short
+        to mean anything when one of its stages is."""
         self.cfg = cfg
         self.out = Path(out_dir).resolve()
         self.report = report
@@ -267,7 +281,12 @@ class Trainer:
                 train_data, labels=torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
             )
         self.source = make_source(
-            train_data, self.spec, self.device, cfg.workers, cfg.skip_bad_images
+            train_data,
+            self.spec,
+            self.device,
+            cfg.workers,
+            cfg.skip_bad_images,
+            copies=self.method.train_copies,
         )
         self.test_source = (
             make_source(self.data.test, self.spec, self.device, cfg.workers, cfg.skip_bad_images)
@@ -288,6 +307,9 @@ class Trainer:
         self.val_positions = {
             k: np.isin(self.splits.val, sub) for k, sub in self.splits.tiny.items()
         }
+        # A run too short to mean anything still trains (smoke runs and tests need it), but it
+        # says so and every metric it reports carries short_run (MIN_STEPS in schedule.py).
+        self.short_reason = short_reason or self.schedule.short_reason()
 
     # --- setup -------------------------------------------------------------------------
     def _splits(self) -> Splits:
@@ -325,7 +347,7 @@ class Trainer:
         else:
             params = list(model.parameters()) + list(heads.parameters())
         optimizer = torch.optim.SGD(
-            params, lr=self.schedule.peak_lr, momentum=cfg.momentum, weight_decay=cfg.wd
+            decay_groups(params, cfg.wd), lr=self.schedule.peak_lr, momentum=cfg.momentum
         )
         polyak = None
         if self.polyak:
@@ -411,7 +433,7 @@ class Trainer:
             metrics.update(subset_metrics(f"val_{k}pc", top1, top5, mask))
         metrics.update(subset_metrics("val_full", top1, top5))
         if cfg.tta_rotation:
-            # S4L Section 4.4: softmax averaged over the four rotations (extra keys, *_rot4_*)
+            # S4L Section 4.4: logits averaged over the four rotations (extra keys, *_rot4_*)
             r1, r5, _ = correctness(
                 model,
                 self.source.eval_batches(self.splits.val, cfg.eval_batch_size),
@@ -480,6 +502,12 @@ class Trainer:
             f"{cfg.epochs:g} epochs = {total} steps of {cfg.batch_size} on {self.device}"
             + (f", resuming at step {start_step}" if start_step else "")
         )
+        if self.short_reason:
+            self.log(
+                f"warning: this run is too short to mean anything ({self.short_reason}); its "
+                "metrics are marked short_run. Raise --epochs or lower --batch-size for at "
+                "least 50 steps, most of them after the warmup"
+            )
         batches = self.source.train_batches(labeled_stream, start_step, total)
         try:
             for step in range(start_step, total):
@@ -525,6 +553,7 @@ class Trainer:
                         epoch=round(self.schedule.epoch(state.step), 4),
                         step=state.step,
                         total_steps=total,
+                        short_run=bool(self.short_reason),
                         lr=self.schedule.lr(state.step - 1),
                         train_loss=float(loss_sum) / max(1, loss_n),
                         train_seconds=prior_seconds + time.perf_counter() - t0,
@@ -553,6 +582,9 @@ class Trainer:
             "epochs": round(self.schedule.epoch(state.step), 4),
             "steps": state.step,
             "total_steps": total,
+            "warmup_steps": self.schedule.warmup_steps,
+            "short_run": bool(self.short_reason),
+            "short_reason": self.short_reason or "",
             "train_seconds": prior_seconds + time.perf_counter() - t0,
             "eval_seconds": eval_seconds,
             "checkpoint_seconds": checkpoint_seconds,

@@ -37,11 +37,22 @@ def test_labeled_subset_is_class_balanced_nested_and_inside_train(digit_labels):
     one = make_splits(digit_labels, 10, 500, "1%", (1,), seed=3)
     per = make_splits(digit_labels, 10, 500, "7/class", (1,), seed=3)
     full = make_splits(digit_labels, 10, 500, "100%", (1,), seed=3)
-    assert np.bincount(digit_labels[ten.labeled], minlength=10).tolist() == [10] * 10
-    assert np.bincount(digit_labels[one.labeled], minlength=10).tolist() == [1] * 10
+    # fractions of the whole 1,500-image training split: 10% = 15 and 1% = 1.5 -> 2 per class
+    assert np.bincount(digit_labels[ten.labeled], minlength=10).tolist() == [15] * 10
+    assert np.bincount(digit_labels[one.labeled], minlength=10).tolist() == [2] * 10
     assert np.bincount(digit_labels[per.labeled], minlength=10).tolist() == [7] * 10
     assert set(one.labeled) <= set(per.labeled) <= set(ten.labeled) <= set(ten.train)
     assert np.array_equal(full.labeled, full.train)
+
+
+def test_imagenet_fractions_give_the_released_label_counts():
+    # ILSVRC-2012: 1,281,167 training images in 1,000 classes, 50,046 held out for validation.
+    # google-research/s4l's label files hold 13,000 (1%) and 128,000 (10%) images.
+    labels = np.concatenate([np.repeat(np.arange(1000), 1281), np.arange(167)])
+    for spec, per_class in (("1%", 13), ("10%", 128)):
+        s = make_splits(labels, 1000, 50046, spec, (1,), seed=0)
+        assert len(s.labeled) == 1000 * per_class
+        assert set(np.bincount(labels[s.labeled], minlength=1000)) == {per_class}
 
 
 def test_tiny_validation_subsets_are_nested_per_class(digit_labels):
@@ -84,8 +95,10 @@ def test_schedule_warmup_and_decays():
     assert s.total_steps == 200 and s.warmup_steps == 20 and s.decay_steps == (140, 160, 180)
     peak = 0.1 * 100 / 256  # linear scaling with batch size
     assert s.peak_lr == pytest.approx(peak)
-    assert s.lr(0) == 0.0
-    assert s.lr(10) == pytest.approx(peak * 0.5)
+    # warmup: step k trains at (k + 1) / 20 of the peak, never at 0
+    assert s.lr(0) == pytest.approx(peak / 20)
+    assert s.lr(9) == pytest.approx(peak * 0.5)
+    assert s.lr(19) == pytest.approx(peak)
     assert s.lr(20) == pytest.approx(peak)
     assert s.lr(139) == pytest.approx(peak)
     assert s.lr(140) == pytest.approx(peak * 0.1)
@@ -100,6 +113,30 @@ def test_schedule_warmup_and_decays():
         opt.step()
         sched.step()
     assert seen == pytest.approx([s.lr(i) for i in range(s.total_steps)])
+
+
+def test_a_one_step_run_never_trains_at_lr_zero():
+    # 10 labeled images, batch 1024, 100 epochs, 10 warmup epochs: one step, and it must move
+    s = Schedule.from_epochs(0.1, 1024, 10, 100, 10, (70, 80, 90))
+    assert s.total_steps == 1
+    assert s.lr(0) > 0
+    assert "fewer than 50" in s.short_reason()
+
+
+@pytest.mark.parametrize("labeled,batch", [(130, 16), (130, 65), (490, 73), (1280, 192), (97, 7)])
+def test_a_ten_percent_warmup_leaves_ninety_percent_of_the_steps_after_it(labeled, batch):
+    # 100 epochs with 10 warmup epochs: the warmup is rounded down, so >= 90% of the steps
+    # follow it whatever the steps per epoch (rounding it up gave 89.7% at 130/65)
+    s = Schedule.from_epochs(0.1, batch, labeled, 100, 10, (70, 80, 90))
+    assert s.steps_after_warmup >= 0.9 * s.total_steps
+    assert s.short_reason() is None
+
+
+def test_short_schedules_are_named():
+    # 49 steps: too few; 60 steps all inside a 60-step warmup: no step at the peak
+    assert "fewer than 50" in Schedule.from_epochs(0.1, 10, 49, 10, 0, ()).short_reason()
+    assert "inside the warmup" in Schedule.from_epochs(0.1, 10, 60, 10, 10, ()).short_reason()
+    assert Schedule.from_epochs(0.1, 10, 60, 10, 1, ()).short_reason() is None
 
 
 def test_fractional_epochs_when_the_batch_exceeds_the_labeled_set():

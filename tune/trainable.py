@@ -85,7 +85,8 @@ def _adapt_checkpoint(src: Path, cfg: TrainConfig, out_dir: Path, mutable: tuple
         factor = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
         group["initial_lr"] = peak
         group["lr"] = peak * factor
-        group["weight_decay"] = cfg.wd
+        if group.get("decay", True):  # the kernels' group; biases and BN never decay
+            group["weight_decay"] = cfg.wd
         group["momentum"] = cfg.momentum
     sched = payload["scheduler"]
     if "base_lrs" in sched:

@@ -2,7 +2,8 @@
 
 The paper's protocol (S4L Sections 4 and 7): model selection never touches the public test data.
 A validation split is held out of the training set (class-stratified, seeded); the labeled
-subset is drawn class-balanced from what remains; tiny validation subsets of k images per class
+subset is drawn class-balanced from what remains (a fraction such as "1%" means that fraction of
+the whole training split per class: 13 images per class on ILSVRC-2012, as the released code); tiny validation subsets of k images per class
 are nested (1 ⊂ 5 ⊂ full). All indices are positions in the dataset's training split.
 
 Splits are saved as `splits.npz` + `splits.json` and reused, so every trial of a sweep trains
@@ -13,6 +14,7 @@ subsets are nested too (1% ⊂ 10% for the same seed).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +92,11 @@ def make_splits(
         labeled = train.copy()
     else:
         if kind == "fraction":
-            per_class = max(1, int(round(amount * len(train) / num_classes)))
+            # A fraction of the labels is a fraction of the whole training split, per class and
+            # rounded half up, as in the paper's released label files: 1% and 10% of ILSVRC-2012
+            # are google-research/s4l's label_map_count_13000 and _128000 (13 and 128 images per
+            # class), not a fraction of what remains once the validation split is held out.
+            per_class = max(1, int(math.floor(amount * n / num_classes + 0.5)))
         else:
             per_class = int(amount)
         labeled = _stratified_prefix(labels, train, per_class, rng, f"--labels {labels_spec}")

@@ -88,6 +88,10 @@ class Method:
     # the network learns to classify rotated images, so 4-rotation test-time averaging is
     # meaningful (cfg.tta_rotation is refused for the other methods)
     rotation_tta: bool = False
+    # independently cropped copies of every training image that a file-backed source (ImageNet
+    # folders, cropped in DataLoader workers) must deliver: S4L-Exemplar's 8; in-memory
+    # datasets are cropped on the device and ignore it
+    train_copies: int = 1
 
 
 def readable(batch: Batch | None) -> Batch | None:
@@ -160,6 +164,14 @@ def common_validate(cfg: TrainConfig, method: Method) -> None:
         "sup_on_rotated",
         not cfg.sup_on_rotated,
         "it chooses where S4L-Rotation's classification loss applies",
+    )
+    refuse_unless(
+        cfg,
+        {"vat", "vat_entmin"},
+        "vat_on_labeled",
+        not cfg.vat_on_labeled,
+        "it chooses whether VAT and EntMin also see the labeled batch (MOAM follows the "
+        "released rotation_vat.py, which applies them to unlabeled images only)",
     )
     if cfg.tta_rotation and not method.rotation_tta:
         raise UserError(

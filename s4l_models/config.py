@@ -3,7 +3,8 @@
 Config flows one way: CLI flags or a sweep's trial config -> `TrainConfig.from_dict` (typed,
 validated, unknown keys rejected) -> trainer. Defaults are the paper's best 10%-label baseline
 (S4L Section 4.1: ResNet50v2, lr 0.1, wd 1e-3, 5 warmup epochs, 200 epochs, x0.1 decays at
-140/160/180) so that a bare `s4l-train` reproduces the recipe.
+140/160/180) so that a bare `s4l-train` reproduces the recipe; `from_dict` fills the settings a
+caller leaves out from the chosen method's own paper recipe (`s4l_models/recipes.py`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ class TrainConfig:
     seed: int = 0  # model init, data order and augmentation
     # --- method weights (used by the semi-supervised methods) ----------------------------
     w_u: float = 1.0  # weight of the unlabeled loss L_u
-    eps_vat: float = 40.0  # VAT perturbation norm in 0-255 pixel units
+    eps_vat: float | None = None  # VAT perturbation L2 norm in [-1, 1] image units (the
+    # released code's scale); None = the method recipe's value for this dataset
+    vat_on_labeled: bool = True  # vat/vat_entmin: VAT and EntMin also on the labeled batch
+    # (google-research/s4l --apply_vat_to_labeled, set in its vat.sh and vat_entmin.sh)
     w_vat: float = 1.0  # VAT loss weight inside L_u (vat_entmin)
     w_entmin: float = 0.0  # entropy-minimisation weight (vat_entmin)
     pretext: str = "rotation"  # self-supervised task for selfsup_* methods: rotation | exemplar
@@ -84,13 +88,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build a validated config from plain values (strings are parsed by field type)."""
+        """Build a validated config from plain values (strings are parsed by field type).
+
+        Settings not in `values` come from the method's paper recipe (`s4l_models.recipes`),
+        then from the defaults above."""
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise UserError(
                 f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(known)}"
             )
+        from .recipes import fill  # late import: recipes parses labels with this module
+
+        values = fill(values, list(known))
         hints = typing.get_type_hints(cls)
         parsed = {k: parse_value(k, v, hints[k]) for k, v in values.items()}
         cfg = cls(**parsed)
@@ -137,7 +147,10 @@ class TrainConfig:
             (self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}"),
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
-            (self.eps_vat >= 0, f"eps_vat must be >= 0, got {self.eps_vat}"),
+            (
+                self.eps_vat is None or self.eps_vat >= 0,
+                f"eps_vat must be >= 0, got {self.eps_vat}",
+            ),
             (self.pretext in ("rotation", "exemplar"), "pretext must be rotation or exemplar"),
             (self.w_sup >= 0, f"w_sup must be >= 0, got {self.w_sup}"),
             (self.w_u >= 0, f"w_u must be >= 0, got {self.w_u}"),

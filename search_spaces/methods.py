@@ -15,50 +15,22 @@ Where the paper is silent we say "(ours)"; a few of those follow the paper's rel
 
 from __future__ import annotations
 
+from s4l_models.recipes import MOAM, PSEUDOLABEL, SELFSUP_LINEAR_EXTRA, VAT_10, Recipe, recipe
+
 from .space import Axis, SearchSpace
 
 # --- the best supervised baseline each method starts from (S4L §4.1) --------------------------
+# Its settings and their sources are s4l_models.recipes' supervised recipe of each label regime.
+_BASELINE_KEYS = ("arch", "width", "epochs", "warmup_epochs", "batch_size", "color_aug")
+
+
+def _from_recipe(rec: Recipe, keys) -> tuple[dict, dict]:
+    """(fixed settings, their sources) of `keys` from a recipe."""
+    return {k: rec.settings[k] for k in keys}, {k: rec.sources[k] for k in keys}
+
+
 _BEST = {
-    "10%": (
-        {
-            "arch": "resnet50_v2",
-            "width": 1.0,
-            "epochs": 200.0,
-            "warmup_epochs": 5.0,
-            "batch_size": 256,
-            "color_aug": False,
-        },
-        {
-            "arch": "S4L §4.1 + Table 1: every method uses the standard ResNet50v2",
-            "width": "S4L Table 1: standard width",
-            "epochs": "S4L §4.1: best 10% baseline, 200 epochs (decays 140/160/180 = the "
-            "70/80/90% default)",
-            "warmup_epochs": "S4L §4.1: best 10% baseline ramps lr up over the first 5 epochs",
-            "batch_size": "S4L §4: minibatches of 256 unless specified otherwise",
-            "color_aug": "S4L §4.1: best 10% baseline uses random crop + flip only",
-        },
-    ),
-    "1%": (
-        {
-            "arch": "resnet50_v2",
-            "width": 1.0,
-            "epochs": 1000.0,
-            "warmup_epochs": 10.0,
-            "batch_size": 256,
-            "color_aug": True,
-        },
-        {
-            "arch": "S4L §4.1 + Table 1: every method uses the standard ResNet50v2",
-            "width": "S4L Table 1: standard width",
-            "epochs": "S4L §4.1: best 1% baseline, 1000 epochs (decays 700/800/900 = the "
-            "70/80/90% default)",
-            "warmup_epochs": "S4L §4.1: best 1% baseline ramps lr up over the first 10 epochs",
-            "batch_size": "(ours) S4L §4 default of 256; the best 1% batch is not stated "
-            "(google-research/s4l config/supervised_imagenet_1p.sh uses 256)",
-            "color_aug": "(ours) S4L §4.1: colour augmentation 'becomes important' with 1% labels "
-            "(config/supervised_imagenet_1p.sh applies hsvnoise)",
-        },
-    ),
+    labels: _from_recipe(recipe("supervised", labels), _BASELINE_KEYS) for labels in ("10%", "1%")
 }
 
 # --- the common method grid (S4L §4.1, last paragraph) ----------------------------------------
@@ -74,7 +46,9 @@ _W_U = Axis("w_u", (0.5, 1.0), "S4L §4.1 (end): weight of the new loss L_u, w_u
 _EPS_VAT = Axis(
     "eps_vat",
     (50.0, 50.0 * 2 ** (-1 / 3), 50.0 * 2 ** (-2 / 3), 25.0),
-    "S4L §4.2: eps_vat in {50, 50·2^(-1/3), 50·2^(-2/3), 25} (0-255 pixel units; ≈40 best)",
+    "S4L §4.2: eps_vat in {50, 50·2^(-1/3), 50·2^(-2/3), 25}, ≈40 best; [-1, 1] image units as "
+    "google-research/s4l applies them (the sweep's scaled protocol multiplies them by the "
+    "dataset's vat_eps_scale)",
 )
 _W_ENTMIN = Axis(
     "w_entmin",
@@ -152,11 +126,7 @@ def _vat(labels: str) -> SearchSpace:
         "VAT (§4.2): lr x wd x w_u x eps_vat around the best baseline",
         "S4L §3.2/§4.2: virtual adversarial training",
         (_LR[labels], _WD[labels], _W_U, _EPS_VAT),
-        {"w_vat": 1.0, "w_entmin": 0.0},
-        {
-            "w_vat": "(ours) L_u = L_vat; its weight is the searched w_u (S4L §4.1 end)",
-            "w_entmin": "S4L §4.2: plain VAT has no EntMin term",
-        },
+        *_from_recipe(VAT_10, ("w_vat", "w_entmin")),
     )
 
 
@@ -187,6 +157,12 @@ def _vat_entmin(labels: str) -> SearchSpace:
     )
 
 
+_PSEUDOLABEL_KEYS = (
+    "arch", "width", "lr", "wd", "epochs", "warmup_epochs", "decay_epochs", "batch_size",
+    "color_aug",
+)
+
+
 def _pseudolabel(labels: str) -> SearchSpace:
     return _method_space(
         "pseudolabel",
@@ -201,32 +177,15 @@ def _pseudolabel(labels: str) -> SearchSpace:
                 "(both close; no filter chosen)",
             ),
         ),
-        {
-            "arch": "resnet50_v2",
-            "width": 1.0,
-            "lr": 0.1,
-            "wd": 1e-4,
-            "epochs": 100.0,
-            "warmup_epochs": 5.0,
-            "decay_epochs": (30.0, 60.0, 90.0),
-            "batch_size": 256,
-            "color_aug": False,
-        },
-        {
-            "arch": "S4L §4.2: step 2 trains 'a ResNet50v2 from scratch'",
-            "width": "S4L Table 1: standard width",
-            "lr": "S4L §4.2: step 2 'following standard practice', learning rate 0.1",
-            "wd": "S4L §4.2: step 2 weight decay 1e-4",
-            "epochs": "S4L §4.2: step 2 runs 100 epochs over the full pseudo-labeled set",
-            "warmup_epochs": "(ours) paper silent; google-research/s4l config/pseudo_labels.sh "
-            "ramps up over 5 epochs",
-            "decay_epochs": "(ours) paper silent; google-research/s4l config/pseudo_labels.sh "
-            "decays x0.1 at 30/60/90",
-            "batch_size": "S4L §4: minibatches of 256 unless specified otherwise",
-            "color_aug": "S4L §4.1/§4.2: standard random crop + flip for the retraining",
-        },
+        *_from_recipe(PSEUDOLABEL, _PSEUDOLABEL_KEYS),
         baseline=False,
     )
+
+
+_LINEAR = Recipe(
+    {k: v for k, (v, _) in SELFSUP_LINEAR_EXTRA.items()},
+    {k: src for k, (_, src) in SELFSUP_LINEAR_EXTRA.items()},
+)
 
 
 def _selfsup_linear(labels: str) -> SearchSpace:
@@ -250,11 +209,9 @@ def _selfsup_linear(labels: str) -> SearchSpace:
                 "and 1%, so the §4.1 (end) 10% wd grid",
             ),
         ),
-        {"batch_size": 2048, "warmup_epochs": 1.0, "color_aug": False},
+        _from_recipe(_LINEAR, ("batch_size", "warmup_epochs", "color_aug"))[0],
         {
-            "batch_size": "(ours) paper silent; linear-evaluation batch 2048 (S4L-spec)",
-            "warmup_epochs": "(ours) paper silent; lr warmed up over the first epoch (S4L-spec)",
-            "color_aug": "S4L §4.3: SGD 'with standard augmentations' (crop + flip)",
+            **_from_recipe(_LINEAR, ("batch_size", "warmup_epochs", "color_aug"))[1],
             "width": "S4L §4.3: standard width ('4x' in Kolesnikov et al. 2019)",
             "epochs": "(ours) S4L §4.3 gives no logistic-regression schedule; the best "
             f"{labels} baseline's (S4L §4.1)",
@@ -274,45 +231,18 @@ def _selfsup_finetune(labels: str) -> SearchSpace:
     )
 
 
+_MOAM_KEYS = (
+    "arch", "width", "batch_size", "lr", "wd", "epochs", "warmup_epochs", "decay_epochs",
+    "color_aug", "w_sup", "w_u", "w_vat", "w_entmin", "eps_vat",
+)
 MOAM_10PCT = SearchSpace(
     name="moam_10pct",
     description="MOAM step 1 (§5): Rotation+VAT+EntMin on a 4x wide ResNet50v2, the final values",
-    fixed={
-        "method": "moam",
-        "labels": "10%",
-        "arch": "resnet50_v2",
-        "width": 4.0,
-        "batch_size": 128,
-        "lr": 0.2,
-        "wd": 2e-4,
-        "epochs": 200.0,
-        "warmup_epochs": 10.0,
-        "decay_epochs": (100.0, 150.0, 190.0),
-        "color_aug": False,
-        "w_u": 0.7,
-        "w_vat": 0.3,
-        "w_entmin": 0.3,
-        "eps_vat": 32.0,
-    },
+    fixed={"method": "moam", "labels": "10%", **_from_recipe(MOAM, _MOAM_KEYS)[0]},
     fixed_sources={
         "method": "S4L §5: Mix Of All Models (steps 2-3 and Polyak averaging live in the method)",
         "labels": "S4L §5, Table 2: 10% of the labels",
-        "arch": "S4L §5: ResNet50v2",
-        "width": "S4L §5: '4x wider'",
-        "batch_size": "S4L §5: batch size 128",
-        "lr": "S4L §5: learning rate 0.1 at batch 128, i.e. 0.2 per 256 (as in "
-        "google-research/s4l config/moam_step_1.sh: lr 0.2, lr_scale_batch_size 256)",
-        "wd": "S4L §5: weight decay 2e-4",
-        "epochs": "S4L §5: 200 epochs",
-        "warmup_epochs": "S4L §5: linear rampup up to epoch 10",
-        "decay_epochs": "S4L §5: 10-fold decays at 100, 150 and 190",
-        "color_aug": "S4L §5: inception crop + horizontal mirroring only",
-        "w_u": "S4L §5: w_rot 0.7 (w_sup 0.3 has no TrainConfig setting: the moam method "
-        "applies it)",
-        "w_vat": "S4L §5: w_vat 0.3",
-        "w_entmin": "S4L §5: w_entmin 0.3",
-        "eps_vat": "(ours) S4L §5 does not give eps_vat; google-research/s4l "
-        "config/moam_step_1.sh uses 32",
+        **_from_recipe(MOAM, _MOAM_KEYS)[1],
     },
     axes=(),
 )

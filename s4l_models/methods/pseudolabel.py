@@ -11,36 +11,35 @@ keeps only predictions at least that confident (the paper also tried 0.5).
 The paper labels "the full dataset", so the labeled images carry the teacher's predictions too
 (which on its own training images are almost always their labels).
 
-Teacher recipe (S4L Section 4.1, by label fraction): 10%: lr 0.1, wd 1e-3, 200 epochs, 5 warmup
-epochs, decays at 70/80/90%, crop + flip. 1% (or at most 13 labels per class, ImageNet's 1%):
-lr 0.01, wd 1e-2, 1000 epochs, 10 warmup epochs, colour augmentation. (The spec's "lr 0.011"
-is the paper's 0.01 with its footnote mark 1 glued on: the footnote says 0.1 worked equally
-well.) `teacher_epochs` shortens it (warmup shrinks in proportion) for small budgets; the
-architecture, width, batch size and seed are this run's.
+Teacher: the supervised recipe of the run's label regime (`s4l_models.recipes`, S4L Section
+4.1): 10%: lr 0.1, wd 1e-3, 200 epochs, 5 warmup epochs, decays at 70/80/90%, crop + flip. 1%
+(or at most 13 labels per class, ImageNet's 1%): lr 0.01, wd 1e-2, 1000 epochs, 10 warmup
+epochs, colour augmentation. `teacher_epochs` shortens it (warmup shrinks in proportion) for
+small budgets; the architecture, width, batch size and seed are this run's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ..config import TrainConfig, parse_labels
+from ..config import TrainConfig
+from ..recipes import recipe
 from .base import Method, Stage
 from .supervised import METHOD as SUPERVISED
 from .supervised import supervised_loss
 
-TEACHER_10PCT = dict(lr=0.1, wd=1e-3, epochs=200.0, warmup_epochs=5.0, color_aug=False)
-TEACHER_1PCT = dict(lr=0.01, wd=1e-2, epochs=1000.0, warmup_epochs=10.0, color_aug=True)
+# What the teacher takes from the supervised recipe (the rest is this run's).
+TEACHER_KEYS = ("lr", "wd", "epochs", "warmup_epochs", "color_aug")
 
 
 def teacher_config(cfg: TrainConfig) -> TrainConfig:
-    kind, amount = parse_labels(cfg.labels)
-    few = amount <= 0.01 if kind == "fraction" else amount <= 13
-    recipe = dict(TEACHER_1PCT if few else TEACHER_10PCT)
+    settings = recipe("supervised", cfg.labels).settings
+    teach = {k: settings[k] for k in TEACHER_KEYS}
     if cfg.teacher_epochs is not None:
-        recipe["warmup_epochs"] *= cfg.teacher_epochs / recipe["epochs"]
-        recipe["epochs"] = cfg.teacher_epochs
+        teach["warmup_epochs"] *= cfg.teacher_epochs / teach["epochs"]
+        teach["epochs"] = cfg.teacher_epochs
     # eval_every is in the retraining's epochs (over the full set): the teacher reports 10 times
-    return dataclasses.replace(cfg, decay_epochs=None, polyak=None, eval_every=0.0, **recipe)
+    return dataclasses.replace(cfg, decay_epochs=None, polyak=None, eval_every=0.0, **teach)
 
 
 def pseudolabel_stages(cfg: TrainConfig) -> list[Stage]:

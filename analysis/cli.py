@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random subsets per k in the validation-size study")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0, help="seed of subsets and bootstrap")
+    p.add_argument("--include-short-runs", action="store_true",
+                   help="keep trials too short to mean anything (fewer than 50 optimizer steps "
+                   "or every step in the warmup; left out by default)")
     p.add_argument("--quiet", action="store_true",
                    help="print only the report's path, not progress and key numbers")
     return p
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     index = build_report(args.run_dirs, out, n_draws=args.draws, n_boot=args.boot,
-                         seed=args.seed, log=log)
+                         seed=args.seed, log=log, include_short=args.include_short_runs)
     if not args.quiet:
         print((index.parent / "summary.txt").read_text(encoding="utf-8"), end="")
     print(f"report: {index}", flush=True)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from s4l_models.errors import UserError
 
-RESULTS_VERSION = 1  # the results-table format this module reads
+from tune.results import RESULTS_VERSION  # the results-table format this module reads
 RESULTS_FILES = ("results.parquet", "results.csv")
 SPACE_FILE = "space.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -29,7 +29,8 @@ METRIC_RE = re.compile(r"^(val_(\d+)pc|val_full|test)_top(1|5)$")
 TINY_RE = re.compile(r"^val_(\d+)pc_top1$")
 # Columns that describe a trial's outcome or bookkeeping rather than its configuration.
 NON_SETTING_COLUMNS = frozenset({
-    "trial_id", "status", "error", "epochs_done", "steps_done", "total_steps", "train_seconds",
+    "trial_id", "status", "error", "epochs_done", "steps_done", "total_steps", "short_run",
+    "train_seconds",
     "trial_dir", "results_version", "data_dir", "splits_path", "device", "threads", "workers",
     "eval_every", "eval_batch_size", "fail_at_step", "compile", "amp", "channels_last",
     "skip_bad_images",
@@ -212,8 +213,14 @@ def _read_predictions(run_dir: Path, completed: pd.DataFrame, notes: list[str]):
     return preds
 
 
-def load_sweep(run_dir: str | Path, *, with_predictions: bool = True) -> Sweep:
-    """Read and validate a sweep directory; raise UserError naming any problem and its fix."""
+def load_sweep(
+    run_dir: str | Path, *, with_predictions: bool = True, include_short: bool = False
+) -> Sweep:
+    """Read and validate a sweep directory; raise UserError naming any problem and its fix.
+
+    Completed trials marked `short_run` (fewer than 50 optimizer steps, or every step inside the
+    warmup: their scores say nothing about their configuration) are left out of `completed`,
+    and so of Figure 3 and every statistic, unless `include_short`; a note says how many."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise UserError(f"{run_dir} does not exist; pass the directory of a finished sweep")
@@ -250,6 +257,26 @@ def load_sweep(run_dir: str | Path, *, with_predictions: bool = True) -> Sweep:
     if (~done).any():
         counts = ", ".join(f"{s} {n}" for s, n in df.loc[~done, "status"].value_counts().items())
         notes.append(f"{int((~done).sum())} of {len(df)} trials are left out ({counts})")
+    short = done & df["short_run"].astype(bool) if "short_run" in df.columns else done & False
+    if short.any() and not include_short:
+        if short.sum() == done.sum():
+            raise UserError(
+                f"{path}: all {int(done.sum())} completed trials are too short to mean anything "
+                "(fewer than 50 optimizer steps or every step inside the warmup; see the "
+                "short_run column); rerun with longer schedules (s4l-sweep --protocol scaled), "
+                "or pass --include-short-runs to report them anyway"
+            )
+        notes.append(
+            f"{int(short.sum())} completed trials are too short to mean anything (fewer than 50 "
+            "optimizer steps or every step inside the warmup) and are left out of Figure 3 and "
+            "the statistics (--include-short-runs keeps them)"
+        )
+        done = done & ~short
+    elif short.any():
+        notes.append(
+            f"{int(short.sum())} completed trials are too short to mean anything and are "
+            "included because --include-short-runs was given"
+        )
     completed = df[done].reset_index(drop=True)
     space = _read_space(run_dir)
     if space is not None and space.get("results_version", RESULTS_VERSION) != RESULTS_VERSION:
@@ -283,11 +310,11 @@ def load_sweep(run_dir: str | Path, *, with_predictions: bool = True) -> Sweep:
     )
 
 
-def load_sweeps(run_dirs: list[str | Path]) -> list[Sweep]:
+def load_sweeps(run_dirs: list[str | Path], include_short: bool = False) -> list[Sweep]:
     """Load several sweeps; names are made unique so that files and labels do not collide."""
     if not run_dirs:
         raise UserError("no sweep directory given; pass at least one RUN_DIR")
-    sweeps = [load_sweep(d) for d in run_dirs]
+    sweeps = [load_sweep(d, include_short=include_short) for d in run_dirs]
     seen: dict[str, int] = {}
     for s in sweeps:
         n = seen.get(s.name, 0)

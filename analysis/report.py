@@ -155,17 +155,19 @@ def build_report(
     n_boot: int = 1000,
     seed: int = 0,
     log=None,
+    include_short: bool = False,
 ) -> Path:
     """Analyse the sweeps in `run_dirs`, write figures, CSVs and index.html to `out_dir`.
 
     Returns the path of index.html. Raises UserError (one line, names the fix) on bad input.
     `n_draws` random subsets per k in the validation-size study, `n_boot` bootstrap resamples.
+    Trials too short to mean anything are left out unless `include_short` (a note says so).
     """
     t0 = time.time()
     say = log or (lambda msg: None)
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
-    sweeps = load_sweeps(list(run_dirs))
+    sweeps = load_sweeps(list(run_dirs), include_short=include_short)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,8 @@ def write_sweep(
         row["test_top1"] = test_top1[i] if done else nan
         row["test_top5"] = min(1.0, test_top1[i] + 0.2) if done else nan
         row.update(epochs_done=settings[i].get("epochs", 1) if done else 0, steps_done=100,
-                   total_steps=100, train_seconds=1.0, trial_dir=str(run_dir / ids[i]),
+                   total_steps=100, short_run=False, train_seconds=1.0,
+                   trial_dir=str(run_dir / ids[i]),
                    results_version=RESULTS_VERSION)
         rows.append(row)
     df = pd.DataFrame(rows)

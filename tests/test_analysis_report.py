@@ -105,7 +105,7 @@ def _table(path: Path, df: pd.DataFrame) -> Path:
 def _good_rows(n=3, **extra) -> pd.DataFrame:
     df = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)], "status": "completed",
                        "error": "", "wd": [1e-3] * n, "val_1pc_top1": 0.5,
-                       "val_full_top1": [0.5, 0.6, 0.7], "results_version": 1})
+                       "val_full_top1": [0.5, 0.6, 0.7], "results_version": 2})
     for k, v in extra.items():
         df[k] = v
     return df
@@ -139,8 +139,10 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
                          "no completed trial"),
         "no version": ([str(_table(tmp / "old", _good_rows().drop(columns="results_version")))],
                        "older or unknown format"),
-        "other version": ([str(_table(tmp / "v2", _good_rows(results_version=2)))],
-                          "has results_version 2 but this s4l-report reads version 1"),
+        "other version": ([str(_table(tmp / "v1", _good_rows(results_version=1)))],
+                          "has results_version 1 but this s4l-report reads version 2"),
+        "all short": ([str(_table(tmp / "short", _good_rows(short_run=True)))],
+                      "too short to mean anything"),
         "missing column": ([str(_table(tmp / "nofull", _good_rows().drop(columns=FULL)))],
                            "lacks required column(s) val_full_top1"),
         "corrupt": ([str(corrupt)], "cannot read"),
@@ -150,6 +152,30 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "no args": ([], "the following arguments are required"),
         "bad flag": ([str(tmp), "--draws", "many"], "invalid int value"),
     }
+
+
+def test_short_runs_are_left_out_of_the_statistics_and_counted(tmp_path):
+    from analysis.load import load_sweep
+
+    run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-3, 1e-2], "epochs": [30, 300]},
+                        seeds=2, errored=0)
+    df = pd.read_parquet(run / "results.parquet")
+    # plant: the two best trials were too short to mean anything
+    best_two = df[FULL].nlargest(2).index
+    df["short_run"] = df.index.isin(best_two)
+    df.to_parquet(run / "results.parquet", index=False)
+    sweep = load_sweep(run)
+    assert len(sweep.completed) == len(df) - 2
+    assert not set(df.loc[best_two, "trial_id"]) & set(sweep.completed["trial_id"])
+    assert any("2 completed trials are too short" in n for n in sweep.notes)
+    assert len(load_sweep(run, include_short=True).completed) == len(df)
+    # the report says how many it left out, and the figure's best is a meaningful trial
+    index = build_report([run], tmp_path / "out", n_draws=20, n_boot=0)
+    page = index.read_text()
+    assert "2 completed trials are too short to mean anything" in page
+    assert cli.main([str(run), "--out", str(tmp_path / "o2"), "--draws", "20", "--boot", "0",
+                     "--include-short-runs", "--quiet"]) == 0
+    assert "included because --include-short-runs" in (tmp_path / "o2" / "index.html").read_text()
 
 
 def test_csv_is_read_when_parquet_is_absent(tmp_path):

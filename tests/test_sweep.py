@@ -20,7 +20,13 @@ from s4l_models.data.splits import load_splits
 from s4l_models.errors import UserError
 from s4l_models.evaluate import load_sweep_predictions
 from tune.results import METRIC_KEYS, columns, make_row, results_frame, trial_status, write_results
-from tune.sweep_plan import DIGITS_DEFAULT_TRIALS, make_plan, pick_points
+from tune.sweep_plan import (
+    DIGITS_DEFAULT_TRIALS,
+    DIGITS_TRIAL_BUDGET_S,
+    make_plan,
+    pick_points,
+    short_line,
+)
 from tune.trainable import decode_value, encode_value
 
 TINY = [
@@ -33,19 +39,55 @@ LR = {0.3, 0.1, 0.03}
 
 
 # --- planning (no Ray) ---------------------------------------------------------------------------
-def test_digits_default_is_a_seeded_24_point_subset_covering_every_axis_value():
+def test_digits_default_is_a_seeded_24_point_subset_covering_every_affordable_axis_value():
     plan = make_plan("baseline_1pct")
     assert plan.space.size == 8640 and plan.num_trials == DIGITS_DEFAULT_TRIALS
     assert len(plan.points) == 24
     assert len({json.dumps(p, sort_keys=True) for p in plan.points}) == 24
+    # every value appears unless no configuration with it fits the per-trial budget; those are
+    # named in the plan's note (the widest networks: >= 200 steps of them take many minutes)
+    assert plan.left_out and set(plan.left_out) == {"width"}
+    assert 4.0 in plan.left_out["width"] and 0.5 not in plan.left_out["width"]
     for axis in plan.space.axes:
-        assert {p[axis.key] for p in plan.points} == set(axis.values), axis.key
+        missing = set(plan.left_out.get(axis.key, []))
+        assert {p[axis.key] for p in plan.points} == set(axis.values) - missing, axis.key
+    assert all(plan.cost(p) <= DIGITS_TRIAL_BUDGET_S for p in plan.points)
+    assert "left out" in plan.note and "width 2, 3, 4" in plan.note
     assert "--max-trials all" in plan.note
     assert make_plan("baseline_1pct").points == plan.points  # deterministic
     assert make_plan("baseline_1pct", seed=1).points != plan.points
     # cheap points preferred: far below the grid's average trial cost
     grid_mean = np.mean([plan.cost(plan.space.point_at(i)) for i in range(0, 8640, 37)])
     assert np.mean([plan.cost(p) for p in plan.points]) < grid_mean / 3
+
+
+def test_the_main_command_trains_every_trial_and_the_literal_protocol_is_named_short():
+    # scaled (default): the paper's 13 labels per class and >= 200 optimizer steps per trial
+    plan = make_plan("baseline_1pct")
+    assert plan.space.fixed["labels"] == "13/class" and plan.sizes.labeled == 130
+    assert set(plan.space.axes[-1].values) == {16, 65}  # batch 256/1024 scaled x65/1024
+    assert plan.short[0] == 0 and short_line(plan) is None
+    for p in plan.points:
+        steps = math.ceil(p["epochs"] * 130 / p["batch_size"])
+        assert steps >= 200, p
+    assert "labels 1% -> 13/class" in plan.adaptation.line()
+    assert "batch_size 256/1024 -> 16/65" in plan.adaptation.line()
+    # literal: the paper's values as they are; on digits every trial is too short and said so
+    lit = make_plan("baseline_1pct", protocol="literal")
+    assert lit.space.fixed["labels"] == "1%" and lit.sizes.labeled == 20
+    assert lit.short[0] == lit.short[1] == 24
+    assert "too short to mean anything" in short_line(lit)
+    assert "1 optimizer step" in short_line(lit) or "2 optimizer steps" in short_line(lit)
+    # the dry run says both
+    out = make_plan("baseline_1pct", protocol="literal", max_trials="all")
+    assert out.short[0] > 0 and out.short[1] == 8640
+
+
+def test_set_values_are_never_adapted():
+    plan = make_plan("baseline_1pct", raw_set={"batch_size": "1024", "labels": "1%"})
+    assert plan.space.fixed["batch_size"] == 1024 and plan.space.fixed["labels"] == "1%"
+    assert "batch_size" not in plan.adaptation.changes and "labels" not in plan.adaptation.changes
+    assert plan.short[0] == plan.short[1]  # and those runs are named as too short
 
 
 def test_other_datasets_default_to_the_whole_grid_and_max_trials_all_too():
@@ -153,7 +195,7 @@ def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, ca
     assert (df["epochs_done"] >= 10).all() and (df["steps_done"] == df["total_steps"]).all()
     for key in METRIC_KEYS:
         assert df[key].between(0, 1).all(), key
-    assert (df["threads"] == 1).all() and (df["results_version"] == 1).all()
+    assert (df["threads"] == 1).all() and (df["results_version"] == 2).all()
     # every trial used the sweep's one set of saved splits
     assert (df["splits_path"] == str(d)).all()
     splits = load_splits(d)
@@ -167,7 +209,7 @@ def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, ca
     assert np.allclose(pred["top1"].mean(axis=1), df["val_full_top1"])
     space = json.loads((d / "space.json").read_text())
     assert space["axes"] == ["wd", "lr"] and space["metric"] == "val_full_top1"
-    assert space["mode"] == "max" and space["results_version"] == 1
+    assert space["mode"] == "max" and space["results_version"] == 2
     assert space["space"]["name"] == "baseline_10pct" and space["flags"]["max_trials"] == "4"
     # the same name again is refused (exit 2), not overwritten
     rc, _ = run_sweep(tmp_path, "g4", "--max-trials", "4")
@@ -199,16 +241,17 @@ def test_asha_stops_some_trials_early(ray_session, tmp_path):
 
 
 def test_a_crashed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path, capsys):
-    # the trainer kills its process at step 5 of a fresh run (after 2 checkpoints)
+    # the trainer kills its process at step 20 of a fresh run (after checkpoints at steps 8
+    # and 15: 480 labeled images, batch 64, 10 epochs = 75 steps, evaluated every 7.5)
     rc, d = run_sweep(tmp_path, "crash", "--set", "lr=0.1", "--set", "wd=0.001",
-                      "--set", "fail_at_step=5")
+                      "--set", "fail_at_step=20")
     assert rc == 0
     assert "crashed" in capsys.readouterr().out
     df = table(d)
     assert len(df) == 1 and df.loc[0, "status"] == "completed"
     log = (d / "trials" / df.loc[0, "trial_id"] / "train.log").read_text()
     resumed_at = int(re.search(r"resuming at step (\d+)", log).group(1))
-    assert 0 < resumed_at <= 5  # from its last checkpoint (the crash came at step 5), not 0
+    assert 0 < resumed_at <= 20  # from its last checkpoint (the crash came at step 20), not 0
     # the retried trial ends exactly where an uninterrupted one does
     rc, ref = run_sweep(tmp_path, "nocrash", "--set", "lr=0.1", "--set", "wd=0.001")
     want = table(ref)

@@ -8,8 +8,10 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
 - every `TrainConfig` setting of the trial's resolved config, one column each (tuples and lists
   as JSON strings, e.g. `tiny_k` = "[1, 5]");
 - every metric key of the trainer (`METRIC_KEYS`; NaN when the trial never reported it);
-- `epochs_done` (float), `steps_done`, `total_steps`, `train_seconds`, `trial_dir` (the trial's
-  trainer directory `<sweep>/trials/<trial_id>`), `results_version` (1).
+- `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had fewer than
+  50 optimizer steps or all of them inside the warmup, so its scores mean little; the report
+  leaves such trials out), `train_seconds`, `trial_dir` (the trial's trainer directory
+  `<sweep>/trials/<trial_id>`), `results_version` (2).
 
 `<sweep>/predictions.npz` holds the per-example correctness (top-1/top-5 on the full validation
 split) of every **completed** trial's final evaluation, written with
@@ -34,7 +36,8 @@ from s4l_models.config import TrainConfig
 from s4l_models.evaluate import PREDICTIONS_FILE, load_predictions, save_sweep_predictions
 from s4l_models.io import atomic_write
 
-RESULTS_VERSION = 1
+# 2: short_run column; label fractions count over the whole training split
+RESULTS_VERSION = 2
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 SWEEP_PREDICTIONS = "predictions.npz"
@@ -59,6 +62,7 @@ TAIL_COLUMNS = (
     "epochs_done",
     "steps_done",
     "total_steps",
+    "short_run",
     "train_seconds",
     "trial_dir",
     "results_version",
@@ -129,6 +133,7 @@ def make_row(
     row["steps_done"] = int(last.get("step", last.get("steps", 0)) or 0)
     total = last.get("total_steps")
     row["total_steps"] = int(total) if total is not None else -1
+    row["short_run"] = bool(last.get("short_run", False))
     row["train_seconds"] = _float(last.get("train_seconds", 0.0) or 0.0)
     row["trial_dir"] = str(trial_dir)
     row["results_version"] = RESULTS_VERSION
@@ -144,6 +149,7 @@ def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) ->
         df[key] = df[key].astype("int64")
     for key in ("trial_id", "status", "error", "trial_dir"):
         df[key] = df[key].astype(str)
+    df["short_run"] = df["short_run"].astype(bool)
     # Settings whose values are all None (e.g. data_dir on digits) stay as object columns;
     # parquet wants one type per column, so mixed None/str columns are stored as strings.
     for key in TrainConfig.field_names():

@@ -51,6 +51,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -63,7 +64,6 @@ from typing import Any  # noqa: E402
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 
-RESULTS_VERSION = 1
 SPACE_JSON = "space.json"
 # Flags that may change when a sweep is resumed; every other flag defines the sweep.
 RESUME_FREE_FLAGS = (
@@ -87,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "set": [],
     "seed": 0,
     "max_failures": 2,
+    "protocol": "scaled",
     "stand_in_trainer": None,  # test-only: see --stand-in-trainer
 }
 
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dataset", help="digits (default, embedded) | fashion_mnist | cifar10 | cifar100 | imagenet")
     a("--data-dir", help="folder with the dataset's files")
     a("--labels", help="override the space's labeled fraction, e.g. 10%% or 13/class")
+    a("--protocol", choices=("scaled", "literal"),
+      help="scaled (default): the paper's labels per class and >= 200 optimizer steps per "
+      "trial on any dataset (search_spaces/protocol.py); literal: the paper's values as they are")
     a("--search", choices=("grid", "random", "optuna"), help="search algorithm (default grid)")
     a("--max-trials", help="number of trials, or 'all' (default: 24 on digits, else all)")
     a("--scheduler", choices=("fifo", "asha", "hyperband", "pbt"), help="trial scheduler (default fifo)")
@@ -359,12 +363,16 @@ def prepare_data(plan, sweep_dir: Path):
         cfg.val_size or spec.default_val_size, cfg.labels, tuple(cfg.tiny_k), cfg.split_seed,
     )
     n_test = len(data.test) if data.test is not None else 0
-    sizes = Sizes(labeled=len(splits.labeled), val=len(splits.val), test=n_test)
+    sizes = Sizes(
+        labeled=len(splits.labeled), val=len(splits.val), test=n_test, train=len(splits.train)
+    )
     return sizes, tuple(cfg.tiny_k), (data if spec.in_memory else None)
 
 
 def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) -> None:
     from s4l_models.io import atomic_write_text
+
+    from tune.results import RESULTS_VERSION
 
     from tune.trainable import encode_value
 
@@ -375,7 +383,7 @@ def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) 
         "dataset": plan.dataset,
         "metric": metric,
         "mode": "max",
-        "results_version": RESULTS_VERSION,
+        "results_version": RESULTS_VERSION,  # tune/results.py owns the table's format
         "base_space": plan.base_name,
         "pinned": {k: encode_value(v) for k, v in plan.pinned.items()},
         "search": plan.search,
@@ -386,6 +394,13 @@ def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) 
             if plan.points is not None else None
         ),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        # how the paper's values were mapped onto this dataset (search_spaces/protocol.py)
+        "protocol": plan.adaptation.to_dict() if plan.adaptation is not None else None,
+        "dataset_facts": dataclasses.asdict(plan.facts) if plan.facts is not None else None,
+        "short_configurations": {
+            "count": plan.short[0], "of": plan.short[1], "reasons": plan.short[2],
+            "rule": "fewer than 50 optimizer steps, or every step inside the warmup",
+        },
     }
     atomic_write_text(sweep_dir / SPACE_JSON, json.dumps(doc, indent=2, default=str))
 
@@ -404,7 +419,13 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str]) -> tuple[str, int]:
     ]
     if n_failed:
         lines.append(f"{n_failed} trial(s) failed: see the 'error' column of {sweep_dir / RESULTS_CSV}")
-    pool = df[df["status"] == "completed"]
+    n_short = int((df["status"] == "completed").sum() - meaningful(df).sum())
+    if n_short:
+        lines.append(
+            f"{n_short} completed trial(s) were too short to mean anything (short_run: fewer "
+            "than 50 optimizer steps or all inside the warmup); the best is chosen without them"
+        )
+    pool = df[meaningful(df)]
     if pool.empty:
         pool = df[df["status"] == "stopped_early"]
     pool = pool[pool[metric].notna()] if metric in pool else pool.iloc[0:0]
@@ -425,6 +446,12 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str]) -> tuple[str, int]:
     return "\n".join(lines), int((df["status"] == "completed").sum())
 
 
+def meaningful(df):
+    """Completed trials that are not marked short_run (the ones a best may be chosen from)."""
+    done = df["status"] == "completed"
+    return done & ~df["short_run"].astype(bool) if "short_run" in df.columns else done
+
+
 def prune_checkpoints(sweep_dir: Path, metric: str, keep_all: bool) -> str:
     """After a finished sweep, keep only the best trial's checkpoint (unless keep_all)."""
     import pandas as pd
@@ -432,7 +459,7 @@ def prune_checkpoints(sweep_dir: Path, metric: str, keep_all: bool) -> str:
     from tune.results import RESULTS_PARQUET
 
     df = pd.read_parquet(sweep_dir / RESULTS_PARQUET)
-    pool = df[(df["status"] == "completed") & df[metric].notna()]
+    pool = df[meaningful(df) & df[metric].notna()]
     best = str(pool.loc[pool[metric].idxmax(), "trial_id"]) if not pool.empty else None
     kept = sorted(sweep_dir.glob(f"{best}/checkpoint_*")) if best else []
     if keep_all:
@@ -469,13 +496,23 @@ def make_report(sweep_dir: Path) -> str:
 
 def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         quiet: bool, report: bool, keep_all: bool = False) -> int:
-    from tune.sweep_plan import make_plan
+    from tune.sweep_plan import make_plan, short_line
 
+    from s4l_models.data.datasets import DATASETS, load_dataset
+
+    if flags["dataset"] not in DATASETS:
+        raise UserError(
+            f"unknown dataset {flags['dataset']!r}; choose one of {', '.join(sorted(DATASETS))}"
+        )
+    if flags["data_dir"]:
+        flags["data_dir"] = str(Path(flags["data_dir"]).expanduser().resolve())
+    # The protocol and the split sizes are measured on the data (missing data: exit 2 here).
     plan = make_plan(
         flags["space"], dataset=flags["dataset"], data_dir=flags["data_dir"], labels=flags["labels"],
         raw_set=_set_dict(flags["set"]),
         search=flags["search"], max_trials=flags["max_trials"], seed=flags["seed"],
-        concurrency=planned_concurrency(flags),
+        concurrency=planned_concurrency(flags), protocol=flags.get("protocol", "scaled"),
+        data=load_dataset(flags["dataset"], flags["data_dir"]),
     )
     tiny_k = tuple(plan.space.fixed.get("tiny_k", (1, 5)))
     check_metric(flags["metric"], tiny_k)
@@ -498,9 +535,6 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         raise UserError(
             f"{sweep_dir} already holds a sweep; pass --resume to continue it or choose another --name"
         )
-    if flags["data_dir"]:
-        flags["data_dir"] = str(Path(flags["data_dir"]).expanduser().resolve())
-        plan.data_dir = flags["data_dir"]
     created = not sweep_dir.exists()
     try:
         sizes, tiny_k, data = prepare_data(plan, sweep_dir)  # missing data: exit 2 before Ray
@@ -508,7 +542,10 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         scheduler = None if resuming else build_scheduler(
             flags["scheduler"], plan, max_reports(plan), flags["seed"]
         )
+        print(plan.adaptation.line(), flush=True)  # first: what was adapted to the data, why
         print(f"{plan.base_name} on {plan.dataset}: {plan.note}", flush=True)
+        if short_line(plan):
+            print(short_line(plan), flush=True)
         started = start_ray(flags["address"], dashboard)
     except UserError:
         if created and not (sweep_dir / "tuner.pkl").exists():
@@ -712,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
             flags["space"], dataset=flags["dataset"], data_dir=flags["data_dir"],
             labels=flags["labels"], raw_set=_set_dict(flags["set"]), search=flags["search"],
             max_trials=flags["max_trials"], seed=flags["seed"],
-            concurrency=planned_concurrency(flags),
+            concurrency=planned_concurrency(flags), protocol=flags["protocol"],
         )
         check_metric(flags["metric"], tuple(plan.space.fixed.get("tiny_k", (1, 5))))
         print(describe(plan, flags["scheduler"], flags["metric"], flags["cpus_per_trial"],

@@ -24,8 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from s4l_models.config import TrainConfig
 from s4l_models.errors import UserError
+from search_spaces.protocol import DatasetFacts, adapt, labeled_count
 
 DIGITS = "digits"
 DIGITS_DEFAULT_TRIALS = 24
@@ -40,15 +43,20 @@ SPLIT_SETTINGS = ("dataset", "labels", "val_size", "tiny_k", "split_seed")
 # PBT may change these in a running trial (they do not change the model's shape or the data).
 PBT_MUTABLE = ("lr", "wd", "momentum", "w_u", "eps_vat", "w_vat", "w_entmin")
 
-# Seconds of one SGD step (batch 256, forward + backward + update) of ResNet-<depth> at these
-# widths on 8x8 digits, one CPU thread of the 2-core development machine under load (v1 and v2
-# alike; measured). Wide models are slower than width^2 (memory-bound): x4 is ~45x x1 for
-# ResNet-18. Other depths/widths are interpolated (log-linear) or scaled. On other datasets
-# the seconds are wrong but the ratios between trials hold (they order trials and give the ETA).
+# Seconds of one SGD step of ResNet-<depth> at these widths on 8x8 digits, one torch thread:
+# (a, b) with step seconds = a + b * images per step, measured by bench/step_seconds.py
+# (bench/results/step_seconds.json) on the 2-core development machine. `a` is the weights'
+# memory traffic (forward, backward and update each touch every weight): a x4 ResNet-18 step
+# takes over 2 s at any batch. v1 and v2 cost about the same; other depths and widths are
+# interpolated (log-linear in width) or scaled. On other datasets the seconds are wrong but
+# the ratios between trials hold (they order trials, pick the digits subset and give the ETA).
 STEP_SECONDS = {
-    18: {0.5: 0.10, 1.0: 0.365, 2.0: 1.54, 4.0: 16.4},
-    34: {0.5: 0.34, 1.0: 1.15, 2.0: 4.76, 4.0: 35.7},
-    50: {0.5: 0.67, 1.0: 2.15, 2.0: 9.7, 4.0: 53.4},
+    18: {0.5: (0.0158, 0.00053), 1.0: (0.0384, 0.00196), 2.0: (0.28, 0.0105),
+         3.0: (0.8, 0.0093), 4.0: (2.0, 0.0143)},
+    34: {0.5: (0.035, 0.0009), 1.0: (0.068, 0.0042), 2.0: (0.5, 0.0167),
+         3.0: (1.6, 0.02), 4.0: (3.6, 0.03)},
+    50: {0.5: (0.046, 0.0021), 1.0: (0.197, 0.006), 2.0: (1.0, 0.0186),
+         3.0: (2.3, 0.0434), 4.0: (5.8, 0.07)},
 }
 DEPTH_SCALE = {101: 2.0, 152: 2.9}  # relative to ResNet-50 (FLOPs ratio)
 # Images per labeled image and step that a method pushes through the network (rough).
@@ -63,19 +71,30 @@ METHOD_COST = {
     "selfsup_finetune": 4.0,
     "moam": 12.0,
 }
-# Per-trial overhead in seconds (Ray actor, imports, data, checkpoints).
-TRIAL_OVERHEAD_S = 5.0
+# A trial runs beside others (2 trials on 2 cores): measured on digits, ResNet-18 v2 x0.5 at
+# batch 65 took 84 ms a step inside the trainer with a second trial running, 1.7x the bare step
+# of STEP_SECONDS (the trainer's crops, data gathers and evaluations included).
+CONCURRENT_SLOWDOWN = 1.7
+# Per-trial overhead in seconds (Ray actor reuse, imports, data, checkpoints).
+TRIAL_OVERHEAD_S = 3.0
+# The default digits subset leaves out configurations estimated above this many seconds (one
+# trial's share of the main command's 10-minute budget on 2 cores): e.g. every width-3 and
+# width-4 ResNet, whose >= 200 steps would take 4-25 minutes each.
+DIGITS_TRIAL_BUDGET_S = 200.0
+# Nominal test-split sizes (cost estimates of plans made without reading the files).
+NOMINAL_TEST_SIZE = {"digits": 297, "fashion_mnist": 10_000, "cifar10": 10_000,
+                     "cifar100": 10_000, "imagenet": 50_000}
 
 
-def step_seconds(depth: int, width: float) -> float:
-    """Estimated seconds of one batch-256 step on digits (see STEP_SECONDS)."""
+def step_seconds(depth: int, width: float, images: float) -> float:
+    """Estimated seconds of one step pushing `images` 8x8 images through ResNet-<depth> x<width>
+    on one thread (see STEP_SECONDS)."""
     scale = 1.0
     if depth not in STEP_SECONDS:
         scale = DEPTH_SCALE.get(depth, depth / 50.0)
         depth = 50
     table = sorted(STEP_SECONDS[depth].items())
     ws = [math.log(w) for w, _ in table]
-    ts = [math.log(t) for _, t in table]
     x = math.log(max(width, 1e-3))
     if x <= ws[0]:
         i = 0
@@ -83,37 +102,44 @@ def step_seconds(depth: int, width: float) -> float:
         i = len(ws) - 2
     else:
         i = max(j for j in range(len(ws) - 1) if ws[j] <= x)
-    slope = (ts[i + 1] - ts[i]) / (ws[i + 1] - ws[i])
-    return scale * math.exp(ts[i] + slope * (x - ws[i]))
+
+    def interp(k: int) -> float:
+        lo, hi = math.log(table[i][1][k]), math.log(table[i + 1][1][k])
+        return math.exp(lo + (hi - lo) * (x - ws[i]) / (ws[i + 1] - ws[i]))
+
+    return scale * (interp(0) + interp(1) * images)
 
 
 @dataclass
 class Sizes:
-    """Split sizes that set a trial's cost: labeled images, validation and test images."""
+    """Split sizes that set a trial's cost: labeled images, validation and test images, and
+    the training part (what stages over every training image pass over)."""
 
     labeled: int
     val: int
     test: int
+    train: int = 0
 
 
 def trial_cost(config: Mapping[str, Any], sizes: Sizes) -> float:
-    """Rough seconds of one trial on one CPU core (ratios drive subset choice and the ETA)."""
+    """Rough seconds of one trial on one CPU core beside another trial (ratios drive subset
+    choice and the ETA)."""
     from s4l_models.resnet import parse_arch
 
     defaults = TrainConfig()
     get = lambda k: config.get(k, getattr(defaults, k))  # noqa: E731
     depth, _, name_width = parse_arch(str(get("arch")))
     width = float(name_width if name_width is not None else get("width"))
-    per_image = step_seconds(depth, width) / 256.0  # one training image (digits-sized)
     batch = int(get("batch_size"))
     epochs = float(get("epochs"))
-    steps = max(1, math.ceil(epochs * max(1, sizes.labeled) / batch))
+    steps = max(1, math.ceil(round(epochs * max(1, sizes.labeled) / batch, 9)))
     eval_every = float(get("eval_every"))
     evals = min(steps, 10) if eval_every <= 0 else max(1, min(steps, int(epochs / eval_every)))
     method = METHOD_COST.get(str(get("method")), 4.0)
-    train = steps * batch * method * per_image
+    train = steps * step_seconds(depth, width, batch * method)
+    per_image = step_seconds(depth, width, 1) - step_seconds(depth, width, 0)
     evaluate = (evals * sizes.val + sizes.test) * per_image / 3.0  # forward only
-    return TRIAL_OVERHEAD_S + train + evaluate
+    return TRIAL_OVERHEAD_S + CONCURRENT_SLOWDOWN * (train + evaluate)
 
 
 def report_count(config: Mapping[str, Any], sizes: Sizes) -> int:
@@ -142,8 +168,13 @@ class Plan:
     note: str  # one line: which trials run and why
     pinned: dict[str, Any] = field(default_factory=dict)  # axes pinned by --set
     overrides: dict[str, Any] = field(default_factory=dict)  # --set of fixed settings
-    sizes: Sizes | None = None  # split sizes (digits only: known without reading files)
+    sizes: Sizes | None = None  # split sizes (measured on digits and in a sweep, else nominal)
     seed: int = 0
+    adaptation: Any = None  # search_spaces.protocol.Adaptation: what the protocol changed
+    facts: DatasetFacts | None = None
+    left_out: dict[str, list] = field(default_factory=dict)  # axis values over the budget
+    # too-short configurations among those that run: (count, of, reason by schedule)
+    short: tuple[int, int, dict[str, str]] = (0, 0, {})
 
     @property
     def axes(self) -> list[str]:
@@ -271,18 +302,11 @@ def _axis_probe_points(space) -> list[dict]:
     return pts
 
 
-# Subsets chosen with a cost prefer cheap points: weights 1/cost**COST_POWER, and of
-# COVER_TRIES covering sets (one seeded `sample_points` call each) the cheapest is kept.
-COVER_TRIES = 2048
+# Subsets chosen with a cost prefer cheap points: weights 1/cost**COST_POWER; of COVER_TRIES
+# randomised greedy covers the cheapest (longest trial, then total) is kept.
+COVER_TRIES = 256
 COST_POWER = 3
 POOL_LIMIT = 20_000
-
-
-def _grid_index(space, point: Mapping[str, Any]) -> int:
-    index = 0
-    for axis in space.axes:
-        index = index * len(axis.values) + axis.values.index(point[axis.key])
-    return index
 
 
 def _weighted_draw(space, k: int, rng: random.Random, cost, exclude: set[int]) -> list[int]:
@@ -302,16 +326,49 @@ def _weighted_draw(space, k: int, rng: random.Random, cost, exclude: set[int]) -
     return [i for _, i in keyed[:k]]
 
 
+@dataclass
+class Pool:
+    """The grid points a costed subset may use: their indices, axis digits and costs."""
+
+    index: np.ndarray  # [P] grid indices
+    digits: np.ndarray  # [P, axes] value positions on each axis
+    cost: np.ndarray  # [P] estimated seconds
+    left_out: dict[str, list]  # axis -> its values with no point within the budget
+
+
+def costed_pool(space, cost, seed: int, budget: float | None = None) -> Pool:
+    """Every grid point (a seeded sample of POOL_LIMIT for larger grids) with its cost, those
+    above `budget` seconds removed; `left_out` names the axis values that no point keeps."""
+    size = space.size
+    rng = random.Random(seed)
+    index = list(range(size)) if size <= POOL_LIMIT else sorted(rng.sample(range(size), POOL_LIMIT))
+    lengths = [len(a.values) for a in space.axes]
+    digits = np.zeros((len(index), len(lengths)), dtype=np.int64)
+    rest = np.asarray(index, dtype=np.int64)
+    for j in range(len(lengths) - 1, -1, -1):
+        rest, digits[:, j] = np.divmod(rest, lengths[j])
+    costs = np.array([float(cost(space.point_at(i))) for i in index])
+    keep = costs <= budget if budget is not None else np.ones(len(index), dtype=bool)
+    left_out = {}
+    for j, axis in enumerate(space.axes):
+        missing = [v for d, v in enumerate(axis.values) if not (digits[keep, j] == d).any()]
+        if missing:
+            left_out[axis.key] = missing
+    return Pool(np.asarray(index)[keep], digits[keep], costs[keep], left_out)
+
+
 def pick_points(
-    space, n: int, seed: int, cost=None, concurrency: int = 2, cover: bool = True
+    space, n: int, seed: int, cost=None, concurrency: int = 2, cover: bool = True,
+    budget: float | None = None,
 ) -> list[dict]:
     """A seeded subset of `n` distinct grid points (in grid order), deterministic in `seed`.
 
     With `cover` and n at least the longest axis, every value of every axis appears: without a
     cost this is `SearchSpace.sample_points(n, seed)`. With `cost(point)` (seconds), cheap
-    points are preferred: the covering part is the cheapest (longest trial, then total) of
-    COVER_TRIES seeded `sample_points` covers drawn with weight 1/cost^3, the rest is drawn
-    with the same weights. Otherwise n points are drawn (by 1/cost^3 with a cost).
+    points are preferred and points above `budget` seconds are never chosen (their axis values,
+    if no affordable point has them, are not covered: `costed_pool(...).left_out`): the covering
+    part is the cheapest (longest trial, then total) of COVER_TRIES randomised greedy covers
+    drawn with weight 1/cost^3, the rest is drawn with the same weights.
     """
     longest = max((len(a.values) for a in space.axes), default=1)
     cover = cover and n >= longest
@@ -320,46 +377,110 @@ def pick_points(
             return space.sample_points(n, seed)
         rng = random.Random(seed)
         return [space.point_at(i) for i in sorted(_weighted_draw(space, n, rng, None, set()))]
-    memo: dict[tuple, float] = {}
-
-    def c(point: Mapping[str, Any]) -> float:
-        key = tuple(repr(v) for v in point.values())
-        if key not in memo:
-            memo[key] = float(cost(point))
-        return memo[key]
-
-    def sharp(point: Mapping[str, Any]) -> float:
-        return c(point) ** COST_POWER
-
+    pool = costed_pool(space, cost, seed, budget)
+    if len(pool.index) < n:
+        raise UserError(
+            f"only {len(pool.index)} configurations of {space.name!r} fit the per-trial budget of "
+            f"{budget:g} s; ask for fewer trials or pass --max-trials all"
+        )
+    weight = 1.0 / np.maximum(pool.cost, 1e-9) ** COST_POWER
+    rng = np.random.default_rng(seed)
     chosen: set[int] = set()
     if cover and space.axes:
+        pairs = sorted({(j, int(d)) for j in range(pool.digits.shape[1])
+                        for d in np.unique(pool.digits[:, j])})
         best = None
-        for k in range(COVER_TRIES):
-            cover = space.sample_points(longest, seed * COVER_TRIES + k, cost=sharp)
-            costs = [c(p) for p in cover]
-            key = (max(max(costs), sum(costs) / max(1, concurrency)), sum(costs))
+        for _ in range(COVER_TRIES):
+            taken = np.zeros(len(pool.index), dtype=bool)
+            covered = np.zeros((pool.digits.shape[1], max(longest, 1)), dtype=bool)
+            for k in rng.permutation(len(pairs)):
+                j, d = pairs[k]
+                if covered[j, d]:
+                    continue
+                cand = np.flatnonzero((pool.digits[:, j] == d) & ~taken)
+                w = weight[cand]
+                pick = cand[np.searchsorted(np.cumsum(w), rng.random() * w.sum())]
+                pick = min(pick, cand[-1])
+                taken[pick] = True
+                covered[np.arange(pool.digits.shape[1]), pool.digits[pick]] = True
+            costs = pool.cost[taken]
+            key = (max(costs.max(), costs.sum() / max(1, concurrency)), costs.sum())
             if best is None or key < best[0]:
-                best = (key, cover)
-        chosen = {_grid_index(space, p) for p in best[1]}
-    rng = random.Random(seed)
-    chosen.update(_weighted_draw(space, n - len(chosen), rng, sharp, chosen))
-    return [space.point_at(i) for i in sorted(chosen)]
+                best = (key, np.flatnonzero(taken))
+        chosen = set(best[1].tolist())
+    k = n - len(chosen)
+    if k > 0:
+        free = np.array([i for i in range(len(pool.index)) if i not in chosen], dtype=np.int64)
+        keys = np.log(1.0 - rng.random(len(free))) / weight[free]
+        chosen.update(free[np.argsort(-keys)[:k]].tolist())
+    return [space.point_at(int(pool.index[i])) for i in sorted(chosen, key=lambda i: pool.index[i])]
 
 
-def digits_sizes(fixed: Mapping[str, Any]) -> Sizes:
-    """Split sizes on the embedded digits set (no files to read: it is bundled)."""
+def plan_sizes(facts: DatasetFacts, fixed: Mapping[str, Any], test: int | None = None) -> Sizes:
+    """Split sizes of a plan from the dataset's facts and the (adapted) split settings."""
+    from s4l_models.data.datasets import DATASETS
+
+    labels = str(fixed.get("labels", TrainConfig().labels))
+    val = int(fixed.get("val_size") or DATASETS[facts.name].default_val_size)
+    if test is None:
+        test = NOMINAL_TEST_SIZE.get(facts.name, 0)
+    return Sizes(labeled=labeled_count(labels, facts), val=val, test=test, train=facts.train_part)
+
+
+def default_facts(dataset: str, data_dir: str | None, fixed: Mapping[str, Any]) -> DatasetFacts:
+    """Facts for a plan made before the sweep reads its data: measured on the embedded digits
+    (cheap), the dataset's nominal sizes otherwise (the sweep itself measures the real ones)."""
+    if dataset != DIGITS:
+        return DatasetFacts.nominal(dataset, fixed.get("val_size"))
+    return measured_facts(DIGITS, None, fixed)
+
+
+def measured_facts(dataset: str, data_dir: str | None, fixed: Mapping[str, Any], data=None):
+    """Facts read off the loaded dataset and its validation split (as `make_splits` draws it)."""
     from s4l_models.data.datasets import DATASETS, load_dataset
     from s4l_models.data.splits import make_splits
 
-    cfg = TrainConfig.from_dict({k: v for k, v in fixed.items() if k in SPLIT_SETTINGS})
-    spec = DATASETS[DIGITS]
-    data = load_dataset(DIGITS, None)
-    splits = make_splits(
-        data.train.labels.numpy(), spec.num_classes, cfg.val_size or spec.default_val_size,
-        cfg.labels, tuple(cfg.tiny_k), cfg.split_seed,
-    )
-    n_test = len(data.test) if data.test is not None else 0
-    return Sizes(labeled=len(splits.labeled), val=len(splits.val), test=n_test)
+    data = data if data is not None else load_dataset(dataset, data_dir)
+    labels = data.train.labels.numpy()
+    val = int(fixed.get("val_size") or DATASETS[dataset].default_val_size)
+    seed = int(fixed.get("split_seed", TrainConfig().split_seed))
+    # the validation split every labels spec shares (make_splits raises for impossible sizes)
+    splits = make_splits(labels, len(data.classes), val, "100%", (1,), seed)
+    return DatasetFacts.measure(dataset, labels, splits.train)
+
+
+# Settings that decide a trial's learning-rate schedule(s); configurations that agree on them
+# are equally long.
+SCHEDULE_SETTINGS = (
+    "method", "labels", "batch_size", "epochs", "warmup_epochs", "decay_epochs",
+    "pretrain_epochs", "pretrain_batch_size", "teacher_epochs", "pretext", "teacher",
+)
+
+
+def short_configurations(plan: Plan, points) -> tuple[int, int, dict[str, str]]:
+    """(short, total, reason by schedule): how many of `points` are too short to mean anything
+    (fewer than 50 optimizer steps or every step in the warmup, s4l_models.schedule)."""
+    from s4l_models.stages import short_run_reason
+
+    sizes = plan.sizes
+    seen: dict[tuple, str | None] = {}
+    reasons: dict[str, str] = {}
+    short = total = 0
+    for point in points:
+        cfg = plan.trial_config(point)
+        key = tuple(repr(cfg.get(k)) for k in SCHEDULE_SETTINGS)
+        if key not in seen:
+            full = TrainConfig.from_dict(cfg)
+            seen[key] = short_run_reason(full, sizes.labeled, sizes.train)
+            if seen[key]:
+                what = ", ".join(
+                    f"{k}={point[k]:g}" if isinstance(point[k], float) else f"{k}={point[k]}"
+                    for k in ("batch_size", "epochs") if k in point
+                )
+                reasons[what or plan.base_name] = seen[key]
+        total += 1
+        short += bool(seen[key])
+    return short, total, reasons
 
 
 def make_plan(
@@ -372,7 +493,12 @@ def make_plan(
     max_trials: str | int | None = None,
     seed: int = 0,
     concurrency: int = 2,
+    protocol: str = "scaled",
+    data=None,
 ) -> Plan:
+    """What a sweep runs. With `data` (the loaded dataset, as a sweep has it) the protocol and
+    the split sizes are measured on it; without (a --dry-run) on the embedded digits, or from
+    another dataset's nominal sizes."""
     from s4l_models.data.datasets import DATASETS
 
     if search not in SEARCHES:
@@ -381,17 +507,23 @@ def make_plan(
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     n_req = parse_max_trials(None if max_trials is None else str(max_trials))
     base, space, pinned, overrides = resolve_space(space_name, labels, raw_set or {})
+    if data is not None:
+        facts = measured_facts(dataset, data_dir, space.fixed, data)
+    else:
+        facts = default_facts(dataset, data_dir, space.fixed)
+    # the paper's values mapped onto this dataset; values given with --set stay as they are
+    space, adaptation = adapt(space, facts, protocol, keep=set(raw_set or {}))
     size = space.size
     plan = Plan(
         space=space, base_name=base.name, dataset=dataset, data_dir=data_dir, search=search,
         max_trials=None if n_req is None else str(n_req), num_trials=size, points=None, note="",
-        pinned=pinned, overrides=overrides, seed=seed,
+        pinned=pinned, overrides=overrides, seed=seed, adaptation=adaptation, facts=facts,
     )
     # The fixed settings and every axis value are checked before anything else happens.
     _check_configs(plan, _axis_probe_points(space))
-    if dataset == DIGITS:
-        plan.sizes = digits_sizes(plan.trial_config(space.point_at(0)))
-    cost = plan.cost if plan.sizes else None
+    plan.sizes = plan_sizes(facts, space.fixed, NOMINAL_TEST_SIZE.get(dataset))
+    # costs are calibrated on digits (bench/step_seconds.py): only there do they pick trials
+    cost = plan.cost if dataset == DIGITS else None
     whole = f"--max-trials all runs all {size}"
     if search == "grid":
         if n_req == "all" or (n_req is None and dataset != DIGITS) or (
@@ -404,14 +536,26 @@ def make_plan(
                 plan.note = f"grid search: all {size} configurations"
             else:
                 # On digits (costs known) a smaller explicit subset is a smoke run: the
-                # cheapest draws, without the (expensive) guarantee of every axis value.
+                # cheapest draws, without the (expensive) guarantee of every axis value. The
+                # default subset leaves out configurations over the per-trial budget.
                 longest = max((len(a.values) for a in space.axes), default=1)
                 cover = n >= longest and (cost is None or n >= DIGITS_DEFAULT_TRIALS)
+                budget = DIGITS_TRIAL_BUDGET_S if (cost is not None and n_req is None) else None
+                if budget is not None:
+                    plan.left_out = costed_pool(space, cost, seed, budget).left_out
                 plan.points = pick_points(
-                    space, n, seed, cost=cost, concurrency=concurrency, cover=cover
+                    space, n, seed, cost=cost, concurrency=concurrency, cover=cover, budget=budget
                 )
                 plan.num_trials = len(plan.points)
-                if cover:
+                if cover and plan.left_out:
+                    gone = "; ".join(
+                        f"{k} {', '.join(_fmt(v) for v in vs)}" for k, vs in plan.left_out.items()
+                    )
+                    covers = (
+                        f"every other axis value appears; left out, each trial over the "
+                        f"{budget:g}-s budget: {gone}"
+                    )
+                elif cover:
                     covers = "every value of every axis appears"
                 elif n < longest:
                     covers = f"too few to show all {longest} values of the longest axis"
@@ -443,7 +587,41 @@ def make_plan(
             n_req is None and dataset == DIGITS and n < size
         ) else ""
         plan.note = f"{search} search: {n} trials by {how} from the same axes{default}"
+    # configurations too short to mean anything: those that run, or any the search may sample
+    plan.short = short_configurations(
+        plan, plan.points if plan.points is not None else _grid_points(space)
+    )
     return plan
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# A grid larger than this is checked for short configurations on a seeded sample of its points.
+SHORT_SCAN_LIMIT = 50_000
+
+
+def _grid_points(space):
+    if space.size <= SHORT_SCAN_LIMIT:
+        return space.points()
+    rng = random.Random(0)
+    return (space.point_at(i) for i in rng.sample(range(space.size), SHORT_SCAN_LIMIT))
+
+
+def short_line(plan: Plan) -> str | None:
+    """One line naming the configurations too short to mean anything, or None."""
+    short, total, reasons = plan.short
+    if not short:
+        return None
+    which = "; ".join(f"{k}: {r}" for k, r in list(reasons.items())[:4])
+    hint = ""
+    if plan.adaptation is not None and plan.adaptation.protocol == "literal":
+        hint = " (--protocol scaled adapts the labels and batch sizes to this dataset)"
+    return (
+        f"warning: {short} of {total} configurations are too short to mean anything ({which}); "
+        f"they run and are marked short_run, and the report leaves them out{hint}"
+    )
 
 
 def estimate_epochs(plan: Plan) -> float:
@@ -469,6 +647,7 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
 
     space = plan.space
     lines = [
+        plan.adaptation.line(),
         f"space {plan.base_name}: {space.description}",
         f"configurations: {space.size}",
     ]
@@ -478,10 +657,16 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
     lines.append(format_axes_table(space))
     fixed = ", ".join(f"{k}={v}" for k, v in space.fixed.items() if k not in plan.pinned)
     lines.append(f"fixed: {fixed}")
+    facts = plan.facts
     lines.append(
         f"dataset: {plan.dataset}" + (f" ({plan.data_dir})" if plan.data_dir else "")
+        + (f"; {plan.sizes.labeled} labeled, {plan.sizes.val} validation images"
+           + ("" if facts is None or facts.measured else " (nominal sizes: files not read)")
+           if plan.sizes else "")
     )
     lines.append(f"trials: {plan.num_trials} ({plan.note})")
+    if short_line(plan):
+        lines.append(short_line(plan))
     lines.append(
         f"scheduler: {scheduler}, metric: {metric} (max), per trial: {cpus:g} CPU"
         + (f", {gpus:g} GPU" if gpus else "")

@@ -16,12 +16,12 @@ from s4l_models.config import TrainConfig
 from s4l_models.data.augment import Augmenter
 from s4l_models.data.datasets import DATASETS
 from s4l_models.errors import UserError
-from s4l_models.evaluate import average_probs, five_crop_rot4, pseudo_labels
+from s4l_models.evaluate import five_crop_rot4, pseudo_labels, view_average
 from s4l_models.methods import PAPER_METHODS, get_method, list_methods
 from s4l_models.methods.base import StepContext, entropy
 from s4l_models.methods.s4l_exemplar import batch_hard_triplet
 from s4l_models.methods.s4l_rotation import rotate4, rotated_class_loss
-from s4l_models.methods.vat import kl_from_logits, vat_loss, vat_perturbation
+from s4l_models.methods.vat import kl_from_logits, unit_scale, vat_loss, vat_perturbation
 from s4l_models.resnet import create_model
 from s4l_models.trainer import Polyak, polyak_decay
 
@@ -107,36 +107,38 @@ def _bn_buffers(model):
     return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
 
 
-def test_vat_perturbation_has_norm_eps_in_pixels_and_beats_a_random_direction():
+def test_vat_perturbation_has_norm_eps_in_minus_one_to_one_units_and_beats_a_random_direction():
     spec = DATASETS["cifar10"]
-    cfg = TrainConfig(eps_vat=40.0)
+    cfg = TrainConfig(dataset="cifar10", eps_vat=2.0)  # [-1, 1] units over 8x8x3 inputs
     ctx = _ctx(cfg, spec)
     model = _model(channels=3, size=8)
     model.train()
     x = ctx.augment.normalize(torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(5)))
     with torch.no_grad():
-        clean = model(x)  # the clean pass updates batch norm once, as in training
+        model(x)  # the clean pass updates batch norm once, as in training
     before = _bn_buffers(model)
-    r = vat_perturbation(model, x, clean, ctx)
-    in_pixels = r / ctx.augment.pixel_scale()
-    norms = in_pixels.flatten(1).norm(dim=1)
-    assert torch.allclose(norms, torch.full_like(norms, 40.0), rtol=1e-4)
+    r = vat_perturbation(model, x, ctx)
+    # back from model units ((x/255 - mean)/std) to [-1, 1] units (x/127.5 - 1)
+    in_unit_range = r * (2.0 * torch.tensor(spec.std).view(1, -1, 1, 1))
+    assert torch.allclose(in_unit_range, r / unit_scale(ctx.augment))
+    norms = in_unit_range.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, 2.0), rtol=1e-4)
     # adversarial passes leave batch-norm statistics untouched
     after = _bn_buffers(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
     # same norm, random direction
     rand = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
-    rand = rand / rand.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * 40.0 * ctx.augment.pixel_scale()
+    rand = rand / rand.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * 2.0 * unit_scale(ctx.augment)
     model.eval()  # score both with the same (running) statistics
     with torch.no_grad():
         ref = model(x)
-        kl_adv = kl_from_logits(ref, model(x + r)).item()
-        kl_rand = kl_from_logits(ref, model(x + rand)).item()
+        kl_adv = kl_from_logits(model(x + r), ref).item()
+        kl_rand = kl_from_logits(model(x + rand), ref).item()
     assert kl_adv > kl_rand
 
 
 def test_vat_loss_sends_no_gradient_through_the_target():
-    ctx = _ctx(TrainConfig(eps_vat=30.0))
+    ctx = _ctx(TrainConfig(dataset="cifar10", eps_vat=1.5))
     model = _model()
     x = ctx.augment.normalize(torch.rand(6, 3, 8, 8))
     clean = model(x).detach().requires_grad_(True)  # a leaf: any gradient would land here
@@ -188,10 +190,12 @@ def test_pseudo_labels_average_the_predictions_of_20_views():
                        generator=torch.Generator().manual_seed(7))
     x = aug.eval_view(u8)
     with torch.no_grad():
-        got = average_probs(model, x, five_crop_rot4)
+        got = view_average(model, x, five_crop_rot4)
+        # the released code averages logits (pseudo_labeling/generate_labels.py), then softmax
         ref = torch.stack([
-            torch.stack([torch.softmax(model(v[None]), dim=1)[0] for v in _reference_views(img)])
-            .mean(0)
+            torch.softmax(
+                torch.stack([model(v[None])[0] for v in _reference_views(img)]).mean(0), dim=0
+            )
             for img in x
         ])
     assert got.shape == (6, 10)
@@ -215,6 +219,7 @@ BAD = {
     "init_from for a staged method": (dict(method="selfsup_linear", init_from="x"), "--init-from"),
     "negative w_sup": (dict(w_sup=-1), "w_sup"),
     "upright-only loss without rotations": (dict(sup_on_rotated=False), "sup_on_rotated"),
+    "VAT on unlabeled only for moam": (dict(method="moam", vat_on_labeled=False), "vat_on_labeled"),
 }
 
 

@@ -45,7 +45,7 @@ def test_baseline_sizes_match_the_paper(name, size):
 
 
 def test_every_paper_method_has_its_spaces():
-    expected = {"baseline_10pct", "baseline_1pct", "moam_10pct"}
+    expected = {"baseline_10pct", "baseline_1pct", "baseline_1pct_lr001", "moam_10pct"}
     for method in PAPER_METHODS:
         if method not in ("supervised", "moam"):
             expected |= {f"{method}_10pct", f"{method}_1pct"}
@@ -54,6 +54,15 @@ def test_every_paper_method_has_its_spaces():
     assert NAMES[:2] == ["baseline_10pct", "baseline_1pct"]
     assert get_space("moam_10pct").size == 1
     assert list(get_space("moam_10pct").points()) == [{}]
+
+
+def test_the_lr_variant_adds_the_papers_best_1pct_lr_to_the_stated_grid():
+    stated, variant = get_space("baseline_1pct"), get_space("baseline_1pct_lr001")
+    lrs = {a.key: a.values for a in stated.axes}["lr"]
+    assert 0.01 not in lrs  # the paper's best 1% lr (S4L §4.1) is outside its stated grid
+    assert {a.key: a.values for a in variant.axes}["lr"] == (*lrs, 0.01)
+    assert variant.size == stated.size // 3 * 4 and variant.fixed == stated.fixed
+    assert "0.01" in variant.description
 
 
 def test_method_spaces_follow_the_paper_grids():

@@ -8,9 +8,13 @@ space: 4x wide ResNet50v2, batch 128, lr 0.1 at batch 128, wd 2e-4, 200 epochs, 
     (paper: w_sup 0.3, w_rot = our w_u 0.7, w_vat 0.3, w_entmin 0.3)
 
 L_l and L_rot are S4L-Rotation's (all four rotations of the labeled and unlabeled images in one
-forward pass); L_vat and L_entmin are taken on the rotated unlabeled copies, as the paper's
-code (semi_supervised/rotation_vat.py) does. Unlike the `vat` methods, w_vat and w_entmin are
-not multiplied by w_u here: each loss has its own weight.
+forward pass); L_vat and L_entmin are taken on the rotated unlabeled copies only, as the paper's
+code (semi_supervised/rotation_vat.py) does even though config/moam_step_1.sh passes
+--apply_vat_to_labeled (that file ignores the flag), so `vat_on_labeled` does not apply here.
+L_vat is vat.py's: KL(f(x + r_adv) || f(x)) with ||r_adv|| = eps_vat in [-1, 1] image units
+(moam_step_1.sh: --vat_eps 32; eps_vat None gives 32 * the dataset's `vat_eps_scale`). Unlike
+the `vat` methods, w_vat and w_entmin are not multiplied by w_u here: each loss has its own
+weight.
 Step 2 `step2`: every training image gets the label predicted by step 1's (Polyak-averaged)
 model, averaged over 5 crops x 4 rotations; the same network, initialised from step 1, trains
 again with all the losses on these labels. Epochs now count over the full set: 18, x0.1 after
@@ -51,12 +55,14 @@ PAPER_EPOCHS = 200.0
 STEP2_EPOCHS, STEP2_DECAYS = 18.0, (6.0, 12.0)
 STEP3_EPOCHS, STEP3_DECAYS = 20.0, (5.0, 10.0, 15.0)
 STEP3_LR, STEP3_WD = 1e-3, 3e-3  # lr per 256 (5e-4 at the paper's batch 128)
+# google-research/s4l config/moam_step_1.sh: --vat_eps 32.0 ([-1, 1] image units, ImageNet)
+MOAM_IMAGENET_EPS = 32.0
 
 
 def moam_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
     cfg = ctx.cfg
     x, logits, n_sup, loss_sup, loss_rot = rotation_terms(model, labeled, unlabeled, ctx)
-    loss_vat = vat_loss(model, x[n_sup:], logits[n_sup:], ctx)
+    loss_vat = vat_loss(model, x[n_sup:], logits[n_sup:], ctx, imagenet_eps=MOAM_IMAGENET_EPS)
     loss_ent = entropy(logits[n_sup:])
     loss = (
         cfg.w_sup * loss_sup

@@ -51,12 +51,12 @@ PBT_MUTABLE = ("lr", "wd", "momentum", "w_u", "eps_vat", "w_vat", "w_entmin")
 # interpolated (log-linear in width) or scaled. On other datasets the seconds are wrong but
 # the ratios between trials hold (they order trials, pick the digits subset and give the ETA).
 STEP_SECONDS = {
-    18: {0.5: (0.0158, 0.00053), 1.0: (0.0384, 0.00196), 2.0: (0.28, 0.0105),
-         3.0: (0.8, 0.0093), 4.0: (2.0, 0.0143)},
-    34: {0.5: (0.035, 0.0009), 1.0: (0.068, 0.0042), 2.0: (0.5, 0.0167),
-         3.0: (1.6, 0.02), 4.0: (3.6, 0.03)},
-    50: {0.5: (0.046, 0.0021), 1.0: (0.197, 0.006), 2.0: (1.0, 0.0186),
-         3.0: (2.3, 0.0434), 4.0: (5.8, 0.07)},
+    18: {0.5: (0.01382, 0.000583), 1.0: (0.03823, 0.00199), 2.0: (0.3108, 0.00973),
+         3.0: (1.083, 0.0278), 4.0: (2.208, 0.0609)},
+    34: {0.5: (0.02683, 0.00111), 1.0: (0.07484, 0.00394), 2.0: (0.5934, 0.018),
+         3.0: (1.2, 0.0618), 4.0: (3.673, 0.134)},
+    50: {0.5: (0.04576, 0.00213), 1.0: (0.1938, 0.00661), 2.0: (1.052, 0.0274),
+         3.0: (2.766, 0.078), 4.0: (7.415, 0.122)},
 }
 DEPTH_SCALE = {101: 2.0, 152: 2.9}  # relative to ResNet-50 (FLOPs ratio)
 # Images per labeled image and step that a method pushes through the network (rough).
@@ -541,8 +541,17 @@ def make_plan(
                 longest = max((len(a.values) for a in space.axes), default=1)
                 cover = n >= longest and (cost is None or n >= DIGITS_DEFAULT_TRIALS)
                 budget = DIGITS_TRIAL_BUDGET_S if (cost is not None and n_req is None) else None
+                over_budget = ""
                 if budget is not None:
-                    plan.left_out = costed_pool(space, cost, seed, budget).left_out
+                    pool = costed_pool(space, cost, seed, budget)
+                    if len(pool.index) >= n:
+                        plan.left_out = pool.left_out
+                    else:  # a method space of big networks: the cheapest points, said so
+                        over_budget = (
+                            f"; only {len(pool.index)} configurations fit the {budget:g}-s "
+                            "per-trial budget, so some trials take longer"
+                        )
+                        budget = None
                 plan.points = pick_points(
                     space, n, seed, cost=cost, concurrency=concurrency, cover=cover, budget=budget
                 )
@@ -571,7 +580,7 @@ def make_plan(
                 )
                 plan.note = (
                     f"grid search: a seeded subset of {n} of the {size} configurations "
-                    f"(seed {seed}; {covers}; {why}); {whole}"
+                    f"(seed {seed}; {covers}; {why}{over_budget}); {whole}"
                 )
                 _check_configs(plan, plan.points)
     else:

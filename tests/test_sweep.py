@@ -183,6 +183,9 @@ def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, ca
     rc, d = run_sweep(tmp_path, "g4", "--max-trials", "4")
     out = capsys.readouterr().out
     assert rc == 0
+    # the first line says what the protocol changed and why, measured on the loaded data
+    assert out.splitlines()[0].startswith("scaled protocol on digits: labels 10% -> 48/class")
+    assert "too short" not in out  # 480 labeled images, batch 64, 10 epochs: 75 steps each
     assert "best by val_full_top1" in out and str(d / "results.parquet") in out
     assert "4/4 done, 0 running, 0 errored" in out  # the progress line
     df = table(d)
@@ -211,6 +214,12 @@ def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, ca
     assert space["axes"] == ["wd", "lr"] and space["metric"] == "val_full_top1"
     assert space["mode"] == "max" and space["results_version"] == 2
     assert space["space"]["name"] == "baseline_10pct" and space["flags"]["max_trials"] == "4"
+    assert space["protocol"]["protocol"] == "scaled"
+    assert space["protocol"]["changes"]["labels"]["paper"] == "10%"
+    assert space["protocol"]["changes"]["labels"]["ours"] == "48/class"
+    assert space["dataset_facts"]["measured"] is True
+    assert space["short_configurations"]["count"] == 0
+    assert (~df["short_run"]).all() and (df["total_steps"] == 75).all()
     # the same name again is refused (exit 2), not overwritten
     rc, _ = run_sweep(tmp_path, "g4", "--max-trials", "4")
     assert rc == 2 and "--resume" in capsys.readouterr().err

@@ -35,6 +35,11 @@ def test_cli_run_writes_config_metrics_checkpoint_and_progress(tmp_path):
     assert metrics["status"] == "completed" and metrics["epochs"] >= 8
     assert (out / "checkpoint" / "state.pt").is_file()
     assert (out / "val_predictions.npz").is_file() and (out / "splits.npz").is_file()
+    # 8 epochs of 150 labeled images at batch 64: 19 steps, too short to mean anything, and said
+    assert "warning: this run is too short to mean anything (19 optimizer steps" in p.stdout
+    assert metrics["short_run"] is True and metrics["total_steps"] == 19
+    assert "fewer than 50" in metrics["short_reason"]
+    assert all(json.loads(line)["short_run"] for line in open(out / "progress.jsonl"))
     # running again into the same directory must not clobber it
     again = run_cli("--dataset", "digits", "--out", str(out))
     assert again.returncode == 2 and "--resume" in again.stderr
@@ -69,6 +74,19 @@ BAD_INPUTS = {
         "corrupt.JPEG",
     ),
 }
+
+
+
+
+def test_a_long_enough_run_is_not_marked_short(tmp_path):
+    out = tmp_path / "long"
+    assert main([
+        "--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v2", "--width", "0.25",
+        "--epochs", "30", "--batch-size", "64", "--threads", "1", "--out", str(out),
+    ]) == 0  # 30 x 150 / 64 = 71 steps, the recipe's warmup scaled to 0.75 epochs
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["short_run"] is False and metrics["short_reason"] == ""
+    assert metrics["total_steps"] == 71 and metrics["warmup_steps"] == 1
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

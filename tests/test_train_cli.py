@@ -76,8 +76,6 @@ BAD_INPUTS = {
 }
 
 
-
-
 def test_a_long_enough_run_is_not_marked_short(tmp_path):
     out = tmp_path / "long"
     assert main([

@@ -47,7 +47,7 @@ class TrainConfig:
     warmup_epochs: float = 5.0  # linear warmup from 0
     decay_epochs: tuple[float, ...] | None = None  # x0.1 at these epochs; None = 70/80/90%
     batch_size: int = 256
-    color_aug: bool = False  # colour jitter on labeled images (an axis of the 1% grid)
+    color_aug: bool = False  # hsvnoise on labeled images (an axis of the 1% grid)
     seed: int = 0  # model init, data order and augmentation
     # --- method weights (used by the semi-supervised methods) ----------------------------
     w_u: float = 1.0  # weight of the unlabeled loss L_u

@@ -21,7 +21,8 @@ from ..errors import UserError
 
 @dataclass
 class Batch:
-    images: torch.Tensor  # uint8 [B, C, H, W] on the training device
+    images: torch.Tensor  # uint8 [B, C, H, W] on the training device ([B, copies, C, H, W]
+    # from a file-backed source for a method with train_copies > 1)
     labels: torch.Tensor  # int64 [B] (-1 marks an image that could not be read)
 
 

@@ -1,11 +1,13 @@
 """Mix Of All Models (S4L Section 5): three steps in one run, each checkpointed and resumable.
 
-Step 1 `step1`: S4L-Rotation + VAT + EntMin jointly, with this run's settings (the `moam_10pct`
-space: 4x wide ResNet50v2, batch 128, lr 0.1 at batch 128, wd 2e-4, 200 epochs, warmup to epoch
-10, x0.1 at 100/150/190, inception crop + flip):
+Step 1 `step1`: S4L-Rotation + VAT + EntMin jointly, with this run's settings (by default MOAM's
+recipe in s4l_models/recipes.py, which the `moam_10pct` space reads too: 4x wide ResNet50v2,
+batch 128, lr 0.1 at batch 128, wd 2e-4, 200 epochs, warmup to epoch 10, x0.1 at 100/150/190,
+inception crop + flip):
 
     L = w_sup * L_l + w_u * L_rot + w_vat * L_vat + w_entmin * L_entmin
-    (paper: w_sup 0.3, w_rot = our w_u 0.7, w_vat 0.3, w_entmin 0.3)
+    (paper: w_sup 0.3, w_rot = our w_u 0.7, w_vat 0.3, w_entmin 0.3; the released
+    rotation_vat.py weighs the rotation loss by 1 - sup_weight - vat_weight = 0.4 instead)
 
 L_l and L_rot are S4L-Rotation's (all four rotations of the labeled and unlabeled images in one
 forward pass); L_vat and L_entmin are taken on the rotated unlabeled copies only, as the paper's

@@ -10,7 +10,9 @@ split, Pearson r and p, the pick on the tiny subset in red), the validation-size
 one-line recommendation), the sensitivity per sweep axis (DIR/sensitivity*.png/.svg), the
 leaderboard, and every table as CSV. It prints the key numbers (also in DIR/summary.txt),
 e.g. "for this sweep, k >= 5 images per class (50 images) select within 0.5 pt of the best with
-95% probability", then the page's path. Without --out it writes to RUN_DIR/report.
+95% probability", then the page's path. Without --out it writes to RUN_DIR/report. Trials marked
+short_run (too short to mean anything) are left out and counted on the page unless
+--include-short-runs.
 
 Runtime: a few seconds for a sweep of a few hundred trials on a small validation split (2 CPU
 cores); the validation-size study grows with trials x validation images x --draws, so an

@@ -3,8 +3,8 @@
     python bench/methods_digits.py                  # 10 rows x 3 seeds, 2 runs at a time
     python bench/methods_digits.py --methods supervised s4l_rotation --seeds 0 1 --jobs 1
 
-About 6 CPU-minutes per seed (MOAM and S4L-Exemplar take two thirds of it): ~10 minutes on 2
-free CPU cores with the default --jobs 2, ~18 minutes with --jobs 1.
+About 15 minutes on 2 free CPU cores with the default --jobs 2 (889 s measured; MOAM and
+S4L-Exemplar take most of it).
 
 Model and budget (chosen so that the whole table runs in well under 20 minutes on 2 CPU cores):
 ResNet-18 v2 at width 0.25 (the paper's ResNet-50 v2 is far too slow here; the supervised

@@ -192,7 +192,7 @@ def test_a_lost_node_mid_sweep_retries_its_trial_and_the_sweep_completes(tmp_pat
         args = [
             "--space", "baseline_10pct", "--max-trials", "2", "--concurrency", "2",
             "--set", "epochs=120", "--set", "arch=resnet18_v1", "--set", "width=0.25",
-            "--set", "batch_size=32", "--no-report",
+            "--set", "batch_size=32", "--set", "labels=10/class", "--no-report",
             "--address", cluster.address, "--storage", str(tmp_path), "--name", "lost",
         ]
         proc = subprocess.Popen([*SWEEP, *args], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,

@@ -132,7 +132,8 @@ def test_interrupted_sweep_resumes_without_rerunning_completed_trials(tmp_path):
     args = [
         "--space", "baseline_10pct", "--storage", str(tmp_path), "--name", "r3", "--no-report",
         "--set", "arch=resnet18_v1", "--set", "width=0.5", "--set", "epochs=30",
-        "--set", "batch_size=32", "--max-trials", "3", "--concurrency", "1",
+        "--set", "batch_size=32", "--set", "labels=10/class", "--max-trials", "3",
+        "--concurrency", "1",
     ]
     d = tmp_path / "r3"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}

@@ -398,16 +398,17 @@ def pick_points(
                 if covered[j, d]:
                     continue
                 cand = np.flatnonzero((pool.digits[:, j] == d) & ~taken)
-                w = weight[cand]
-                pick = cand[np.searchsorted(np.cumsum(w), rng.random() * w.sum())]
-                pick = min(pick, cand[-1])
+                cum = np.cumsum(weight[cand])
+                pick = cand[min(int(np.searchsorted(cum, rng.random() * cum[-1])), len(cand) - 1)]
                 taken[pick] = True
                 covered[np.arange(pool.digits.shape[1]), pool.digits[pick]] = True
+            if taken.sum() > n:
+                continue  # a cover larger than the subset: try another
             costs = pool.cost[taken]
             key = (max(costs.max(), costs.sum() / max(1, concurrency)), costs.sum())
             if best is None or key < best[0]:
                 best = (key, np.flatnonzero(taken))
-        chosen = set(best[1].tolist())
+        chosen = set(best[1].tolist()) if best is not None else set()
     k = n - len(chosen)
     if k > 0:
         free = np.array([i for i in range(len(pool.index)) if i not in chosen], dtype=np.int64)

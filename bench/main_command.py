@@ -1,6 +1,6 @@
 """The README's main command, measured: does every trial train, how long, how much memory.
 
-    python bench/main_command.py            # about 8 minutes on 2 CPU cores
+    python bench/main_command.py            # about 6.5 minutes on 2 CPU cores
     python bench/main_command.py --keep runs  # also keep the sweep (runs/main), e.g. for docs/
 
 Runs `python tune/run_sweep.py --space baseline_1pct` (digits, the scaled protocol, the default

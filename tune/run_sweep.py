@@ -7,16 +7,22 @@
         --search optuna --max-trials 64 --scheduler asha --gpus-per-trial 0.25
     python tune/run_sweep.py --resume runs/NAME               # continue an interrupted sweep
 
+The paper's values are first mapped onto the dataset (`--protocol scaled`, the default: the
+paper's labeled images per class and batch sizes giving >= 200 optimizer steps per trial;
+search_spaces/protocol.py); the first output line says what changed and why, and
+configurations too short to mean anything are named before anything runs.
+
 On the embedded `digits` dataset with no `--max-trials` it runs a seeded subset of 24 grid
-points in which every value of every axis appears (cheap points preferred, the longest trials
-started first): the main command took 142 s on 2 idle CPU cores (2 trials at a time;
-bench/main_command.py), about 4 minutes when the machine was shared. A smaller `--max-trials N` on digits
-picks the N cheapest-weighted points (a smoke run); any other dataset runs the whole grid, or
-with `--max-trials N` a seeded subset covering every axis value. `--search random|optuna` draw
-N trials from the same axes; `--set KEY=VALUE` overrides a fixed setting or pins an axis.
+points in which every value of every axis appears except values with no configuration within
+the 200-s per-trial budget, which are named (cheap points preferred, the longest trials started
+first): the main command took 381 s on 2 idle CPU cores (2 trials at a time;
+bench/main_command.py). A smaller `--max-trials N` on digits picks the N cheapest-weighted
+points (a smoke run); any other dataset runs the whole grid, or with `--max-trials N` a seeded
+subset covering every axis value. `--search random|optuna` draw N trials from the same axes;
+`--set KEY=VALUE` overrides a fixed setting or pins an axis (and is never adapted).
 
 Writes `<storage>/<name>/`: Ray Tune's experiment files (per-trial checkpoints, `tuner.pkl`,
-...), `space.json` (the resolved space and every flag), `splits.npz`/`splits.json` (the labeled
+...), `space.json` (the resolved space, every flag and the protocol's changes), `splits.npz`/`splits.json` (the labeled
 subset and validation subsets every trial uses, written once before trials start),
 `trials/<trial_id>/` (each trial's trainer directory: config, progress, metrics, per-example
 predictions), `results.parquet` + `results.csv` (one row per trial, rewritten atomically as

@@ -522,7 +522,7 @@ def make_plan(
     )
     # The fixed settings and every axis value are checked before anything else happens.
     _check_configs(plan, _axis_probe_points(space))
-    plan.sizes = plan_sizes(facts, space.fixed, NOMINAL_TEST_SIZE.get(dataset))
+    plan.sizes = plan_sizes(facts, space.fixed)
     # costs are calibrated on digits (bench/step_seconds.py): only there do they pick trials
     cost = plan.cost if dataset == DIGITS else None
     whole = f"--max-trials all runs all {size}"

@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import TrainConfig
+from ..recipes import MOAM
 from .base import Batch, Method, Stage, StepContext, entropy, linear_head
 from .s4l_rotation import (
     NUM_ROTATIONS,
@@ -58,7 +59,7 @@ STEP2_EPOCHS, STEP2_DECAYS = 18.0, (6.0, 12.0)
 STEP3_EPOCHS, STEP3_DECAYS = 20.0, (5.0, 10.0, 15.0)
 STEP3_LR, STEP3_WD = 1e-3, 3e-3  # lr per 256 (5e-4 at the paper's batch 128)
 # google-research/s4l config/moam_step_1.sh: --vat_eps 32.0 ([-1, 1] image units, ImageNet)
-MOAM_IMAGENET_EPS = 32.0
+MOAM_IMAGENET_EPS = MOAM.settings["eps_vat"]
 
 
 def moam_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):

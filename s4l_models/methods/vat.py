@@ -69,13 +69,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import Augmenter, to_device
-from ..data.datasets import DATASETS
 from ..errors import UserError
+from ..recipes import VAT_10, scale_eps
 from .base import Batch, Method, StepContext, entropy, readable
 
-# google-research/s4l config/vat.sh and vat_entmin.sh: --vat_eps 40.0 (ImageNet, [-1, 1] units);
-# S4L §4.2: eps_vat ≈ 40 worked best.
-IMAGENET_EPS = 40.0
+# The VAT recipe's eps in ImageNet units (config/vat.sh, vat_entmin.sh: --vat_eps 40 in [-1, 1]
+# units; S4L §4.2: eps_vat ≈ 40 worked best), read from s4l_models/recipes.py.
+IMAGENET_EPS = VAT_10.settings["eps_vat"]
 
 # (ours) Finite-difference step of the power iteration, L2 norm in [-1, 1] image units (the
 # released vat_utils.py uses 1e-6, which float32 cannot resolve: see the module docstring).
@@ -84,7 +84,7 @@ XI = 1e-3
 
 def default_eps(dataset: str, imagenet_eps: float = IMAGENET_EPS) -> float:
     """The recipe's eps_vat for `dataset`: its ImageNet value times the dataset's scale."""
-    return imagenet_eps * DATASETS[dataset].vat_eps_scale
+    return scale_eps(imagenet_eps, dataset)
 
 
 def eps_for(cfg, imagenet_eps: float = IMAGENET_EPS) -> float:

@@ -52,11 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
         if hints[f.name] is bool:
             # `--color-aug` turns it on, `--color-aug false` off
             p.add_argument(flag, dest=f.name, nargs="?", const="true", default=argparse.SUPPRESS,
-                           help=f"(default {default})")
+                           help=_help_default(default))
         else:
             p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
-                           help=f"(default {default})")
+                           help=_help_default(default))
     return p
+
+
+def _help_default(default) -> str:
+    # argparse %-formats help strings: a default such as "10%" must reach it as "10%%".
+    return f"(default {default})".replace("%", "%%")
 
 
 def parse_set(items: list[str]) -> dict[str, str]:

@@ -17,6 +17,11 @@ class UserError(Exception):
     """Bad input from the user: the message names the problem and how to fix it."""
 
 
+class DiskFullError(UserError):
+    """The disk (or a quota) is full: the message names the file, the space there and the least
+    it needs. Nothing written before is lost (s4l_models/io.py writes atomically)."""
+
+
 def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a CLI `main` so that a UserError becomes one line on stderr and exit status 2."""
 

@@ -2,32 +2,103 @@
 
 A crash while writing leaves the previous version of the file intact and readable, never a
 half-written one (results tables, checkpoints, metrics and split files all go through here).
+
+The file gets the permissions any new file would get (0666 less the process umask: 0644 under
+the usual umask 022), not mkstemp's private 0600: sweeps on shared storage are read by others.
+A full disk (ENOSPC, or a quota: EDQUOT) becomes a `DiskFullError`: one line naming the file,
+the free space there and the least it needs; the previous version stays in place.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from .errors import DiskFullError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only be read by setting it,
+    which would briefly loosen it for other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def disk_full_error(target: Path, written: int) -> DiskFullError:
+    """The one-line error for a write to `target` that ran out of space after `written` bytes."""
+    try:
+        free = shutil.disk_usage(target.parent).free
+    except OSError:
+        free = 0
+    previous = target.stat().st_size if target.is_file() else 0
+    need = max(written, previous, 1)
+    return DiskFullError(
+        f"disk full writing {target}: {_mib(free)} free there, it needs at least {_mib(need)} "
+        f"more; the previous {target.name} is intact. Free space, then rerun the same command "
+        "with --resume"
+    )
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)` to produce the file, then atomically move it to `path`."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        if err.errno in _FULL:
+            raise disk_full_error(target, 0) from None
+        raise
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if _is_disk_full(err):
+            raise disk_full_error(target, written) from None
         raise
     return target
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also when a library wrapped it (pyarrow and torch re-raise OSErrors with
+    the errno in the message or as the cause)."""
+    seen = 0
+    while err is not None and seen < 5:
+        if isinstance(err, OSError) and err.errno in _FULL:
+            return True
+        text = str(err)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -47,6 +47,7 @@ from .trainer import (
     Trainer,
     autocast_context,
     load_weights,
+    record_progress,
     resolve_device,
     resolve_splits,
 )
@@ -290,8 +291,7 @@ def run_stages(
 
         def stage_report(m, ck, i=i, stage=stage):
             line = {**m, "stage": i + 1, "stage_name": stage.name}
-            with open(out / "progress.jsonl", "a") as f:
-                f.write(json.dumps(line) + "\n")
+            record_progress(out / "progress.jsonl", line)
             if report is not None:
                 report({**m, "stage": i + 1, "num_stages": n}, ck)
 

@@ -80,6 +80,29 @@ LOSS_CHECK_EVERY = 50
 Report = Callable[[dict[str, Any], Path], None]
 
 
+
+def record_progress(path: Path, line: dict[str, Any]) -> None:
+    """Add one evaluation to a progress.jsonl, each evaluation once.
+
+    A run resumed from its last checkpoint redoes the evaluations made after it (the process
+    died between writing the line and its checkpoint reaching the sweep's storage): lines at
+    or after the new one's (stage, step) are such stale copies and are dropped. The file is
+    small (one line per evaluation) and rewritten atomically.
+    """
+    def key(d: dict) -> tuple:
+        return (int(d.get("stage", 0) or 0), int(d.get("step", 0) or 0))
+
+    kept = []
+    if path.is_file():
+        for text in path.read_text().splitlines():
+            try:
+                if key(json.loads(text)) < key(line):
+                    kept.append(text)
+            except (ValueError, TypeError):
+                continue  # a torn line from an older, non-atomic writer
+    kept.append(json.dumps(line))
+    atomic_write_text(path, "\n".join(kept) + "\n")
+
 class Diverged(Exception):
     """The loss became non-finite."""
 
@@ -562,8 +585,7 @@ class Trainer:
                     history.append(metrics)
                     tc = time.perf_counter()
                     ckpt = self.save_checkpoint(state, history)
-                    with open(self.out / "progress.jsonl", "a") as f:
-                        f.write(json.dumps(metrics) + "\n")
+                    record_progress(self.out / "progress.jsonl", metrics)
                     checkpoint_seconds += time.perf_counter() - tc
                     self.log(self._progress_line(metrics))
                     if self.report is not None:

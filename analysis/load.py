@@ -19,7 +19,7 @@ import pandas as pd
 
 from s4l_models.errors import UserError
 
-from tune.results import RESULTS_VERSION  # the results-table format this module reads
+from tune.results import RESULTS_VERSION, read_table  # the results-table format it reads
 RESULTS_FILES = ("results.parquet", "results.csv")
 SPACE_FILE = "space.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -102,7 +102,7 @@ def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path]:
         if path.is_file():
             try:
                 if name.endswith(".parquet"):
-                    return pd.read_parquet(path), path
+                    return read_table(path), path  # safe while a sweep rewrites it
                 return pd.read_csv(path, keep_default_na=True), path
             except pd.errors.EmptyDataError:
                 return pd.DataFrame(), path

@@ -38,8 +38,11 @@ def current_umask() -> int:
     return mask
 
 
-def _mib(n: float) -> str:
-    return f"{n / 2**20:,.1f} MiB"
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def disk_full_error(target: Path, written: int) -> DiskFullError:
@@ -51,9 +54,8 @@ def disk_full_error(target: Path, written: int) -> DiskFullError:
     previous = target.stat().st_size if target.is_file() else 0
     need = max(written, previous, 1)
     return DiskFullError(
-        f"disk full writing {target}: {_mib(free)} free there, it needs at least {_mib(need)} "
-        f"more; the previous {target.name} is intact. Free space, then rerun the same command "
-        "with --resume"
+        f"disk full writing {target}: {_size(free)} free there, it needs at least {_size(need)} "
+        f"more; the previous {target.name} is intact. Free space, then rerun with --resume"
     )
 
 

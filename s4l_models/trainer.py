@@ -81,6 +81,26 @@ Report = Callable[[dict[str, Any], Path], None]
 
 
 
+def finished_result(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The last evaluation of a run that already completed in `out_dir` (its metrics.json says
+    completed and its progress.jsonl holds the final step), else None.
+
+    A sweep whose driver was killed can restart a trial that had finished after Ray's last
+    saved state; the trial then re-reports this instead of training again."""
+    out = Path(out_dir)
+    try:
+        final = json.loads((out / "metrics.json").read_text())
+        lines = (out / "progress.jsonl").read_text().splitlines()
+        last = json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+    if final.get("status") != "completed" or not last:
+        return None
+    if int(last.get("step", -1)) != int(final.get("steps", -2)):
+        return None
+    return last
+
+
 def record_progress(path: Path, line: dict[str, Any]) -> None:
     """Add one evaluation to a progress.jsonl, each evaluation once.
 

@@ -187,7 +187,7 @@ def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, ca
     # the first line says what the protocol changed and why, measured on the loaded data
     assert out.splitlines()[0].startswith("scaled protocol on digits: labels 10% -> 48/class")
     assert "too short" not in out  # 480 labeled images, batch 64, 10 epochs: 75 steps each
-    assert "best by val_full_top1" in out and str(d / "results.parquet") in out
+    assert "best completed trial by val_full_top1" in out and str(d / "results.parquet") in out
     assert "4/4 done, 0 running, 0 errored" in out  # the progress line
     df = table(d)
     assert list(df.columns) == columns()
@@ -355,6 +355,6 @@ def test_a_stand_in_sweep_of_many_trials_fills_the_table_without_ray_logger_file
     df = pd.read_parquet(sweep / "results.parquet")
     assert len(df) == 60 and (df["status"] == "completed").all()
     assert (df["steps_done"] == 3).all() and df["val_full_top1"].between(0, 1).all()
-    assert len((sweep / "trials" / "stand_in_started.txt").read_text().split()) == 60
+    assert len((sweep / "trials" / "stand_in_started.txt").read_text().splitlines()) == 60
     # Ray's per-trial result.json / progress.csv are off: our table holds the results
     assert not list(sweep.glob("*/result.json")) and not list(sweep.glob("*/progress.csv"))

@@ -161,6 +161,17 @@ def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) ->
     return df
 
 
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a results.parquet that the sweep may be replacing at this moment.
+
+    The file is replaced atomically, so any one version is complete; but `pd.read_parquet(path)`
+    opens the path twice (footer, then data) and can pair one version's footer with the next
+    one's data (bench/chaos.py saw 312 failures in 11,739 tight-loop reads). Reading through one
+    open file reads one version (0 failures in 6,143)."""
+    with open(path, "rb") as f:
+        return pd.read_parquet(f, columns=columns)
+
+
 def write_results(sweep_dir: str | os.PathLike, df: pd.DataFrame) -> tuple[Path, Path]:
     """Atomically replace results.parquet and results.csv in `sweep_dir`."""
     d = Path(sweep_dir)
@@ -207,6 +218,7 @@ def write_predictions(
 
 __all__ = [
     "RESULTS_VERSION",
+    "read_table",
     "METRIC_KEYS",
     "STATUSES",
     "columns",

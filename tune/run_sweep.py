@@ -21,14 +21,15 @@ points (a smoke run); any other dataset runs the whole grid, or with `--max-tria
 subset covering every axis value. `--search random|optuna` draw N trials from the same axes;
 `--set KEY=VALUE` overrides a fixed setting or pins an axis (and is never adapted).
 
-Writes `<storage>/<name>/`: Ray Tune's experiment files (per-trial checkpoints, `tuner.pkl`,
-...), `space.json` (the resolved space, every flag and the protocol's changes), `splits.npz`/`splits.json` (the labeled
+Writes `<storage>/<name>/`: `ray/` (Ray Tune's experiment files: `tuner.pkl`, experiment state,
+per-trial checkpoints and error.txt), `space.json` (the resolved space, every flag and the protocol's changes), `splits.npz`/`splits.json` (the labeled
 subset and validation subsets every trial uses, written once before trials start),
 `trials/<trial_id>/` (each trial's trainer directory: config, progress, metrics, per-example
 predictions), `results.parquet` + `results.csv` (one row per trial, rewritten atomically as
 trials finish; columns in `tune/results.py`) and `predictions.npz` (per-example correctness of
-every completed trial). Ray keeps one checkpoint per trial while the sweep runs; at the end only
-the best trial's is kept (`--keep-checkpoints` keeps all). Prints one progress line while
+every completed trial). Ray keeps one checkpoint per running trial; a finished trial's is removed
+as it finishes unless it is the best completed one so far (tune/checkpoints.py;
+`--keep-checkpoints` keeps all). Prints one progress line while
 running and, at the end, the best configuration by `--metric`, the result paths and the report
 (`s4l-report`, into `<storage>/<name>/report/`; `--no-report` skips it).
 
@@ -40,8 +41,10 @@ CPU/GPU shares (torch threads per trial = CPUs per trial); `FailureConfig(max_fa
 retries a crashed trial from its last checkpoint; `Tuner.restore` for `--resume`;
 `ray.init(address=...)` for clusters. A locally started Ray binds to 127.0.0.1 with the
 dashboard off unless `--dashboard`. Bad input exits with status 2 and one line; the exit status
-is 0 when the sweep ran, even if some trials failed (their number is printed), 130 when
-interrupted (resume it with --resume).
+is 0 when the sweep ran, even if some trials failed (their number is printed, with the
+`--resume DIR --retry-errored` command that reruns only them), 130 when interrupted (resume it
+with --resume), 2 when the disk is full (the previous files stay; --resume once there is space).
+`--resume` of a finished sweep prints its summary and changes nothing.
 """
 
 from __future__ import annotations
@@ -68,12 +71,21 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
+from s4l_models.errors import (  # noqa: E402
+    ArgumentParser,
+    DiskFullError,
+    UserError,
+    exit_on_user_error,
+)
 
 SPACE_JSON = "space.json"
+# Ray Tune's own files (experiment state, tuner.pkl, per-trial checkpoints, error.txt) live in
+# this subfolder of the sweep directory; ours (space.json, splits, trials/, results.*) beside it.
+RAY_SUBDIR = "ray"
 # Flags that may change when a sweep is resumed; every other flag defines the sweep.
 RESUME_FREE_FLAGS = (
-    "address", "dashboard", "storage", "name", "resume", "quiet", "report", "keep_checkpoints"
+    "address", "dashboard", "storage", "name", "resume", "quiet", "report", "keep_checkpoints",
+    "retry_errored",
 )
 DEFAULTS: dict[str, Any] = {
     "space": None,
@@ -125,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--storage", help="where sweeps are written (default ./runs)")
     a("--name", help="sweep name (default <space>-<dataset>-<time>)")
     a("--resume", nargs="?", const="", metavar="SWEEP_DIR",
-      help="continue an interrupted sweep: SWEEP_DIR, or <storage>/<name>")
+      help="continue an interrupted sweep: SWEEP_DIR, or <storage>/<name>; a finished sweep "
+      "is left as it is")
+    a("--retry-errored", action="store_true",
+      help="with --resume: also rerun the errored trials (from their last checkpoint)")
     a("--set", action="append", metavar="KEY=VALUE",
       help="override a trainer setting (repeatable); on an axis it pins the axis, e.g. epochs=2")
     a("--seed", type=int, help="seed of the trial subset and of random/Optuna sampling (default 0)")
@@ -183,12 +198,26 @@ def sweep_dir_for(flags: dict[str, Any], resume: str | None) -> Path:
     return (Path(flags["storage"]).expanduser() / flags["name"]).resolve()
 
 
+def ray_dir(sweep_dir: Path) -> Path:
+    """Where Ray Tune's experiment lives: `<sweep>/ray/`, or the sweep directory itself for a
+    sweep written before that subfolder existed (it still resumes)."""
+    sweep_dir = Path(sweep_dir)
+    if (sweep_dir / "tuner.pkl").is_file() and not (sweep_dir / RAY_SUBDIR).is_dir():
+        return sweep_dir
+    return sweep_dir / RAY_SUBDIR
+
+
+def has_ray_experiment(sweep_dir: Path) -> bool:
+    return (ray_dir(sweep_dir) / "tuner.pkl").is_file()
+
+
 def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str]) -> dict[str, Any]:
     """The flags a sweep was started with; flags given now must agree with them."""
     from ray import tune
 
     space_json = sweep_dir / SPACE_JSON
-    if not sweep_dir.is_dir() or not space_json.is_file() or not tune.Tuner.can_restore(str(sweep_dir)):
+    if (not sweep_dir.is_dir() or not space_json.is_file()
+            or not tune.Tuner.can_restore(str(ray_dir(sweep_dir)))):
         raise UserError(
             f"--resume: {sweep_dir} holds no sweep to resume (no {SPACE_JSON} and Ray Tune "
             "experiment); check --storage/--name or start a new sweep without --resume"
@@ -411,17 +440,46 @@ def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) 
     atomic_write_text(sweep_dir / SPACE_JSON, json.dumps(doc, indent=2, default=str))
 
 
-def summarize(sweep_dir: Path, metric: str, axes: list[str]) -> tuple[str, int]:
-    """Final lines: counts, the best configuration by the metric, the paths."""
+FINISHED_STATUSES = ("completed", "errored", "diverged", "stopped_early")
+
+
+def sweep_state(sweep_dir: Path, planned: int) -> tuple[bool, int]:
+    """(finished, errored) from the results table: finished when every planned trial has a row
+    and none is still running. A sweep without a table has not finished."""
+    from tune.results import RESULTS_PARQUET, read_table
+
+    path = sweep_dir / RESULTS_PARQUET
+    if not path.is_file():
+        return False, 0
+    status = read_table(path, columns=["status"])["status"]
+    finished = len(status) >= planned and bool(status.isin(FINISHED_STATUSES).all())
+    return finished, int((status == "errored").sum())
+
+
+def retry_hint(sweep_dir: Path, n_errored: int) -> str:
+    return (
+        f"{n_errored} trial(s) errored; to rerun only those (from their last checkpoint): "
+        f"python tune/run_sweep.py --resume {sweep_dir} --retry-errored"
+    )
+
+
+def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None = None
+              ) -> tuple[str, int]:
+    """Final lines: counts of every planned trial, the best completed configuration by the
+    metric, the paths."""
     import pandas as pd
 
-    from tune.results import RESULTS_CSV, RESULTS_PARQUET, SWEEP_PREDICTIONS
+    from tune.results import RESULTS_CSV, RESULTS_PARQUET, SWEEP_PREDICTIONS, read_table
 
-    df = pd.read_parquet(sweep_dir / RESULTS_PARQUET)
+    df = read_table(sweep_dir / RESULTS_PARQUET)
     counts = df["status"].value_counts().to_dict()
+    planned = max(int(planned or 0), len(df))
+    if planned > len(df):
+        counts["not started"] = planned - len(df)
     n_failed = int(counts.get("errored", 0))
     lines = [
-        "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" (of {len(df)})"
+        "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + f" (of {planned} planned)"
     ]
     if n_failed:
         lines.append(f"{n_failed} trial(s) failed: see the 'error' column of {sweep_dir / RESULTS_CSV}")
@@ -441,11 +499,18 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str]) -> tuple[str, int]:
         extra = f", val_full_top1 {best['val_full_top1']:.4f}" if metric != "val_full_top1" else ""
         test = f", test_top1 {best['test_top1']:.4f}" if pd.notna(best.get("test_top1")) else ""
         lines.append(
-            f"best by {metric}: {best[metric]:.4f}{extra}{test} (trial {best['trial_id']}"
-            + (f": {cfg})" if cfg else ")")
+            f"best completed trial by {metric}: {best[metric]:.4f}{extra}{test} "
+            f"(trial {best['trial_id']}" + (f": {cfg})" if cfg else ")")
         )
     else:
-        lines.append(f"no trial has a {metric} yet")
+        lines.append(f"no completed trial has a {metric} yet")
+    running = df[(df["status"] == "running") & df[metric].notna()] if metric in df else df.iloc[0:0]
+    if not running.empty and (pool.empty or running[metric].max() > pool[metric].max()):
+        top = running.loc[running[metric].idxmax()]
+        lines.append(
+            f"(an unfinished trial, {top['trial_id']}, reached {top[metric]:.4f} at its last "
+            "evaluation; not a final score)"
+        )
     lines.append(f"results: {sweep_dir / RESULTS_PARQUET} and {sweep_dir / RESULTS_CSV}")
     if (sweep_dir / SWEEP_PREDICTIONS).is_file():
         lines.append(f"per-example predictions: {sweep_dir / SWEEP_PREDICTIONS}")
@@ -458,29 +523,25 @@ def meaningful(df):
     return done & ~df["short_run"].astype(bool) if "short_run" in df.columns else done
 
 
-def prune_checkpoints(sweep_dir: Path, metric: str, keep_all: bool) -> str:
-    """After a finished sweep, keep only the best trial's checkpoint (unless keep_all)."""
-    import pandas as pd
+def prune_checkpoints(sweep_dir: Path, metric: str, keep_all: bool, freed: int = 0) -> str:
+    """After a finished sweep, keep only the best trial's checkpoint (unless keep_all) and the
+    errored trials' (--retry-errored resumes from them); `freed`: bytes the sweep's
+    CheckpointPruner already removed as trials finished."""
+    from tune.checkpoints import CHECKPOINT_GLOB, prune_finished
+    from tune.results import RESULTS_PARQUET, read_table
 
-    from tune.results import RESULTS_PARQUET
-
-    df = pd.read_parquet(sweep_dir / RESULTS_PARQUET)
+    df = read_table(sweep_dir / RESULTS_PARQUET)
     pool = df[meaningful(df) & df[metric].notna()]
     best = str(pool.loc[pool[metric].idxmax(), "trial_id"]) if not pool.empty else None
-    kept = sorted(sweep_dir.glob(f"{best}/checkpoint_*")) if best else []
+    rdir = ray_dir(sweep_dir)
+    freed += prune_finished(rdir, zip(df["trial_id"], df["status"], df["trial_dir"]), best, keep_all)
+    kept = sorted(rdir.glob(f"{best}/{CHECKPOINT_GLOB}")) if best else []
     if keep_all:
         return f"checkpoints: every trial's last one is kept (best trial: {kept[-1] if kept else '-'})"
-    freed = 0
-    for trial_id in df["trial_id"]:
-        if trial_id == best:
-            continue
-        for ckpt in sweep_dir.glob(f"{trial_id}/checkpoint_*"):
-            freed += sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())
-            shutil.rmtree(ckpt, ignore_errors=True)
     where = f"the best trial's: {kept[-1]}" if kept else "none"
     return (
-        f"checkpoints kept: {where} (removed the others' {freed / 2**20:,.0f} MiB; "
-        "--keep-checkpoints keeps all)"
+        f"checkpoints kept: {where} (removed the others' {freed / 2**20:,.0f} MiB as trials "
+        "finished; --keep-checkpoints keeps all)"
     )
 
 
@@ -501,7 +562,7 @@ def make_report(sweep_dir: Path) -> str:
 
 
 def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
-        quiet: bool, report: bool, keep_all: bool = False) -> int:
+        quiet: bool, report: bool, keep_all: bool = False, retry_errored: bool = False) -> int:
     from tune.sweep_plan import make_plan, short_line
 
     from s4l_models.data.datasets import DATASETS, load_dataset
@@ -554,16 +615,16 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
             print(short_line(plan), flush=True)
         started = start_ray(flags["address"], dashboard)
     except UserError:
-        if created and not (sweep_dir / "tuner.pkl").exists():
+        if created and not has_ray_experiment(sweep_dir):
             shutil.rmtree(sweep_dir, ignore_errors=True)  # leave no half-made sweep behind
         raise
     try:
         return _run_tuner(
             plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
-            keep_all, data,
+            keep_all, data, retry_errored,
         )
     except UserError:
-        if created and not (sweep_dir / "tuner.pkl").exists():
+        if created and not has_ray_experiment(sweep_dir):
             shutil.rmtree(sweep_dir, ignore_errors=True)
         raise
     finally:
@@ -575,12 +636,17 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
 
 def _run_tuner(
     plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
-    keep_all, data=None,
+    keep_all, data=None, retry_errored=False,
 ) -> int:
+    import functools
+
     import ray
     from ray import tune
 
-    from tune.sweep_callback import SweepCallback
+    from tune.checkpoints import CheckpointPruner
+    from tune.memory_plan import check_fits, gib, largest_trials, ray_request, trial_resources
+    from tune.ray_fixes import apply_ray_fixes
+    from tune.sweep_callback import SweepCallback, planned_costs
     from tune.sweep_plan import PBT_MUTABLE
     from tune.trainable import run_trial, trial_dirname
 
@@ -607,6 +673,22 @@ def _run_tuner(
         "mutable": PBT_MUTABLE if flags["scheduler"] == "pbt" else (),
         "stand_in": flags.get("stand_in_trainer"),
     }
+    # Memory is planned like CPUs: each trial asks Ray for its estimated peak (Ray's `memory`
+    # resource; tune/memory_plan.py), so a node starts no more trials than it holds, and a
+    # trial that no node can hold is refused before anything runs.
+    if not setup["stand_in"]:
+        node_memory = max(
+            (n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0
+        )
+        largest = largest_trials(plan, 1, gpus > 0)
+        if node_memory and largest:
+            check_fits(plan, int(node_memory), "the largest node of the Ray cluster has for "
+                       "trials", gpus > 0, largest)
+            fits = int(node_memory // ray_request(largest[0][0]))
+            if fits < concurrency:
+                print(f"memory: the largest trial needs about {gib(largest[0][0])}; a node with "
+                      f"{gib(node_memory)} for trials runs at most {fits} of them at a time",
+                      flush=True)
     trainable = tune.with_resources(
         # The in-memory dataset goes to the object store once and each worker process reads it
         # from there once (a one-item list, so that with_parameters hands trials the reference
@@ -614,13 +696,13 @@ def _run_tuner(
         tune.with_parameters(
             run_trial, setup=setup, data=[ray.put(data)] if data is not None else None
         ),
-        {"cpu": cpus, "gpu": gpus},
+        functools.partial(trial_resources, setup=setup, sizes=sizes, cpus=cpus, gpus=gpus),
     )
     if not resuming:
         write_space_json(sweep_dir, plan, flags, flags["metric"])
     callback = SweepCallback(
         str(sweep_dir), setup, flags["metric"], plan.axes, plan.num_trials, sizes, tiny_k,
-        quiet=quiet,
+        quiet=quiet, concurrency=concurrency, planned_costs=planned_costs(plan),
     )
     # Every evaluation checkpoints (num_to_keep=1), which forces frequent experiment snapshots
     # on fast trials; Ray's warning about it would drown the progress line.
@@ -640,14 +722,29 @@ def _run_tuner(
     # The ResultGrid that fit() returns looks for those per-trial files and warns, per trial,
     # that they are missing; our table is the result.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # A worker that Ray's memory monitor kills fails its trial (retried, then errored) instead
+    # of ending the sweep with Ray's "Caught unexpected exception", and a reused worker's death
+    # counts as one failure, not two (tune/ray_fixes.py).
+    apply_ray_fixes()
+    # Finished trials' checkpoints go as they finish (tune/checkpoints.py); PBT clones other
+    # trials' checkpoints, so under it they stay until the end.
+    pruner = CheckpointPruner(
+        flags["metric"], enabled=not keep_all and flags["scheduler"] != "pbt"
+        and "://" not in str(sweep_dir)
+    )
     if resuming:
+        # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
         tuner = tune.Tuner.restore(
-            str(sweep_dir), trainable, resume_unfinished=True, resume_errored=True
+            str(ray_dir(sweep_dir)), trainable, resume_unfinished=True, resume_errored=retry_errored
         )
+        if (sweep_dir / "results.parquet").is_file():
+            from tune.results import read_table
+
+            callback.carry_rows(read_table(sweep_dir / "results.parquet"))
         internal = getattr(tuner, "_local_tuner", None)
         run_config = getattr(internal, "_run_config", None)
-        if run_config is not None:  # a fresh callback (the pickled one works too)
-            run_config.callbacks = [callback]
+        if run_config is not None:  # fresh callbacks (the pickled ones work too)
+            run_config.callbacks = [callback, pruner]
         print(f"resuming {sweep_dir}", flush=True)
     else:
         param_space, search_alg, num_samples = build_search(
@@ -668,10 +765,10 @@ def _run_tuner(
                 trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
-                name=sweep_dir.name,
-                storage_path=str(sweep_dir.parent),
+                name=RAY_SUBDIR,
+                storage_path=str(sweep_dir),
                 verbose=0,
-                callbacks=[callback],
+                callbacks=[callback, pruner],
                 failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
                 # One checkpoint per trial (Ray's snapshot-frequency warning is silenced
                 # above); PBT clones other trials' checkpoints: keep them all for it.
@@ -689,17 +786,33 @@ def _run_tuner(
     )
     interrupted = False
     try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if callback.trials:
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as err:  # Ray wraps a callback's error (e.g. a full disk) in its own
+            full = _disk_full_in(err)
+            if full is None:
+                raise
+            raise full from None
+        finally:
+            if callback.trials:
+                try:
+                    callback.write(final=True)
+                except DiskFullError as err:
+                    callback.disk_full = callback.disk_full or err
+            callback.end_line()
+        if callback.disk_full is not None:  # the table on disk is the last one written in full
+            raise DiskFullError(
+                f"{callback.disk_full}: python tune/run_sweep.py --resume {sweep_dir}"
+            )
+        if not (sweep_dir / "results.parquet").is_file():
             callback.write(final=True)
+    except DiskFullError:
         callback.end_line()
-    if not (sweep_dir / "results.parquet").is_file():
-        callback.write(final=True)
+        raise  # one line, exit 2; the table on disk is the last one written in full
     done = callback.all_finished()
-    text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes)
+    text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes, plan.num_trials)
     print(text, flush=True)
     if interrupted or not done:
         print(
@@ -708,10 +821,24 @@ def _run_tuner(
             flush=True,
         )
         return 130
-    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all), flush=True)
+    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
+    _, n_errored = sweep_state(sweep_dir, plan.num_trials)
+    if n_errored:
+        print(retry_hint(sweep_dir, n_errored), flush=True)
     if report and n_completed:
         print(make_report(sweep_dir), flush=True)
     return 0
+
+
+def _disk_full_in(err: BaseException):
+    """The DiskFullError inside an exception Ray raised from a callback, if any."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, DiskFullError):
+            return err
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return None
 
 
 @exit_on_user_error
@@ -726,12 +853,18 @@ def main(argv: list[str] | None = None) -> int:
     flags.update(dashboard=args.dashboard, keep_checkpoints=args.keep_checkpoints,
                  report=args.report, quiet=args.quiet)
     check_flags(flags)
+    if args.retry_errored and args.resume is None:
+        raise UserError("--retry-errored reruns the errored trials of a sweep: use it with --resume")
     if not flags["address"] and argv is None and "ray" not in sys.modules:
         # Run as a command: a locally started Ray listens on 127.0.0.1 only. Ray turns
         # "127.0.0.1" given as the node address into the machine's outside address; with this
         # switch (read when Ray is imported) it uses the loopback address for the node, so every
         # Ray server binds there. (Called from Python, main() leaves the environment alone.)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Ray turns token authentication on for a cluster it starts (its secure default) and,
+        # unless the mode is given, warns at every start that it did; we choose it explicitly
+        # (Ray reads the mode when it is imported, and creates ~/.ray/auth_token if missing).
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     resuming = args.resume is not None
     if resuming:
         if not args.resume and not flags["name"]:
@@ -740,6 +873,17 @@ def main(argv: list[str] | None = None) -> int:
         flags = load_resumed_flags(sweep_dir, flags, given)
         flags["name"] = sweep_dir.name
         flags["storage"] = str(sweep_dir.parent)
+        if not args.dry_run:
+            planned = int(json.loads((sweep_dir / SPACE_JSON).read_text()).get("num_trials", 0))
+            finished, n_errored = sweep_state(sweep_dir, planned)
+            if finished and not (args.retry_errored and n_errored):
+                # Nothing to run: say so and touch nothing (no file of the sweep is rewritten).
+                text, _ = summarize(sweep_dir, flags["metric"], _axes_of(sweep_dir), planned)
+                print(f"{sweep_dir} is finished; nothing to resume", flush=True)
+                print(text, flush=True)
+                if n_errored:
+                    print(retry_hint(sweep_dir, n_errored), flush=True)
+                return 0
     else:
         if not flags["space"]:
             raise UserError("--space is required; python tune/run_sweep.py --list shows the spaces")
@@ -749,6 +893,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--name {flags['name']!r} must be a plain directory name")
         sweep_dir = sweep_dir_for(flags, None)
     if args.dry_run:
+        from tune.memory_plan import check_fits, largest_trials, local_trial_memory, local_where
         from tune.sweep_plan import describe, make_plan
 
         plan = make_plan(
@@ -758,11 +903,21 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=planned_concurrency(flags), protocol=flags["protocol"],
         )
         check_metric(flags["metric"], tuple(plan.space.fixed.get("tiny_k", (1, 5))))
+        gpu = flags["gpus_per_trial"] > 0
+        largest = largest_trials(plan, 3, gpu)
+        if not flags["address"]:  # a cluster's nodes are checked when the sweep starts
+            check_fits(plan, local_trial_memory(), local_where(), gpu, largest)
         print(describe(plan, flags["scheduler"], flags["metric"], flags["cpus_per_trial"],
-                       flags["gpus_per_trial"], planned_concurrency(flags)))
+                       flags["gpus_per_trial"], planned_concurrency(flags),
+                       keep_checkpoints=flags["keep_checkpoints"], largest=largest,
+                       local=not flags["address"]))
         return 0
     return run(flags, sweep_dir, resuming, args.dashboard, args.quiet, args.report,
-               args.keep_checkpoints)
+               args.keep_checkpoints, retry_errored=args.retry_errored)
+
+
+def _axes_of(sweep_dir: Path) -> list[str]:
+    return list(json.loads((sweep_dir / SPACE_JSON).read_text()).get("axes", []))
 
 
 def planned_concurrency(flags: dict[str, Any]) -> int:

@@ -651,9 +651,13 @@ def estimate_epochs(plan: Plan) -> float:
 
 
 def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
-             concurrency: int | None) -> str:
-    """The --dry-run text."""
+             concurrency: int | None, keep_checkpoints: bool = False, largest=None,
+             local: bool = True) -> str:
+    """The --dry-run text. `largest`: the largest trials by memory, when already estimated
+    (tune/memory_plan.py's largest_trials); `local`: the sweep would start Ray here."""
     from search_spaces import format_axes_table
+
+    from tune.memory_plan import memory_lines
 
     space = plan.space
     lines = [
@@ -693,6 +697,8 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
     if scheduler in ("asha", "hyperband"):
         est += f"; at most this, {scheduler} stops poor trials early"
     lines.append(est)
+    # memory and disk are planned resources too (estimates, tune/memory_plan.py)
+    lines += memory_lines(plan, concurrency or 1, gpus > 0, keep_checkpoints, largest, local)
     return "\n".join(lines)
 
 

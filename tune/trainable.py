@@ -138,7 +138,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     """
     from ray import tune
 
-    from s4l_models.trainer import CHECKPOINT_FILE, train
+    from s4l_models.trainer import CHECKPOINT_FILE, finished_result, train
 
     trial_id = tune.get_context().get_trial_id()
     out_dir = Path(setup["trials_dir"]) / str(trial_id)
@@ -161,11 +161,19 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
             drop_reported_state(Path(checkpoint_dir))
 
     if setup.get("stand_in"):
-        # test-only (bench/grid_scale.py): no training, a few instant reports (tune/stand_in.py)
-        from tune.stand_in import stand_in_trial
+        # test-only (bench/grid_scale.py, bench/chaos.py): no training, a few instant reports
+        # (tune/stand_in.py); one that already completed re-reports its final evaluation, as
+        # finished_result below makes real trials do
+        from tune.stand_in import run_stand_in
 
-        started = Path(setup["trials_dir"]) / "stand_in_started.txt"
-        stand_in_trial(cfg, int(setup["stand_in"]), report, started_log=started)
+        run_stand_in(cfg, int(setup["stand_in"]), report, Path(setup["trials_dir"]), trial_id)
+        return
+    done = finished_result(out_dir)
+    if done is not None:
+        # Finished before the driver was killed (Ray's saved state predates it): report the
+        # final evaluation again instead of training again.
+        log("already finished (metrics.json): reporting its final evaluation, not training again")
+        report(done, None)
         return
     if data:
         adopt_shared_dataset(cfg, data[0])

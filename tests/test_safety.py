@@ -1,0 +1,325 @@
+"""Data safety: no command we print loses data, files are shared, a full disk loses nothing.
+
+- `--resume` of a finished sweep changes nothing and exits 0; errored trials rerun only with
+  `--retry-errored`.
+- Files we write honour the umask (0644 under umask 022).
+- A full disk (an injected ENOSPC) leaves the previous file intact, is one line naming the path
+  and the space needed, and `--resume` continues once there is space.
+- Every console script's `--help` works.
+- Finished trials' checkpoints are pruned as they finish; only the best's stays.
+
+One local Ray instance (2 CPUs) serves the sweeps of this module.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from s4l_models import io as s4l_io
+from s4l_models.errors import DiskFullError
+from s4l_models.io import atomic_write, atomic_write_text
+from s4l_models.trainer import record_progress
+
+TINY = [
+    "--space", "baseline_10pct", "--no-report", "--max-trials", "2",
+    "--set", "arch=resnet18_v1", "--set", "width=0.25", "--set", "epochs=10",
+    "--set", "batch_size=64",
+]  # 480 labeled images (the scaled protocol's 48/class), 75 steps a trial: not a short run
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def sweep(storage: Path, name: str, *extra: str) -> int:
+    from tune.run_sweep import main
+
+    return main([*TINY, "--storage", str(storage), "--name", name, *extra])
+
+
+def resume(sweep_dir: Path, *extra: str) -> int:
+    from tune.run_sweep import main
+
+    return main(["--resume", str(sweep_dir), *extra])
+
+
+def snapshot(d: Path) -> dict[str, tuple[int, str]]:
+    """Every file under `d` with its mtime and content hash."""
+    return {
+        str(p.relative_to(d)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(d.rglob("*")) if p.is_file()
+    }
+
+
+# --- console scripts ---------------------------------------------------------------------------
+def project_scripts() -> list[str]:
+    return sorted(
+        ep.name for ep in entry_points(group="console_scripts") if ep.value.split(".")[0] in
+        ("s4l_models", "tune", "analysis", "search_spaces")
+    )
+
+
+def test_every_console_script_has_a_working_help():
+    scripts = project_scripts()
+    assert {"s4l-train", "s4l-sweep", "s4l-report"} <= set(scripts)
+    bindir = Path(sys.executable).parent
+    for name in scripts:
+        exe = bindir / name
+        p = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, (name, p.stderr[-2000:])
+        assert p.stdout.startswith("usage:") and "Traceback" not in p.stderr, name
+
+
+# --- permissions -------------------------------------------------------------------------------
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_atomic_writes_honour_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        path = atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+# --- a full disk -------------------------------------------------------------------------------
+def _full_disk_writer(tmp: str) -> None:
+    with open(tmp, "wb") as f:
+        f.write(b"x" * 5000)  # part of the file reached the disk, then it was full
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_keeps_the_previous_file_and_says_how_much_space_it_needs(tmp_path):
+    target = tmp_path / "results.parquet"
+    atomic_write_text(target, "the previous table")
+    with pytest.raises(DiskFullError) as info:
+        atomic_write(target, _full_disk_writer)
+    msg = str(info.value)
+    assert "\n" not in msg and str(target) in msg and "free there" in msg
+    assert "needs at least" in msg and "--resume" in msg
+    assert target.read_text() == "the previous table"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.parquet"]  # no temporary left
+    # a library that wraps the OSError (torch, pyarrow) is recognised through the chain
+    def wrapped(tmp):
+        try:
+            _full_disk_writer(tmp)
+        except OSError as err:
+            raise RuntimeError("PytorchStreamWriter failed writing file") from err
+
+    with pytest.raises(DiskFullError):
+        atomic_write(target, wrapped)
+    assert target.read_text() == "the previous table"
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from s4l_models.config import TrainConfig
+    from s4l_models.trainer import CHECKPOINT_DIR, CHECKPOINT_FILE, train
+
+    cfg = TrainConfig.from_dict(dict(
+        dataset="digits", arch="resnet18_v1", width=0.25, epochs=4, batch_size=64,
+        labels="10/class", threads=1, eval_every=1,
+    ))
+    out = tmp_path / "run"
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] >= 2 and str(f).endswith(".tmp") and CHECKPOINT_FILE in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(DiskFullError) as info:
+        train(cfg, out)
+    ckpt = out / CHECKPOINT_DIR / CHECKPOINT_FILE
+    assert str(ckpt) in str(info.value)
+    payload = torch.load(ckpt, weights_only=True)  # the first checkpoint, intact
+    assert payload["step"] > 0
+    monkeypatch.setattr(torch, "save", real_save)
+    metrics = train(cfg, out, resume_from=out / CHECKPOINT_DIR)  # continues once space is back
+    assert metrics["status"] == "completed" and metrics["steps"] == metrics["total_steps"]
+
+
+def test_a_full_disk_while_writing_the_results_table_stops_cleanly_and_resumes(
+    ray_session, tmp_path, monkeypatch, capsys
+):
+    import tune.results as results
+
+    real = results.atomic_write
+    seen = {"n": 0}
+
+    def flaky(path, write):
+        if Path(path).name == results.RESULTS_PARQUET:
+            seen["n"] += 1
+            if seen["n"] == 2:  # the second rewrite of the table finds the disk full
+                return real(path, _full_disk_writer)
+        return real(path, write)
+
+    monkeypatch.setattr(results, "atomic_write", flaky)
+    rc = sweep(tmp_path, "full")
+    err = capsys.readouterr().err
+    d = tmp_path / "full"
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "disk full writing" in lines[0], err
+    assert str(d / "results.parquet") in lines[0] and "Traceback" not in err
+    first = pd.read_parquet(d / "results.parquet")  # the previous table, readable
+    assert len(first) >= 1
+    monkeypatch.setattr(results, "atomic_write", real)
+    assert resume(d) == 0
+    final = pd.read_parquet(d / "results.parquet")
+    assert len(final) == 2 and (final["status"] == "completed").all()
+
+
+# --- finished sweeps ---------------------------------------------------------------------------
+def test_resume_of_a_finished_sweep_changes_nothing(ray_session, tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        assert sweep(tmp_path, "done") == 0
+    finally:
+        os.umask(old)
+    d = tmp_path / "done"
+    capsys.readouterr()
+    # files are readable by others (shared storage), checkpoints included
+    for name in ("results.parquet", "results.csv", "space.json", "splits.npz",
+                 "predictions.npz"):
+        assert stat.S_IMODE((d / name).stat().st_mode) == 0o644, name
+    kept = sorted((d / "ray").glob("*/checkpoint_*/*"))
+    assert kept and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in kept if p.is_file())
+    # Ray's state lives in ray/; no folder is left empty
+    assert (d / "ray" / "tuner.pkl").is_file() and not (d / "tuner.pkl").exists()
+    empty = [p for p in d.rglob("*") if p.is_dir() and not any(p.iterdir())]
+    assert not empty, empty
+    before = snapshot(d)
+    for _ in range(2):  # the command we print, twice
+        assert resume(d) == 0
+        out = capsys.readouterr().out
+        assert "is finished; nothing to resume" in out and "(of 2 planned)" in out
+        assert snapshot(d) == before
+
+
+def test_errored_trials_rerun_only_when_asked(ray_session, tmp_path, capsys):
+    # the trainer exits its process at step 20 of a fresh run; with no retries the trial errors
+    assert sweep(tmp_path, "err", "--set", "fail_at_step=20", "--max-failures", "0") == 0
+    d = tmp_path / "err"
+    df = pd.read_parquet(d / "results.parquet")
+    assert (df["status"] == "errored").all() and len(df) == 2
+    out = capsys.readouterr().out
+    assert f"--resume {d} --retry-errored" in out
+    before = snapshot(d)
+    assert resume(d) == 0
+    out = capsys.readouterr().out
+    assert "is finished" in out and "--retry-errored" in out
+    assert snapshot(d) == before
+    # asked: the errored trials continue from their last checkpoint (step 16 < 20: no crash)
+    assert resume(d, "--retry-errored") == 0
+    df = pd.read_parquet(d / "results.parquet")
+    assert len(df) == 2 and (df["status"] == "completed").all(), df[["status", "error"]]
+
+
+def test_retry_errored_without_resume_is_refused(capsys):
+    from tune.run_sweep import main
+
+    assert main(["--space", "baseline_10pct", "--retry-errored"]) == 2
+    assert "use it with --resume" in capsys.readouterr().err
+
+
+# --- checkpoints and progress ------------------------------------------------------------------
+class FakeTrial:
+    def __init__(self, trial_id, path, value, done=True, short=False):
+        self.trial_id, self.path = trial_id, str(path)
+        self.last_result = {
+            "val_full_top1": value, "step": 10 if done else 5, "total_steps": 10,
+            "short_run": short,
+        }
+
+
+def test_finished_trials_checkpoints_are_pruned_as_they_finish_except_the_best(tmp_path):
+    from tune.checkpoints import CheckpointPruner
+
+    def trial(i, value, **kw):
+        folder = tmp_path / f"t{i}" / "checkpoint_000003"
+        folder.mkdir(parents=True)
+        (folder / "state.pt").write_bytes(b"w" * 1000)
+        return FakeTrial(f"t{i}", tmp_path / f"t{i}", value, **kw)
+
+    pruner = CheckpointPruner("val_full_top1")
+    has = lambda i: any((tmp_path / f"t{i}").glob("checkpoint_*"))  # noqa: E731
+    a, b, c, d = trial(0, 0.5), trial(1, 0.7), trial(2, 0.6), trial(3, 0.9, short=True)
+    pruner.on_trial_complete(0, [], a)
+    assert has(0)  # the best so far
+    pruner.on_trial_complete(0, [], b)
+    assert has(1) and not has(0)  # a better one replaces it
+    pruner.on_trial_complete(0, [], c)
+    assert not has(2) and has(1)
+    pruner.on_trial_complete(0, [], d)  # too short to be chosen, whatever its score
+    assert not has(3) and has(1)
+    assert pruner.freed == 3000
+    off = CheckpointPruner("val_full_top1", enabled=False)  # --keep-checkpoints, or PBT
+    e = trial(4, 0.1)
+    off.on_trial_complete(0, [], e)
+    assert has(4)
+
+
+def test_progress_keeps_each_evaluation_once_across_a_resume(tmp_path):
+    path = tmp_path / "progress.jsonl"
+    for step in (10, 20, 30):
+        record_progress(path, {"step": step, "val": step / 100})
+    # resumed from the checkpoint of step 20: step 30 is evaluated again, then 40
+    for step in (30, 40):
+        record_progress(path, {"step": step, "val": 1.0})
+    steps = [json.loads(x)["step"] for x in path.read_text().splitlines()]
+    assert steps == [10, 20, 30, 40]
+    # resumed from step 10 while the file already held 20..40: the stale lines go
+    record_progress(path, {"step": 20, "val": 0.0})
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [10, 20]
+    # stages: (stage, step) orders the lines of a multi-stage run
+    record_progress(path, {"stage": 2, "step": 5})
+    record_progress(path, {"stage": 2, "step": 5})
+    assert len(path.read_text().splitlines()) == 3
+
+
+def test_the_umask_is_read_without_changing_it():
+    old = os.umask(0o027)
+    try:
+        assert s4l_io.current_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # still set
+    finally:
+        os.umask(old)
+
+
+def test_a_finished_run_is_recognised_so_a_restarted_trial_does_not_train_again(tmp_path):
+    from s4l_models.config import TrainConfig
+    from s4l_models.trainer import finished_result, train
+
+    out = tmp_path / "run"
+    assert finished_result(out) is None  # nothing there
+    cfg = TrainConfig.from_dict(dict(
+        dataset="digits", arch="resnet18_v1", width=0.25, epochs=2, batch_size=64,
+        labels="10/class", threads=1,
+    ))
+    final = train(cfg, out)
+    last = finished_result(out)
+    assert last is not None and last["step"] == final["steps"] == final["total_steps"]
+    assert last["val_full_top1"] == final["val_full_top1"]
+    # a run that did not complete is not taken for a finished one
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "status": "diverged"}))
+    assert finished_result(out) is None

@@ -12,7 +12,7 @@ with 2 CPUs, 1 CPU per trial, 2 trials at a time.
 
 While the command runs, the driver process is sampled every 0.5 s: its resident memory
 (/proc/PID/status) against the number of trials started (each stand-in trial appends its start
-time to trials/stand_in_started.txt), and the memory of Ray's GCS server. Figures: trials per second (whole command, and steady state
+time and id to trials/stand_in_started.txt), and the memory of Ray's GCS server. Figures: trials per second (whole command, and steady state
 between 10% and 90% of the trials started), wall time, the driver's peak memory and its growth
 per 1,000 trials over the second half of the sweep (flat = the driver does not keep per-trial
 state that grows), the GCS's, and the size of results.parquet / results.csv.
@@ -39,6 +39,9 @@ from pathlib import Path
 from common import processes_with, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tune.stand_in import read_time_log
+
 GOAL_TRIALS_PER_S = 20.0
 REPORTS = 3
 
@@ -54,9 +57,9 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float | None:
 
 
 def _started(sweep_dir: Path) -> int:
-    """Trials started so far (lines of the stand-in's start log: 15 bytes each)."""
+    """Trials started so far (lines `<time> <trial id>` of the stand-in's start log)."""
     try:
-        return (sweep_dir / "trials" / "stand_in_started.txt").stat().st_size // 15
+        return (sweep_dir / "trials" / "stand_in_started.txt").read_bytes().count(b"\n")
     except OSError:
         return 0
 
@@ -107,8 +110,7 @@ def run_grid(storage: Path, name: str, trials: int | None, env: dict,
         t, _, mb, g = samples[-1]
         return t, mb, g
 
-    starts = sorted(float(x) for x in
-                    (sweep_dir / "trials" / "stand_in_started.txt").read_text().split())
+    starts = sorted(t for t, _ in read_time_log(sweep_dir / "trials" / "stand_in_started.txt"))
     i10, i90 = int(0.1 * (len(starts) - 1)), int(0.9 * (len(starts) - 1))
     span = starts[i90] - starts[i10]
     steady = (i90 - i10) / span if span > 0 else float("nan")

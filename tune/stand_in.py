@@ -6,8 +6,15 @@ it: `bench/grid_scale.py` runs the whole 8,640-point `baseline_1pct` grid throug
 `tune/run_sweep.py` with the hidden flag `--stand-in-trainer N`, which makes every trial call
 `stand_in_trial` instead of `s4l_models.trainer.train`.
 
-A stand-in trial reports N evaluations with no checkpoint and no files but one line with its
-start time in `<sweep>/trials/stand_in_started.txt`. Its scores are a smooth,
+A stand-in trial reports N evaluations with no checkpoint. Its only files: one line
+`<start time> <trial id>` in `<sweep>/trials/stand_in_started.txt` when it starts, and after
+its last report a small completion marker `<sweep>/trials/<trial_id>/stand_in_done.json`
+(written atomically, like the real trainer's metrics.json). A stand-in trial that Ray starts
+again after its marker was written (a driver killed before Ray saved the trial as finished, a
+worker killed after the last report) re-reports its final evaluation from the marker and does
+not run again, as `s4l_models.trainer.finished_result` makes real trials do; it appends
+`<time> <trial id>` to `<sweep>/trials/stand_in_rereported.txt` instead of a start line
+(bench/chaos.py checks with these files that no completed trial runs again). Its scores are a smooth,
 deterministic function of the configuration (best near lr 0.1 and wd 1e-3, better with more
 epochs) plus seeded per-trial noise, and they rise with the evaluation number, so schedulers
 (ASHA, HyperBand) and the analysis see a plausible landscape. The tiny-subset scores are the
@@ -28,9 +35,14 @@ import numpy as np
 
 from s4l_models.config import TrainConfig
 
+# Where a trial's files are, not what it trains: left out of its noise, so that the same
+# configuration scores the same in any sweep directory (bench/chaos.py compares two sweeps).
+_NOT_CONFIGURATION = ("splits_path", "data_dir")
+
 
 def _noise(cfg: TrainConfig) -> np.random.Generator:
-    key = json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()
+    values = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_CONFIGURATION}
+    key = json.dumps(values, sort_keys=True, default=str).encode()
     return np.random.default_rng(zlib.crc32(key))
 
 
@@ -64,26 +76,97 @@ def stand_in_metrics(cfg: TrainConfig, evaluation: int, evaluations: int) -> dic
     return metrics
 
 
+STARTED_LOG = "stand_in_started.txt"  # in <sweep>/trials/: "<start time> <trial id>" lines
+REREPORTED_LOG = "stand_in_rereported.txt"  # same, for trials answered from their marker
+DONE_FILE = "stand_in_done.json"  # in <sweep>/trials/<trial id>/: the completion marker
+
+
+def _append_line(path: Path, trial_id: str | None) -> None:
+    """One `<time> <trial id>` line, in one small O_APPEND write (whole lines even from
+    concurrent trials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(f"{time.time():.3f} {trial_id or '-'}\n")
+
+
+def read_time_log(path: Path) -> list[tuple[float, str]]:
+    """The (time, trial id) lines of a start or re-report log (a line of the older format,
+    a time alone, gets the id '-')."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if parts:
+            out.append((float(parts[0]), parts[1] if len(parts) > 1 else "-"))
+    return out
+
+
+def stand_in_finished(out_dir: str | Path) -> dict[str, Any] | None:
+    """The final evaluation a stand-in trial recorded in `out_dir` when it completed, else
+    None (no marker, or an unreadable one: it is written atomically, so only a missing one)."""
+    try:
+        doc = json.loads((Path(out_dir) / DONE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    final = doc.get("final") if isinstance(doc, dict) else None
+    if doc.get("status") != "completed" or not isinstance(final, dict):
+        return None
+    return final
+
+
 def stand_in_trial(
     cfg: TrainConfig,
     evaluations: int,
     report: Callable[[dict[str, Any], None], None],
     started_log: Path | None = None,
+    trial_id: str | None = None,
+    out_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Report `evaluations` results at once (no checkpoints); returns the last.
 
-    With `started_log`, first appends the wall-clock start time as one line (one small
-    O_APPEND write, whole lines even from concurrent trials): the benchmark's trial clock.
+    With `started_log`, first appends `<wall-clock start time> <trial_id>` as one line: the
+    benchmarks' trial clock. With `out_dir`, writes the completion marker there after the last
+    report (`stand_in_finished` reads it).
     """
     if started_log is not None:
-        started_log.parent.mkdir(parents=True, exist_ok=True)
-        with open(started_log, "a") as f:
-            f.write(f"{time.time():.3f}\n")
+        _append_line(Path(started_log), trial_id)
     metrics: dict[str, Any] = {}
     for i in range(1, evaluations + 1):
         metrics = stand_in_metrics(cfg, i, evaluations)
         report(dict(metrics), None)
+    if out_dir is not None:
+        from s4l_models.io import atomic_write_text
+
+        doc = {"status": "completed", "trial_id": trial_id, "completed_at": time.time(),
+               "final": metrics}
+        atomic_write_text(Path(out_dir) / DONE_FILE, json.dumps(doc))
     return metrics
 
 
-__all__ = ["stand_in_metrics", "stand_in_trial"]
+def run_stand_in(
+    cfg: TrainConfig,
+    evaluations: int,
+    report: Callable[[dict[str, Any], None], None],
+    trials_dir: Path,
+    trial_id: str,
+) -> dict[str, Any]:
+    """A stand-in trial as the sweep's trainable runs it: one that already completed (its
+    marker is there) re-reports its final evaluation without running again; any other runs."""
+    trials_dir = Path(trials_dir)
+    out_dir = trials_dir / str(trial_id)
+    done = stand_in_finished(out_dir)
+    if done is not None:
+        _append_line(trials_dir / REREPORTED_LOG, trial_id)
+        report(dict(done), None)
+        return done
+    return stand_in_trial(cfg, evaluations, report, started_log=trials_dir / STARTED_LOG,
+                          trial_id=trial_id, out_dir=out_dir)
+
+
+__all__ = [
+    "DONE_FILE", "REREPORTED_LOG", "STARTED_LOG", "read_time_log", "run_stand_in",
+    "stand_in_finished", "stand_in_metrics", "stand_in_trial",
+]

@@ -20,10 +20,18 @@ TINY = dict(
     epochs=6, eval_every=2, warmup_epochs=1, pretrain_epochs=0.5, pretrain_batch_size=16,
 )
 EXTRA = {
-    # the retraining's epochs are over all 1000 training images (10x the labeled ones)
-    "pseudolabel": dict(teacher_epochs=6, epochs=0.6, eval_every=0.2),
+    # The retraining's epochs are over all 1000 training images (10x the labeled ones). It
+    # trains a fresh network: 2 epochs (125 steps, a short warmup) let it learn the teacher's
+    # labels. It used to get 0.6 epochs, 38 steps all inside a 1-epoch warmup, which left it at
+    # 0.27-0.50 here (depending on seed and threads) and at 0.134 on another x86_64 machine.
+    "pseudolabel": dict(teacher_epochs=6, epochs=2, eval_every=0.5, warmup_epochs=0.1),
     "vat_entmin": dict(w_entmin=0.3),
-    "s4l_rotation": dict(tta_rotation=True),
+    # rotation learns classes more slowly (its loss is also the rotation task's): 6 epochs left
+    # it at 0.34-0.47, 12 at 0.64-0.70
+    "s4l_rotation": dict(tta_rotation=True, epochs=12, eval_every=4),
+    # a linear classifier on features pretrained for 0.5 epochs (31 steps, a short run) reached
+    # 0.29-0.45; pretrained for 1 epoch and trained for 12, 0.45-0.59
+    "selfsup_linear": dict(pretrain_epochs=1, epochs=12, eval_every=4),
     # MOAM's recipe (w_sup 0.3, lr 0.2 per 256, decays from half the run) is made for 200
     # epochs; this 6-epoch smoke run checks the three-step pipeline learns, with a full
     # classification weight and the supervised schedule
@@ -40,21 +48,38 @@ def _progress(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+# Why these margins hold on any CPU: a network that learned nothing scores chance, 0.1 on the
+# 500 validation images (binomial sd 0.013), so ABOVE_CHANCE = 0.2 is 7 sd above it. Each run
+# below reached at least 0.45 (selfsup_linear; moam 0.46, the others 0.62-0.93) on every seed
+# tried (0-3 for each method, more for the changed ones) with 1 torch thread and on seeds 0-1
+# with 2 threads, on the 2-core development machine. Another BLAS or thread count changes the
+# rounding, which after a few steps acts like another seed; the seeds' spread (sd <= 0.06) is
+# far from the >= 0.25 margin. The training loss at the last evaluation was 0.40-0.73x the
+# first's; LOSS_FACTOR 0.9 asks for a real fall, not a tie broken by noise.
+ABOVE_CHANCE = 0.2
+LOSS_FACTOR = 0.9
+
+
 @pytest.mark.parametrize("method", PAPER_METHODS)
 def test_method_trains_end_to_end_and_its_loss_goes_down(method, tmp_path):
     m = train(cfg(method=method, **EXTRA.get(method, {})), tmp_path, **quiet)
     assert m["status"] == "completed", m["message"]
     for k in ("val_full_top1", "val_1pc_top1", "val_5pc_top1", "test_top1", "test_top5"):
         assert 0 <= m[k] <= 1
-    assert m["val_full_top1"] > 0.2  # chance is 0.1
+    assert m["val_full_top1"] > ABOVE_CHANCE, m["val_full_top1"]
+    if method == "pseudolabel":
+        # the teacher learned, and the fresh network learned its labels: it gets most of the
+        # teacher's accuracy (0.87-1.04x of it here, over seeds and threads)
+        assert m["teacher_val_full_top1"] > ABOVE_CHANCE
+        assert m["val_full_top1"] > 0.5 * m["teacher_val_full_top1"], m
     lines = _progress(tmp_path / "progress.jsonl")
     by_stage = {}
     for line in lines:
         by_stage.setdefault(line.get("stage", 1), []).append(line["train_loss"])
-    assert by_stage[1][-1] < by_stage[1][0], by_stage  # the (first) stage learns
+    assert len(by_stage[1]) > 1  # the (first) stage learns
     for losses in by_stage.values():
         if len(losses) > 1:
-            assert losses[-1] < losses[0], by_stage
+            assert losses[-1] < LOSS_FACTOR * losses[0], by_stage
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["val_full_top1"] == m["val_full_top1"]
     assert (tmp_path / "val_predictions.npz").is_file()

@@ -29,7 +29,9 @@ def cfg(**kw) -> TrainConfig:
 def test_short_supervised_run_learns_well_above_chance(tmp_path):
     m = train(cfg(epochs=30, eval_every=15, width=0.5), tmp_path, **quiet)
     assert m["status"] == "completed"
-    assert m["val_full_top1"] > 0.6  # chance is 0.1
+    # chance is 0.1; this run reaches 0.92-0.93 on seeds 0-3 with 1 or 2 threads (the spread
+    # another BLAS or thread count causes is that of a seed, ~0.01): 0.6 is far from both
+    assert m["val_full_top1"] > 0.6
     assert m["val_full_top5"] >= m["val_full_top1"]
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["val_full_top1"] == m["val_full_top1"]

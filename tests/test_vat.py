@@ -240,6 +240,9 @@ def test_power_iteration_follows_the_exact_hessian_vector_product():
     d = torch.randn(x.shape, generator=torch.Generator().manual_seed(11))  # the same draw
     hd = _exact_hessian_direction(model, x, d, unit)
     cos = (u.double() * hd).flatten(1).sum(dim=1)
+    # median 0.995 (min 0.973) with 1, 2 or 4 threads: the float32 finite difference at vat.XI
+    # is rounding noise of float32 itself, the same on any CPU; 0.9 still tells it from the
+    # released xi's direction (median ~0)
     assert cos.median() > 0.9, cos
     norms = u.flatten(1).norm(dim=1)
     assert torch.allclose(norms, torch.ones_like(norms), rtol=1e-5)
@@ -281,4 +284,5 @@ def test_reused_training_logits_give_the_direction_of_an_own_reference_pass():
     reused = vat.adversarial_direction(model, x, unit, torch.Generator().manual_seed(4), clean)
     own = vat.adversarial_direction(model, x, unit, torch.Generator().manual_seed(4))
     cos = (reused * own).flatten(1).sum(dim=1)
+    # the same float32 pass twice: 1.0 to rounding with 1, 2 or 4 threads
     assert cos.min() > 0.99, cos

@@ -161,14 +161,6 @@ def test_status_and_row_from_a_trials_last_result(tmp_path):
 
 
 # --- real sweeps on one shared Ray instance ------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def run_sweep(storage, name, *extra):
     from tune.run_sweep import main
 

@@ -94,7 +94,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 def test_same_seed_same_result_other_seed_other_result(tmp_path):
     m1 = train(cfg(epochs=3), tmp_path / "1", **quiet)
     m2 = train(cfg(epochs=3), tmp_path / "2", **quiet)
-    m3 = train(cfg(epochs=3, seed=1), tmp_path / "3", **quiet)
+    train(cfg(epochs=3, seed=1), tmp_path / "3", **quiet)
     assert m1["val_full_top1"] == m2["val_full_top1"]
     w1 = torch.load(tmp_path / "1/checkpoint/state.pt", weights_only=True)["model"]
     w3 = torch.load(tmp_path / "3/checkpoint/state.pt", weights_only=True)["model"]

@@ -40,6 +40,20 @@ if RayActorError is not None:
             self.args = (message,)  # pickled into the trial's error file: rebuildable
 
 
+def _wrap_method(cls, name: str, wrap) -> bool:
+    """Replace `cls.name` by `wrap(original)` once per process (a marker on the replacement
+    makes a second call a no-op); False when this Ray's class has no such method."""
+    original = getattr(cls, name, None)
+    if original is None:
+        return False
+    if getattr(original, "_s4l_fix", False):
+        return True
+    patched = wrap(original)
+    patched._s4l_fix = True
+    setattr(cls, name, patched)
+    return True
+
+
 def tolerate_memory_kills() -> bool:
     """Patch Ray Tune's actor manager (once per process); False when this Ray has no such
     manager (then nothing is changed)."""
@@ -47,20 +61,18 @@ def tolerate_memory_kills() -> bool:
         from ray.air.execution._internal.actor_manager import RayActorManager
     except ImportError:
         return False
-    original = getattr(RayActorManager, "_actor_task_failed", None)
-    if original is None or OutOfMemoryError is None:
+    if OutOfMemoryError is None:
         return False
-    if getattr(original, "_tolerates_memory_kills", False):
-        return True
 
-    def _actor_task_failed(self, tracked_actor_task, exception):
-        if isinstance(exception, OutOfMemoryError) and not isinstance(exception, RayActorError):
-            exception = KilledForMemory(str(exception))
-        return original(self, tracked_actor_task, exception)
+    def wrap(original):
+        def _actor_task_failed(self, tracked_actor_task, exception):
+            if isinstance(exception, OutOfMemoryError) and not isinstance(exception, RayActorError):
+                exception = KilledForMemory(str(exception))
+            return original(self, tracked_actor_task, exception)
 
-    _actor_task_failed._tolerates_memory_kills = True
-    RayActorManager._actor_task_failed = _actor_task_failed
-    return True
+        return _actor_task_failed
+
+    return _wrap_method(RayActorManager, "_actor_task_failed", wrap)
 
 
 def count_actor_deaths_once() -> bool:
@@ -80,23 +92,21 @@ def count_actor_deaths_once() -> bool:
         from ray.tune.experiment import Trial
     except ImportError:
         return False
-    original = getattr(TuneController, "_process_trial_failure", None)
-    if original is None or RayActorError is None:
+    if RayActorError is None:
         return False
-    if getattr(original, "_counts_actor_deaths_once", False):
-        return True
 
-    def _process_trial_failure(self, trial, exception):
-        resetting = getattr(self, "_resetting_trials", None)
-        if isinstance(resetting, set):
-            resetting.discard(trial)
-        if isinstance(exception, RayActorError) and trial.status == Trial.PENDING:
-            return  # counted by _actor_failed, which requeued the trial
-        return original(self, trial, exception)
+    def wrap(original):
+        def _process_trial_failure(self, trial, exception):
+            resetting = getattr(self, "_resetting_trials", None)
+            if isinstance(resetting, set):
+                resetting.discard(trial)
+            if isinstance(exception, RayActorError) and trial.status == Trial.PENDING:
+                return  # counted by _actor_failed, which requeued the trial
+            return original(self, trial, exception)
 
-    _process_trial_failure._counts_actor_deaths_once = True
-    TuneController._process_trial_failure = _process_trial_failure
-    return True
+        return _process_trial_failure
+
+    return _wrap_method(TuneController, "_process_trial_failure", wrap)
 
 
 def apply_ray_fixes() -> None:

@@ -905,12 +905,15 @@ def main(argv: list[str] | None = None) -> int:
         check_metric(flags["metric"], tuple(plan.space.fixed.get("tiny_k", (1, 5))))
         gpu = flags["gpus_per_trial"] > 0
         largest = largest_trials(plan, 3, gpu)
-        if not flags["address"]:  # a cluster's nodes are checked when the sweep starts
-            check_fits(plan, local_trial_memory(), local_where(), gpu, largest)
+        # The plan is printed first (it is what one checks before a cluster run); a trial that
+        # cannot fit on this machine then refuses the run here: one line, exit 2. A cluster's
+        # nodes are checked when the sweep starts.
         print(describe(plan, flags["scheduler"], flags["metric"], flags["cpus_per_trial"],
                        flags["gpus_per_trial"], planned_concurrency(flags),
                        keep_checkpoints=flags["keep_checkpoints"], largest=largest,
-                       local=not flags["address"]))
+                       local=not flags["address"]), flush=True)
+        if not flags["address"]:
+            check_fits(plan, local_trial_memory(), local_where(), gpu, largest)
         return 0
     return run(flags, sweep_dir, resuming, args.dashboard, args.quiet, args.report,
                args.keep_checkpoints, retry_errored=args.retry_errored)

@@ -790,11 +790,6 @@ def _run_tuner(
             tuner.fit()
         except KeyboardInterrupt:
             interrupted = True
-        except Exception as err:  # Ray wraps a callback's error (e.g. a full disk) in its own
-            full = _disk_full_in(err)
-            if full is None:
-                raise
-            raise full from None
         finally:
             if callback.trials:
                 try:
@@ -829,16 +824,6 @@ def _run_tuner(
         print(make_report(sweep_dir), flush=True)
     return 0
 
-
-def _disk_full_in(err: BaseException):
-    """The DiskFullError inside an exception Ray raised from a callback, if any."""
-    seen = 0
-    while err is not None and seen < 8:
-        if isinstance(err, DiskFullError):
-            return err
-        err = err.__cause__ or err.__context__
-        seen += 1
-    return None
 
 
 @exit_on_user_error

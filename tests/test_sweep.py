@@ -19,7 +19,15 @@ from s4l_models.config import TrainConfig
 from s4l_models.data.splits import load_splits
 from s4l_models.errors import UserError
 from s4l_models.evaluate import load_sweep_predictions
-from tune.results import METRIC_KEYS, columns, make_row, results_frame, trial_status, write_results
+from tune.results import (
+    METRIC_KEYS,
+    RESULTS_VERSION,
+    columns,
+    make_row,
+    results_frame,
+    trial_status,
+    write_results,
+)
 from tune.sweep_plan import (
     DIGITS_DEFAULT_TRIALS,
     DIGITS_TRIAL_BUDGET_S,
@@ -191,7 +199,7 @@ def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, ca
     assert (df["epochs_done"] >= 10).all() and (df["steps_done"] == df["total_steps"]).all()
     for key in METRIC_KEYS:
         assert df[key].between(0, 1).all(), key
-    assert (df["threads"] == 1).all() and (df["results_version"] == 2).all()
+    assert (df["threads"] == 1).all() and (df["results_version"] == RESULTS_VERSION).all()
     # every trial used the sweep's one set of saved splits
     assert (df["splits_path"] == str(d)).all()
     splits = load_splits(d)
@@ -205,7 +213,7 @@ def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, ca
     assert np.allclose(pred["top1"].mean(axis=1), df["val_full_top1"])
     space = json.loads((d / "space.json").read_text())
     assert space["axes"] == ["wd", "lr"] and space["metric"] == "val_full_top1"
-    assert space["mode"] == "max" and space["results_version"] == 2
+    assert space["mode"] == "max" and space["results_version"] == RESULTS_VERSION
     assert space["space"]["name"] == "baseline_10pct" and space["flags"]["max_trials"] == "4"
     assert space["protocol"]["protocol"] == "scaled"
     assert space["protocol"]["changes"]["labels"]["paper"] == "10%"

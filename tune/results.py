@@ -3,7 +3,9 @@
 `<sweep>/results.parquet` and `<sweep>/results.csv` hold one row per trial (the analysis reads
 exactly these columns; `RESULTS_VERSION` changes when they do):
 
-- `trial_id` (str), `status` (completed | errored | diverged | stopped_early; `running` while a
+- `trial_id` (str), `config_id` (str: a hash of the trial's settings without its `seed` and the
+  runtime settings that do not change a result, `config_id()`; trials that differ only in seed
+  share it), `status` (completed | errored | diverged | stopped_early; `running` while a
   sweep is under way or after it was interrupted), `error` (str, "" when none);
 - every `TrainConfig` setting of the trial's resolved config, one column each (tuples and lists
   as JSON strings, e.g. `tiny_k` = "[1, 5]");
@@ -11,7 +13,7 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
 - `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had fewer than
   50 optimizer steps or all of them inside the warmup, so its scores mean little; the report
   leaves such trials out), `train_seconds`, `trial_dir` (the trial's trainer directory
-  `<sweep>/trials/<trial_id>`), `results_version` (2).
+  `<sweep>/trials/<trial_id>`), `results_version` (3).
 
 `<sweep>/predictions.npz` holds the per-example correctness (top-1/top-5 on the full validation
 split) of every **completed** trial's final evaluation, written with
@@ -22,6 +24,7 @@ leaves a half-written table. This module does not import Ray.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -35,9 +38,13 @@ import pandas as pd
 from s4l_models.config import TrainConfig
 from s4l_models.evaluate import PREDICTIONS_FILE, load_predictions, save_sweep_predictions
 from s4l_models.io import atomic_write
+from s4l_models.trainer import RESUME_FREE
 
 # 2: short_run column; label fractions count over the whole training split
-RESULTS_VERSION = 2
+# 3: config_id column (seeds of one configuration share it)
+RESULTS_VERSION = 3
+# Versions the analysis still reads (a version-2 table gets its config_id computed on reading).
+READABLE_VERSIONS = (2, 3)
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 SWEEP_PREDICTIONS = "predictions.npz"
@@ -57,7 +64,11 @@ METRIC_KEYS = (
     "test_top1",
     "test_top5",
 )
-HEAD_COLUMNS = ("trial_id", "status", "error")
+HEAD_COLUMNS = ("trial_id", "config_id", "status", "error")
+# Settings that do not define a configuration: the seed (seeds of one configuration are its
+# repeats), where the data lives, and the runtime settings the trainer already declares as not
+# changing a result (s4l_models.trainer.RESUME_FREE: threads, device, evaluation batch, ...).
+NOT_CONFIGURATION = frozenset({"seed", "data_dir", *RESUME_FREE})
 TAIL_COLUMNS = (
     "epochs_done",
     "steps_done",
@@ -95,6 +106,16 @@ def _float(value: Any) -> float:
     return out
 
 
+def config_id(settings: Mapping[str, Any]) -> str:
+    """A short stable id of a configuration: the trial's settings (as stored in the table,
+    tuples as JSON) without `NOT_CONFIGURATION`, hashed. Computable from a table row alone, so
+    anyone can recompute it from results.parquet."""
+    keys = [k for k in TrainConfig.field_names() if k not in NOT_CONFIGURATION]
+    values = {k: _cell(settings.get(k)) for k in keys}
+    blob = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:10]
+
+
 def trial_status(ray_status: str, last: Mapping[str, Any] | None) -> str:
     """Our status of a trial from Ray's (PENDING/RUNNING/PAUSED/TERMINATED/ERROR) and its last
     reported result: a terminated trial that never reached its last step stopped early."""
@@ -122,7 +143,8 @@ def make_row(
 ) -> dict[str, Any]:
     """One table row from a trial's resolved TrainConfig dict and its last reported result."""
     last = dict(last or {})
-    row: dict[str, Any] = {"trial_id": str(trial_id), "status": status, "error": error or ""}
+    row: dict[str, Any] = {"trial_id": str(trial_id), "config_id": config_id(config),
+                           "status": status, "error": error or ""}
     if status == "diverged" and not row["error"]:
         row["error"] = str(last.get("message", ""))
     for key in TrainConfig.field_names():
@@ -147,7 +169,7 @@ def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) ->
         df[key] = df[key].astype(float)
     for key in ("steps_done", "total_steps", "results_version"):
         df[key] = df[key].astype("int64")
-    for key in ("trial_id", "status", "error", "trial_dir"):
+    for key in ("trial_id", "config_id", "status", "error", "trial_dir"):
         df[key] = df[key].astype(str)
     df["short_run"] = df["short_run"].astype(bool)
     # Settings whose values are all None (e.g. data_dir on digits) stay as object columns;
@@ -158,6 +180,16 @@ def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) ->
             kinds = {type(v) for v in col if v is not None}
             if len(kinds) > 1 or (kinds and kinds <= {str}):
                 df[key] = col.map(lambda v: None if v is None else str(v))
+    return df
+
+
+def upgrade_table(df: pd.DataFrame) -> pd.DataFrame:
+    """A table of an earlier version in the current format: a version-2 table (no config_id)
+    gets each row's config_id computed from its settings."""
+    if "config_id" not in df.columns and len(df):
+        df = df.copy()
+        df.insert(1, "config_id", [config_id(r) for r in df.to_dict("records")])
+        df["results_version"] = RESULTS_VERSION
     return df
 
 
@@ -218,7 +250,10 @@ def write_predictions(
 
 __all__ = [
     "RESULTS_VERSION",
+    "READABLE_VERSIONS",
+    "config_id",
     "read_table",
+    "upgrade_table",
     "METRIC_KEYS",
     "STATUSES",
     "columns",

@@ -45,6 +45,13 @@ is 0 when the sweep ran, even if some trials failed (their number is printed, wi
 `--resume DIR --retry-errored` command that reruns only them), 130 when interrupted (resume it
 with --resume), 2 when the disk is full (the previous files stay; --resume once there is space).
 `--resume` of a finished sweep prints its summary and changes nothing.
+
+`--reseed-top K --seeds S` adds seed repeats after the search: the K best configurations are
+trained again until each has S seeds, as trials of a second Ray Tune experiment in
+`<sweep>/ray-reseed/` (tune/reseed.py; `<sweep>/reseed.json` records the finalists), resumable
+like the search; `--resume DIR --reseed-top K` adds them to a finished sweep. Their rows join
+the results table (`config_id` ties a configuration's seeds together) and the report separates
+seed noise from differences between configurations.
 """
 
 from __future__ import annotations
@@ -85,8 +92,11 @@ RAY_SUBDIR = "ray"
 # Flags that may change when a sweep is resumed; every other flag defines the sweep.
 RESUME_FREE_FLAGS = (
     "address", "dashboard", "storage", "name", "resume", "quiet", "report", "keep_checkpoints",
-    "retry_errored",
+    "retry_errored", "reseed_top", "seeds",
 )
+# Flags that add seed repeats after the search (tune/reseed.py): given on --resume they add the
+# repeats to a finished sweep; not given, the sweep keeps the ones it was started with.
+RESEED_FLAGS = ("reseed_top", "seeds")
 DEFAULTS: dict[str, Any] = {
     "space": None,
     "dataset": "digits",
@@ -106,6 +116,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "max_failures": 2,
     "protocol": "scaled",
+    "reseed_top": 0,
+    "seeds": 3,
     "stand_in_trainer": None,  # test-only: see --stand-in-trainer
 }
 
@@ -145,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
       help="override a trainer setting (repeatable); on an axis it pins the axis, e.g. epochs=2")
     a("--seed", type=int, help="seed of the trial subset and of random/Optuna sampling (default 0)")
     a("--max-failures", type=int, help="retries of a crashed trial from its checkpoint (default 2)")
+    a("--reseed-top", type=int, metavar="K",
+      help="after the search, train the K best configurations again with more seeds (until "
+      "each has --seeds), as Ray trials of the same sweep; the report then separates seed noise "
+      "from configuration differences (default 0: no repeats)")
+    a("--seeds", type=int, metavar="S",
+      help="with --reseed-top: seeds per finalist, the search's own run included (default 3)")
     a("--keep-checkpoints", action="store_true",
       help="keep every trial's final checkpoint (default: only the best trial's)")
     a("--no-report", dest="report", action="store_false", help="skip the analysis report")
@@ -180,6 +198,15 @@ def check_flags(flags: dict[str, Any]) -> None:
         )
     if flags["stand_in_trainer"] is not None and flags["stand_in_trainer"] < 1:
         raise UserError(f"--stand-in-trainer must be at least 1, got {flags['stand_in_trainer']}")
+    if flags["reseed_top"] < 0:
+        raise UserError(f"--reseed-top must be >= 0, got {flags['reseed_top']}")
+    if flags["reseed_top"] and flags["seeds"] < 2:
+        raise UserError(f"--seeds must be at least 2 to repeat a configuration, got {flags['seeds']}")
+    if flags["reseed_top"] and flags["scheduler"] == "pbt":
+        raise UserError(
+            "--reseed-top repeats fixed configurations, but --scheduler pbt changes them during "
+            "training; drop one of the two"
+        )
     if flags["max_failures"] < 0:
         raise UserError(f"--max-failures must be >= 0, got {flags['max_failures']}")
 
@@ -234,7 +261,19 @@ def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str]) 
                 f"--resume continues {sweep_dir.name} as it was started: --{key.replace('_', '-')} "
                 f"was {before!r}, now {now!r}; drop the flag or start a new sweep with another --name"
             )
-    return {**saved, **{k: flags[k] for k in RESUME_FREE_FLAGS if k in flags}}
+    out = {**saved, **{k: flags[k] for k in RESUME_FREE_FLAGS if k in flags}}
+    for key in RESEED_FLAGS:  # kept from the start unless given now
+        out[key] = flags[key] if key in given else saved.get(key, DEFAULTS[key])
+    from tune.reseed import load_reseed
+
+    doc = load_reseed(sweep_dir)
+    if doc is not None and out["reseed_top"] and (
+            (out["reseed_top"], out["seeds"]) != (doc["top"], doc["seeds"])):
+        raise UserError(
+            f"--resume: the seed repeats of {sweep_dir.name} were planned with --reseed-top "
+            f"{doc['top']} --seeds {doc['seeds']}; drop the flags or start a new sweep"
+        )
+    return out
 
 
 # --- Ray ---------------------------------------------------------------------------------------
@@ -493,15 +532,30 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
     if pool.empty:
         pool = df[df["status"] == "stopped_early"]
     pool = pool[pool[metric].notna()] if metric in pool else pool.iloc[0:0]
+    def config_text(row) -> str:
+        return ", ".join(f"{k}={row[k]:g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+                         for k in axes)
+
     if not pool.empty:
         best = pool.loc[pool[metric].idxmax()]
-        cfg = ", ".join(f"{k}={best[k]:g}" if isinstance(best[k], float) else f"{k}={best[k]}" for k in axes)
+        cfg = config_text(best)
         extra = f", val_full_top1 {best['val_full_top1']:.4f}" if metric != "val_full_top1" else ""
         test = f", test_top1 {best['test_top1']:.4f}" if pd.notna(best.get("test_top1")) else ""
         lines.append(
             f"best completed trial by {metric}: {best[metric]:.4f}{extra}{test} "
             f"(trial {best['trial_id']}" + (f": {cfg})" if cfg else ")")
         )
+        if "config_id" in pool.columns:  # seed repeats: configurations by their seed mean
+            agg = pool.groupby("config_id", sort=False)[metric].agg(["mean", "std", "count"])
+            agg = agg[agg["count"] > 1].sort_values("mean", ascending=False, kind="stable")
+            if not agg.empty:
+                cid, r = agg.index[0], agg.iloc[0]
+                first = pool[pool["config_id"] == cid].iloc[0]
+                lines.append(
+                    f"best configuration by its mean {metric} over seeds: {r['mean']:.4f} ± "
+                    f"{r['std']:.4f} (std over {int(r['count'])} seeds; config {cid}: "
+                    f"{config_text(first)})"
+                )
     else:
         lines.append(f"no completed trial has a {metric} yet")
     running = df[(df["status"] == "running") & df[metric].notna()] if metric in df else df.iloc[0:0]
@@ -533,9 +587,14 @@ def prune_checkpoints(sweep_dir: Path, metric: str, keep_all: bool, freed: int =
     df = read_table(sweep_dir / RESULTS_PARQUET)
     pool = df[meaningful(df) & df[metric].notna()]
     best = str(pool.loc[pool[metric].idxmax(), "trial_id"]) if not pool.empty else None
-    rdir = ray_dir(sweep_dir)
-    freed += prune_finished(rdir, zip(df["trial_id"], df["status"], df["trial_dir"]), best, keep_all)
-    kept = sorted(rdir.glob(f"{best}/{CHECKPOINT_GLOB}")) if best else []
+    from tune.reseed import RAY_SUBDIR as RESEED_SUBDIR
+
+    kept = []
+    for rdir in (ray_dir(sweep_dir), sweep_dir / RESEED_SUBDIR):  # the search's, the repeats'
+        if rdir.is_dir():
+            rows = zip(df["trial_id"], df["status"], df["trial_dir"])
+            freed += prune_finished(rdir, rows, best, keep_all)
+            kept += sorted(rdir.glob(f"{best}/{CHECKPOINT_GLOB}")) if best else []
     if keep_all:
         return f"checkpoints: every trial's last one is kept (best trial: {kept[-1] if kept else '-'})"
     where = f"the best trial's: {kept[-1]}" if kept else "none"
@@ -553,7 +612,8 @@ def make_report(sweep_dir: Path) -> str:
         return f"report: s4l-report {sweep_dir}"
     out = sweep_dir / "report"
     try:
-        index = build_report([str(sweep_dir)], out, n_draws=200, n_boot=200, seed=0, log=None)
+        # the defaults of s4l-report: the same directory gives the same page either way
+        index = build_report([str(sweep_dir)], out, log=None)
     except UserError as err:
         return f"report: not made ({err})"
     except Exception as err:  # the sweep's results stand without the report
@@ -732,58 +792,95 @@ def _run_tuner(
         flags["metric"], enabled=not keep_all and flags["scheduler"] != "pbt"
         and "://" not in str(sweep_dir)
     )
-    if resuming:
-        # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
-        tuner = tune.Tuner.restore(
-            str(ray_dir(sweep_dir)), trainable, resume_unfinished=True, resume_errored=retry_errored
-        )
-        if (sweep_dir / "results.parquet").is_file():
-            from tune.results import read_table
+    from tune.reseed import load_reseed
 
-            callback.carry_rows(read_table(sweep_dir / "results.parquet"))
-        internal = getattr(tuner, "_local_tuner", None)
-        run_config = getattr(internal, "_run_config", None)
-        if run_config is not None:  # fresh callbacks (the pickled ones work too)
-            run_config.callbacks = [callback, pruner]
-        print(f"resuming {sweep_dir}", flush=True)
-    else:
-        param_space, search_alg, num_samples = build_search(
-            plan, flags["metric"], concurrency, flags["seed"]
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                metric=flags["metric"],
-                mode="max",
-                search_alg=search_alg,
-                scheduler=scheduler,
-                num_samples=num_samples,
-                # our search algorithms carry the limit themselves (Ray ignores it for them)
-                max_concurrent_trials=concurrency if search_alg is None else None,
-                reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=RAY_SUBDIR,
-                storage_path=str(sweep_dir),
-                verbose=0,
-                callbacks=[callback, pruner],
-                failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
-                # One checkpoint per trial (Ray's snapshot-frequency warning is silenced
-                # above); PBT clones other trials' checkpoints: keep them all for it.
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=None if flags["scheduler"] == "pbt" else 1
+    # A sweep whose seed repeats have started finished its search (tune/reseed.py).
+    search_done = load_reseed(sweep_dir) is not None or (
+        resuming and not retry_errored and sweep_state(sweep_dir, plan.num_trials)[0])
+    if not search_done:
+        if resuming:
+            # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
+            tuner = tune.Tuner.restore(
+                str(ray_dir(sweep_dir)), trainable, resume_unfinished=True, resume_errored=retry_errored
+            )
+            if (sweep_dir / "results.parquet").is_file():
+                from tune.results import read_table, upgrade_table
+
+                callback.carry_rows(upgrade_table(read_table(sweep_dir / "results.parquet")))
+            internal = getattr(tuner, "_local_tuner", None)
+            run_config = getattr(internal, "_run_config", None)
+            if run_config is not None:  # fresh callbacks (the pickled ones work too)
+                run_config.callbacks = [callback, pruner]
+            print(f"resuming {sweep_dir}", flush=True)
+        else:
+            param_space, search_alg, num_samples = build_search(
+                plan, flags["metric"], concurrency, flags["seed"]
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    metric=flags["metric"],
+                    mode="max",
+                    search_alg=search_alg,
+                    scheduler=scheduler,
+                    num_samples=num_samples,
+                    # our search algorithms carry the limit themselves (Ray ignores it for them)
+                    max_concurrent_trials=concurrency if search_alg is None else None,
+                    reuse_actors=True,
+                    trial_dirname_creator=trial_dirname,
                 ),
-                log_to_file=True,
-            ),
+                run_config=tune.RunConfig(
+                    name=RAY_SUBDIR,
+                    storage_path=str(sweep_dir),
+                    verbose=0,
+                    callbacks=[callback, pruner],
+                    failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
+                    # One checkpoint per trial (Ray's snapshot-frequency warning is silenced
+                    # above); PBT clones other trials' checkpoints: keep them all for it.
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=None if flags["scheduler"] == "pbt" else 1
+                    ),
+                    log_to_file=True,
+                ),
+            )
+        per = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+        print(
+            f"running {plan.num_trials} trials, {concurrency} at a time ({per} each), "
+            f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
+            flush=True,
         )
-    per = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
-    print(
-        f"running {plan.num_trials} trials, {concurrency} at a time ({per} each), "
-        f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
-        flush=True,
-    )
+        interrupted = _fit(tuner, callback, sweep_dir)
+        if interrupted or not callback.all_finished():
+            text, _ = summarize(sweep_dir, flags["metric"], plan.axes, plan.num_trials)
+            print(text, flush=True)
+            print(
+                f"the sweep stopped before all trials finished; continue it with: "
+                f"python tune/run_sweep.py --resume {sweep_dir}",
+                flush=True,
+            )
+            return 130
+
+    planned = plan.num_trials
+    if flags.get("reseed_top"):
+        code, planned = _reseed_phase(
+            plan, flags, sweep_dir, trainable, setup, concurrency, quiet, keep_all, sizes, tiny_k)
+        if code:
+            return code
+    text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes, planned)
+    print(text, flush=True)
+    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
+    _, n_errored = sweep_state(sweep_dir, planned)
+    if n_errored:
+        print(retry_hint(sweep_dir, n_errored), flush=True)
+    if report and n_completed:
+        print(make_report(sweep_dir), flush=True)
+    return 0
+
+
+def _fit(tuner, callback, sweep_dir: Path) -> bool:
+    """Run a Tuner to its end; True when interrupted (Ctrl-C). The table is written in full
+    at the end; a full disk raises DiskFullError (one line, exit 2) with the resume command."""
     interrupted = False
     try:
         try:
@@ -806,23 +903,88 @@ def _run_tuner(
     except DiskFullError:
         callback.end_line()
         raise  # one line, exit 2; the table on disk is the last one written in full
-    done = callback.all_finished()
-    text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes, plan.num_trials)
-    print(text, flush=True)
-    if interrupted or not done:
+    return interrupted
+
+
+def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, keep_all,
+                  sizes, tiny_k) -> tuple[int, int]:
+    """Seed repeats of the best configurations (tune/reseed.py) as a second Ray Tune experiment
+    in `<sweep>/ray-reseed/`, resumable like the search. Returns (exit code or 0, trials
+    planned in all)."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from tune import reseed
+    from tune.checkpoints import CheckpointPruner
+    from tune.results import RESULTS_PARQUET, read_table, upgrade_table
+    from tune.sweep_callback import SweepCallback
+    from tune.trainable import encode_value, trial_dirname
+
+    df = upgrade_table(read_table(sweep_dir / RESULTS_PARQUET))
+    doc = reseed.load_reseed(sweep_dir)
+    if doc is None:
+        axes = {a.key: list(a.values) for a in plan.space.axes}
+        doc = reseed.plan_reseed(df, flags["metric"], flags["reseed_top"], flags["seeds"], axes)
+        reseed.save_reseed(sweep_dir, doc)
+    planned = len(doc["search_trials"]) + len(doc["points"])
+    if not doc["points"]:
+        print(f"seed repeats: none needed ({len(doc['finalists'])} finalist(s) already have "
+              f"{doc['seeds']} seeds, or no trial completed)", flush=True)
+        return 0, planned
+    if reseed.reseed_finished(df, doc):
+        return 0, planned
+    search = df["trial_id"].astype(str).isin(set(doc["search_trials"]))
+    callback = SweepCallback(
+        str(sweep_dir), setup, flags["metric"], list(plan.axes) + ["seed"], len(doc["points"]),
+        sizes, tiny_k, quiet=quiet, concurrency=concurrency,
+    )
+    callback.keep_rows(df[search])
+    pruner = CheckpointPruner(flags["metric"], enabled=not keep_all)
+    rdir = sweep_dir / reseed.RAY_SUBDIR
+    if tune.Tuner.can_restore(str(rdir)):
+        tuner = tune.Tuner.restore(str(rdir), trainable, resume_unfinished=True)
+        callback.carry_rows(df[~search])
+        run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+        if run_config is not None:
+            run_config.callbacks = [callback, pruner]
+    else:
+        axes = {a.key: [encode_value(v) for v in a.values] for a in plan.space.axes}
+        seeds = sorted({int(p["seed"]) for p in doc["points"]})
+        param_space = {k: tune.choice(v) for k, v in axes.items()}
+        param_space["seed"] = tune.choice(seeds)
+        points = [{k: encode_value(v) for k, v in p.items()} for p in doc["points"]]
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=flags["metric"], mode="max",
+                search_alg=BasicVariantGenerator(
+                    points_to_evaluate=points, max_concurrent=concurrency),
+                num_samples=len(points), reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=reseed.RAY_SUBDIR, storage_path=str(sweep_dir), verbose=0,
+                callbacks=[callback, pruner],
+                failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                log_to_file=True,
+            ),
+        )
+    names = ", ".join(f["config_id"] for f in doc["finalists"])
+    print(f"seed repeats: the {len(doc['finalists'])} best configurations by "
+          f"{flags['metric']} ({names}) with {doc['seeds']} seeds each: "
+          f"{len(doc['points'])} more trials", flush=True)
+    if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
+        text, _ = summarize(sweep_dir, flags["metric"], plan.axes, planned)
+        print(text, flush=True)
         print(
-            f"the sweep stopped before all trials finished; continue it with: "
+            f"the seed repeats stopped before all finished; continue them with: "
             f"python tune/run_sweep.py --resume {sweep_dir}",
             flush=True,
         )
-        return 130
-    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
-    _, n_errored = sweep_state(sweep_dir, plan.num_trials)
-    if n_errored:
-        print(retry_hint(sweep_dir, n_errored), flush=True)
-    if report and n_completed:
-        print(make_report(sweep_dir), flush=True)
-    return 0
+        return 130, planned
+    return 0, planned
 
 
 
@@ -861,6 +1023,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.dry_run:
             planned = int(json.loads((sweep_dir / SPACE_JSON).read_text()).get("num_trials", 0))
             finished, n_errored = sweep_state(sweep_dir, planned)
+            if finished and flags["reseed_top"]:  # and its seed repeats, when it has them
+                from tune.reseed import load_reseed, reseed_finished
+                from tune.results import RESULTS_PARQUET, read_table
+
+                doc = load_reseed(sweep_dir)
+                finished = doc is not None and reseed_finished(
+                    read_table(sweep_dir / RESULTS_PARQUET), doc)
+                if doc is not None:
+                    planned = len(doc["search_trials"]) + len(doc["points"])
             if finished and not (args.retry_errored and n_errored):
                 # Nothing to run: say so and touch nothing (no file of the sweep is rewritten).
                 text, _ = summarize(sweep_dir, flags["metric"], _axes_of(sweep_dir), planned)
@@ -897,6 +1068,10 @@ def main(argv: list[str] | None = None) -> int:
                        flags["gpus_per_trial"], planned_concurrency(flags),
                        keep_checkpoints=flags["keep_checkpoints"], largest=largest,
                        local=not flags["address"]), flush=True)
+        if flags["reseed_top"]:
+            k, n = flags["reseed_top"], flags["seeds"]
+            print(f"then seed repeats: the {k} best configurations by {flags['metric']} trained "
+                  f"again until each has {n} seeds (up to {k * (n - 1)} more trials)", flush=True)
         if not flags["address"]:
             check_fits(plan, local_trial_memory(), local_where(), gpu, largest)
         return 0

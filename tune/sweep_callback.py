@@ -261,6 +261,7 @@ class SweepCallback(tune.Callback):
         self._seen_first_step = False
         self.disk_full: DiskFullError | None = None
         self._carried: dict[str, tuple] = {}  # trial id -> row of a resumed sweep's old table
+        self._kept: list[tuple] = []  # rows of an earlier phase (the search, before seed repeats)
 
     # --- per-trial facts -------------------------------------------------------------------
     def resolved(self, trial) -> dict[str, Any]:
@@ -354,10 +355,16 @@ class SweepCallback(tune.Callback):
                 for r in previous.to_dict("records")
             }
 
+    def keep_rows(self, previous) -> None:
+        """Rows (a DataFrame) of an earlier, finished phase of the sweep (the search, when this
+        callback watches its seed repeats): they head every table this callback writes."""
+        self._kept = [tuple(r.get(c) for c in self._columns) for r in previous.to_dict("records")]
+
     def rows(self, final: bool = False) -> list[tuple]:
-        """The table's rows (cells in `columns(tiny_k)` order), in trial creation order (rows
-        carried over from a resumed sweep's previous table last, unless the sweep finished)."""
-        rows = self._rows_of_trials()
+        """The table's rows (cells in `columns(tiny_k)` order): an earlier phase's first, then
+        this phase's in trial creation order (rows carried over from a resumed sweep's previous
+        table last, unless the sweep finished)."""
+        rows = self._kept + self._rows_of_trials()
         if self._carried and not (final and self.all_finished()):
             i_id = self._columns.index("trial_id")
             present = {r[i_id] for r in rows}

@@ -3,16 +3,55 @@
 Axes are the sweep's own (space.json), plus `depth` and `version` split off an architecture name
 such as `resnet50_v2` (and `width` from a `_x4` suffix when the table has no width column);
 `seed` is no axis here (the leaderboard reports the seed-to-seed spread). Per axis value: box
-and points of `val_full_top1`. Axes are ranked by eta-squared (share of the variance of
-full-split accuracy explained by the axis alone: between-group / total sum of squares), with the
-spread of per-value best and median in points beside it. The paper (Section 4.1) found weight
-decay and schedule (epochs) crucial and the architecture (depth, version, width) much less
-important; `verdict` says whether this sweep agrees.
+and points of `val_full_top1`.
+
+Which axes matter, without mistaking chance for an effect. Per axis, one-way on the completed
+trials (accuracy in percent):
+
+* `eta_squared` (η²): between-value / total sum of squares. It is biased upwards: with no effect
+  at all, a k-valued axis on n trials still explains (k-1)/(n-1) on average (`eta_squared_null`;
+  5/47 = 0.106 for 6 values on 48 trials), so raw η² favours axes with many values and small
+  sweeps.
+* `omega_squared` (ω², the headline; axes are ranked by it): the chance-corrected share,
+  (SS_between - (k-1)·MS_within) / (SS_total + MS_within) = (k-1)(F-1) / ((k-1)(F-1) + n).
+  It is 0 exactly when η² equals its null expectation (F = 1), and negative when the axis
+  explains less than chance would: read a negative ω² as "no detectable effect" (the estimate
+  of an effect that cannot be below 0), not as a harmful one. NaN when every trial has its own
+  value (no within-value variance).
+* `p_perm`: permutation p-value of the null "accuracy does not depend on this axis": the trials'
+  accuracies are reassigned to the axis values at random, keeping how many trials each value
+  has (scipy.stats.permutation_test, independent samples, `PERMUTATIONS` random reassignments
+  or all of them when there are fewer; statistic η², the same test as one-way F for a fixed
+  grouping, alternative "greater"). It needs no normality, which accuracy near 0 or 100 % or
+  a handful of trials would break. `p_perm_se` is its Monte-Carlo standard error
+  sqrt(p(1-p)/n_permutations) (0 when every reassignment was enumerated); `seed` makes it
+  reproducible.
+* `p_holm`: the p-values corrected for testing several axes (Holm's step-down, which controls
+  the chance of any false "matters" among the sweep's axes at `alpha` under any dependence
+  between the tests). Axes that group the trials identically (e.g. `arch`, `depth` and
+  `version` when there are two architectures) are one test and counted once. `verdict` uses
+  `p_holm`; `p_perm` is the per-axis value for someone who looks at one axis only.
+
+Derived axes are not independent tests: `depth`, `version` (and `width`) are functions of
+`arch`, so they share its trials and its effect (a depth effect shows up in `arch` too). They
+are kept because the paper speaks of them separately. Crossed axes of a full grid are close to
+independent; axes of a random or pruned search are not, and each axis's effect then includes
+whatever correlates with it. Each test is one-way: the other axes' effects count as noise, so
+beside a dominant axis a smaller real effect can stay indistinguishable from chance (a planted
+0.4-logit weight-decay effect needs about 96 trials beside a 1.2-logit epochs effect); "not
+distinguishable" means "not shown by this sweep", never "shown to be absent". Beside each: the
+spread of per-value best and median in points.
+
+The paper (Section 4.1) found weight decay and schedule (epochs) crucial and the architecture
+(depth, version, width) much less important; `verdict` says whether this sweep agrees, does
+not agree, or cannot tell (see its docstring for the rule).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import re
 
 import matplotlib
@@ -21,12 +60,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from .load import FULL, Sweep  # noqa: E402
 
 ARCH_RE = re.compile(r"^resnet(\d+)_(v\d)(?:_x([0-9.]+))?$")
 PAPER_MATTERS = ("wd", "epochs")  # "tuning the weight decay and training duration is crucial"
 PAPER_LITTLE = ("arch", "depth", "version", "width")  # "architecture ... does not matter much"
+PERMUTATIONS = 2000  # Monte-Carlo SE of p at 0.05: sqrt(0.05 * 0.95 / 2000) = 0.0049
+ALPHA = 0.05  # level at which `verdict` calls an axis distinguishable from chance (Holm)
+# scipy >= 1.15 takes the generator as `rng`; older versions (the project allows 1.13) only as
+# `random_state`.
+_RNG_ARG = "rng" if "rng" in inspect.signature(stats.permutation_test).parameters else \
+    "random_state"
 LABELS = {"wd": "weight decay", "lr": "learning rate", "epochs": "epochs (schedule)",
           "arch": "architecture", "depth": "depth", "version": "version", "width": "width",
           "color_aug": "color augmentation", "batch_size": "batch size"}
@@ -76,68 +122,260 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def eta_squared(y: np.ndarray, groups: np.ndarray) -> float:
-    """Between-group sum of squares over total sum of squares (one-way)."""
+def _codes(groups) -> np.ndarray:
+    """Integer code per trial, values numbered by first occurrence (equal partitions, equal codes)."""
+    return pd.factorize(pd.Series(np.asarray(groups, dtype=str)))[0]
+
+
+def _anova(y, groups) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(y, codes, between-value sum of squares, total sum of squares), one-way."""
     y = np.asarray(y, dtype=float)
-    _, inv = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    total = ((y - y.mean()) ** 2).sum()
-    if total == 0:
+    codes = _codes(groups)
+    n = np.bincount(codes)
+    means = np.bincount(codes, weights=y) / n
+    total = float(((y - y.mean()) ** 2).sum())
+    between = float((n * (means - y.mean()) ** 2).sum())
+    return y, codes, between, total
+
+
+def eta_squared(y, groups) -> float:
+    """Between-group sum of squares over total sum of squares (one-way); NaN if y is constant.
+
+    Biased upwards: with no effect its expectation is (k-1)/(n-1) for k groups and n values.
+    """
+    _, _, between, total = _anova(y, groups)
+    return float("nan") if total == 0 else between / total
+
+
+def omega_squared(y, groups) -> float:
+    """Chance-corrected share of variance, (SS_b - (k-1) MS_w) / (SS_t + MS_w), one-way.
+
+    0 when the groups explain exactly what chance would (η² = (k-1)/(n-1), F = 1); negative when
+    they explain less, which reads as "no detectable effect". NaN when y is constant or every
+    group has one value (no within-group variance to compare with).
+    """
+    y, codes, between, total = _anova(y, groups)
+    n, k = len(y), int(codes.max()) + 1
+    if total == 0 or n <= k:
         return float("nan")
-    n = np.bincount(inv)
-    means = np.bincount(inv, weights=y) / n
-    return float((n * (means - y.mean()) ** 2).sum() / total)
+    within = (total - between) / (n - k)
+    return (between - (k - 1) * within) / (total + within)
 
 
-def sensitivity(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ranking per axis, summary per axis value), accuracy in percent."""
+def permutation_pvalue(y, groups, *, n_permutations: int = PERMUTATIONS,
+                       seed: int = 0) -> tuple[float, float]:
+    """(p, its Monte-Carlo standard error) of "y does not depend on the groups".
+
+    Values of y are reassigned to the groups at random, group sizes kept (all reassignments when
+    there are at most `n_permutations`: exact, SE 0); statistic η² (for fixed group sizes the
+    total sum of squares is fixed, so this is the one-way F test's ordering), one-sided: p is
+    the share of reassignments explaining at least as much as the observed grouping, counting
+    the observed one ((c + 1) / (n_permutations + 1), never 0). NaN when y is constant.
+    """
+    y, codes, _, total = _anova(y, groups)
+    if total == 0:
+        return float("nan"), float("nan")
+    k = int(codes.max()) + 1
+    samples = [y[codes == j] for j in range(k)]
+    grand = float(y.mean())
+
+    def statistic(*xs, axis=-1):
+        return sum(x.shape[axis] * (x.mean(axis=axis) - grand) ** 2 for x in xs) / total
+
+    sizes = np.cumsum([len(s) for s in samples])
+    n_max = math.prod(math.comb(int(m), int(j)) for m, j in zip(sizes[1:], sizes[:-1]))
+    rng = {_RNG_ARG: np.random.default_rng(seed)}
+    batch = max(1, min(n_permutations, 4_000_000 // len(y)))
+    if min(len(x) for x in samples) >= 2:
+        res = stats.permutation_test(
+            samples, statistic, permutation_type="independent", vectorized=True,
+            n_resamples=n_permutations, alternative="greater", batch=batch, **rng)
+    else:
+        # scipy's "independent" test needs two values per group; a value seen in one trial
+        # only (common in a sampled grid) takes the equivalent one-sample form: the order of
+        # the accuracies is permuted against the fixed group labels.
+        onehot = np.eye(k)[codes]
+        counts = onehot.sum(axis=0)
+
+        def by_order(x, axis=-1):
+            means = np.moveaxis(x, axis, -1) @ onehot / counts
+            return ((means - grand) ** 2 * counts).sum(axis=-1) / total
+
+        res = stats.permutation_test(
+            (y,), by_order, permutation_type="pairings", vectorized=True,
+            n_resamples=n_permutations, alternative="greater", batch=batch, **rng)
+        n_max = math.factorial(len(y))
+    p = float(res.pvalue)
+    se = 0.0 if n_max <= n_permutations else math.sqrt(p * (1 - p) / n_permutations)
+    return p, se
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control); NaN stays NaN, not counted."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = len(q)
+    if m:
+        order = np.argsort(q, kind="stable")
+        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[order]))
+        res = np.empty(m)
+        res[order] = adj
+        out[ok] = res
+    return out
+
+
+RANKING_COLUMNS = ["sweep", "axis", "rank", "n_values", "omega_squared", "eta_squared",
+                   "eta_squared_null", "p_perm", "p_perm_se", "p_holm", "best_spread_pt",
+                   "median_spread_pt", "n_trials"]
+
+
+def sensitivity(sweep: Sweep, *, n_permutations: int = PERMUTATIONS,
+                seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ranking per axis, summary per axis value), accuracy in percent.
+
+    The ranking has one row per varying axis (`RANKING_COLUMNS`), ranked by ω² (NaN last); see
+    the module docstring for what each column means. Every axis's permutation test uses the
+    same `seed`, so axes that group the trials identically get the same p and the whole table
+    is reproducible.
+    """
     df, axes = axis_frame(sweep)
     y = 100 * df[FULL].to_numpy(float)
-    rank_rows, value_rows = [], []
+    n = len(y)
+    rank_rows, value_rows, tests = [], [], {}
     for a in axes:
         g = df[a].map(str).to_numpy()
+        key = _codes(g).tobytes()  # the partition of the trials: one test per distinct one
+        if key not in tests:
+            tests[key] = permutation_pvalue(y, g, n_permutations=n_permutations, seed=seed)
+        p, se = tests[key]
         per = pd.DataFrame({"g": g, "y": y}).groupby("g", sort=False)["y"]
         best, med = per.max(), per.median()
+        k = len(best)
         rank_rows.append({
-            "sweep": sweep.name, "axis": a, "n_values": len(best),
-            "eta_squared": eta_squared(y, g),
+            "sweep": sweep.name, "axis": a, "n_values": k,
+            "omega_squared": omega_squared(y, g), "eta_squared": eta_squared(y, g),
+            "eta_squared_null": (k - 1) / (n - 1) if n > 1 else float("nan"),
+            "p_perm": p, "p_perm_se": se, "_key": key,
             "best_spread_pt": best.max() - best.min(),
-            "median_spread_pt": med.max() - med.min(),
+            "median_spread_pt": med.max() - med.min(), "n_trials": n,
         })
         for v in _ordered_values(df[a]):
             sel = y[g == str(v)]
             value_rows.append({"sweep": sweep.name, "axis": a, "value": _fmt(v), "n": len(sel),
                                "best": sel.max(), "median": np.median(sel), "mean": sel.mean(),
                                "worst": sel.min()})
-    ranking = pd.DataFrame(rank_rows, columns=["sweep", "axis", "n_values", "eta_squared",
-                                               "best_spread_pt", "median_spread_pt"])
-    ranking = ranking.sort_values("eta_squared", ascending=False, na_position="last",
+    ranking = pd.DataFrame(rank_rows, columns=[c for c in RANKING_COLUMNS if c != "rank"]
+                           + ["_key"])
+    adjusted = dict(zip(tests, holm([p for p, _ in tests.values()])))
+    ranking["p_holm"] = ranking["_key"].map(adjusted).astype(float)
+    ranking = ranking.drop(columns="_key")
+    ranking = ranking.sort_values("omega_squared", ascending=False, na_position="last",
                                   kind="stable").reset_index(drop=True)
     ranking.insert(2, "rank", np.arange(1, len(ranking) + 1))
-    return ranking, pd.DataFrame(value_rows)
+    return ranking[RANKING_COLUMNS], pd.DataFrame(value_rows)
 
 
-def verdict(ranking: pd.DataFrame) -> str:
-    """The ranking in words and whether it matches the paper's finding."""
+def _pval(p: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_eq(p: float) -> str:
+    s = _pval(p)
+    return s if s.startswith("<") else f"= {s}"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def verdict(ranking: pd.DataFrame, alpha: float = ALPHA) -> str:
+    """The ranking in words (ω² and p per axis) and what it says about the paper's finding.
+
+    An axis is "distinguishable from chance" when its Holm-corrected p (`p_holm`) is below
+    `alpha`; an axis that is not counts as showing no effect. With C the largest ω² among the
+    paper's crucial axes (wd, epochs) that are distinguishable and A the largest among the
+    architecture axes (arch, depth, version, width) that are (each -inf when there is none):
+    the sweep *agrees* with the paper when C > A (some crucial axis matters, and every
+    architecture axis either shows no effect or a smaller one); it *does not agree* when
+    A > C (an architecture axis matters more than every crucial axis that matters, or the
+    crucial ones show none); otherwise (nothing distinguishable, or a tie) it cannot tell and
+    says which axes are and are not distinguishable. The size comparison is of point
+    estimates of ω², not a test of their difference. When the crucial or the architecture axes
+    do not vary, the finding cannot be checked at all.
+    """
     if ranking.empty:
         return "No axis varies among the completed trials, so there is no sensitivity to rank."
-    parts = [f"{r.axis} {r.eta_squared:.3f}" for r in ranking.itertuples()]
-    text = "Axes ranked by variance of full-split top-1 explained (η²): " + ", ".join(parts) + "."
-    eta = dict(zip(ranking["axis"], ranking["eta_squared"]))
-    matters = [a for a in PAPER_MATTERS if a in eta]
-    little = [a for a in PAPER_LITTLE if a in eta]
-    if matters and little:
-        lo = min(eta[a] for a in matters)
-        hi = max(eta[a] for a in little)
-        agree = lo > hi
-        text += (
-            f" The paper found weight decay and schedule crucial and architecture much less: here "
-            f"{' and '.join(matters)} explain at least {lo:.3f} and {'/'.join(little)} at most "
-            f"{hi:.3f}, so this sweep {'agrees' if agree else 'does not agree'} with the paper."
-        )
+    axes = list(ranking["axis"])
+    omega = dict(zip(axes, ranking["omega_squared"].astype(float)))
+    p = dict(zip(axes, ranking["p_perm"].astype(float)))
+    p_adj = dict(zip(axes, ranking["p_holm"].astype(float)))
+    n = int(ranking["n_trials"].iloc[0])
+    parts = [f"{a} {omega[a]:.3f} (p {_pval(p[a])}, Holm {_pval(p_adj[a])})" for a in axes]
+    text = (f"Axes ranked by chance-corrected variance of full-split top-1 explained (ω²; "
+            f"permutation p per axis, Holm-corrected across axes) on {n} trials: "
+            + ", ".join(parts) + ".")
+    matters = [a for a in PAPER_MATTERS if a in omega]
+    little = [a for a in PAPER_LITTLE if a in omega]
+    if not (matters and little):
+        missing = [a for a in PAPER_MATTERS + ("arch",) if a not in omega]
+        return text + (f" The paper's finding (weight decay and schedule matter, architecture "
+                       f"much less) cannot be checked here: {', '.join(missing)} do not vary.")
+    sig = {a: bool(p_adj[a] < alpha) for a in axes}  # NaN compares False: not significant
+    sig_m = [a for a in matters if sig[a]]
+    sig_l = [a for a in little if sig[a]]
+    size = {a: (omega[a] if np.isfinite(omega[a]) else -np.inf) for a in axes}
+    top_m = max((size[a] for a in sig_m), default=-np.inf)
+    top_l = max((size[a] for a in sig_l), default=-np.inf)
+    paper = "The paper found weight decay and schedule crucial and architecture much less"
+    chance = f"distinguishable from chance (Holm p < {alpha:g})"
+    not_chance = f"not distinguishable from chance (Holm p ≥ {alpha:g})"
+
+    def are(names: list[str]) -> str:
+        return "is" if len(names) == 1 else "are"
+
+    def sized(names: list[str]) -> str:
+        return _join([f"{a} (ω² {omega[a]:.3f})" for a in names])
+
+    if sig_m and top_m > top_l:
+        clauses = [f"{sized(sig_m)} {are(sig_m)} {chance}"]
+        if sig_l:
+            clauses.append(f"{sized(sig_l)} {are(sig_l)} too but smaller")
+        rest = [a for a in little if not sig[a]]
+        if rest:
+            clauses.append(f"{_join(rest)} {are(rest)} {not_chance}")
+        return (text + f" {paper}: here " + "; ".join(clauses)
+                + ", so this sweep agrees with the paper.")
+    if sig_l and top_l > top_m:
+        best = max(sig_l, key=lambda a: size[a])
+        text += f" {paper}: here {sized([best])} is {chance} and larger than "
+        if sig_m:
+            text += f"{sized(sig_m)}"
+            rest = [a for a in matters if not sig[a]]
+            if rest:
+                text += f", and {_join(rest)} {are(rest)} {not_chance}"
+        else:
+            text += f"every crucial axis: {_join(matters)} {are(matters)} {not_chance}"
+        return text + ", so this sweep does not agree with the paper."
+    sig_all = [a for a in axes if sig[a]]
+    if not sig_all:
+        return text + (f" No axis is distinguishable from chance at this number of trials ({n}; "
+                       f"every Holm p ≥ {alpha:g}), so this sweep cannot tell whether it agrees "
+                       f"with the paper (weight decay and schedule crucial, architecture much "
+                       f"less).")
+    rest = [a for a in axes if not sig[a]]
+    text += f" {_join(sig_all)} {are(sig_all)} {chance}"
+    text += f"; {_join(rest)} {are(rest)} {not_chance}" if rest else ""
+    if not (sig_m or sig_l):
+        text += (f". Neither the paper's crucial axes ({_join(matters)}) nor the architecture "
+                 f"axes ({_join(little)}) are, so at this number of trials ({n}) this sweep "
+                 f"cannot tell whether it agrees with the paper.")
     else:
-        missing = [a for a in PAPER_MATTERS + ("arch",) if a not in eta]
-        text += (f" The paper's finding (weight decay and schedule matter, architecture much "
-                 f"less) cannot be checked here: {', '.join(missing)} do not vary.")
+        text += (f". The largest crucial and architecture effects are equal (ω² {top_m:.3f}), so "
+                 f"this sweep cannot tell whether it agrees with the paper.")
     return text
 
 
@@ -170,8 +408,8 @@ def plot_sensitivity(sweep: Sweep, ranking: pd.DataFrame | None = None):
         ax.set_xticks(pos, [_fmt(v) for v in values], rotation=30 if len(values) > 4 else 0,
                       fontsize=8)
         row = ranking.iloc[i]
-        ax.set_title(f"#{row['rank']} {LABELS.get(a, a)}  (η² = {row['eta_squared']:.3f})",
-                     fontsize=9)
+        ax.set_title(f"#{row['rank']} {LABELS.get(a, a)}\nω² = {row['omega_squared']:.3f}, "
+                     f"p {_p_eq(row['p_perm'])} (Holm {_pval(row['p_holm'])})", fontsize=9)
         if i % ncols == 0:
             ax.set_ylabel("full-split top-1 [%]")
         ax.grid(alpha=0.3, axis="y")

@@ -1,8 +1,11 @@
 """Read and validate one sweep directory: results table, search space and per-example predictions.
 
 A sweep directory (written by `s4l-sweep`) holds `results.parquet` (or `results.csv`), one row
-per trial in trial order, `space.json` (the search space and its axes) and `predictions.npz`
-(per-example correctness of every completed trial on the full validation split). `load_sweep`
+per trial in trial order, `space.json` (the search space and its axes), `predictions.npz`
+(per-example correctness of every completed trial on the full validation split) and
+`splits.npz` (the seeded splits; its `tiny_{k}` arrays list the example ids, values of the
+predictions' `index`, of each tiny validation subset: they become `Predictions.tiny`, read with
+numpy alone). `load_sweep`
 turns it into a `Sweep`; every problem a user can fix is a `UserError` whose one-line message
 names the problem and the fix. The analysis never retrains: it reads only these files.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,17 +23,25 @@ import pandas as pd
 
 from s4l_models.errors import UserError
 
-from tune.results import RESULTS_VERSION, read_table  # the results-table format it reads
+from tune.results import (  # the results-table format it reads
+    READABLE_VERSIONS,
+    RESULTS_VERSION,
+    read_table,
+    upgrade_table,
+)
 RESULTS_FILES = ("results.parquet", "results.csv")
 SPACE_FILE = "space.json"
 PREDICTIONS_FILE = "predictions.npz"
+SPLITS_FILE = "splits.npz"  # written by s4l_models.data.splits.save_splits
+TINY_KEY_RE = re.compile(r"^tiny_(\d+)$")
 FULL = "val_full_top1"  # the reference score: top-1 on the full validation split
 REQUIRED_COLUMNS = ("trial_id", "status", FULL)
 METRIC_RE = re.compile(r"^(val_(\d+)pc|val_full|test)_top(1|5)$")
 TINY_RE = re.compile(r"^val_(\d+)pc_top1$")
 # Columns that describe a trial's outcome or bookkeeping rather than its configuration.
 NON_SETTING_COLUMNS = frozenset({
-    "trial_id", "status", "error", "epochs_done", "steps_done", "total_steps", "short_run",
+    "trial_id", "config_id", "status", "error", "epochs_done", "steps_done", "total_steps",
+    "short_run",
     "train_seconds",
     "trial_dir", "results_version", "data_dir", "splits_path", "device", "threads", "workers",
     "eval_every", "eval_batch_size", "fail_at_step", "compile", "amp", "channels_last",
@@ -47,6 +59,9 @@ class Predictions:
     top1: np.ndarray  # [T, N] bool
     top5: np.ndarray  # [T, N] bool
     index: np.ndarray  # [N] example ids
+    # k images per class -> [N] bool mask of that tiny subset over the columns of top1 (from
+    # splits.npz; empty when the sweep has none)
+    tiny: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,12 +144,14 @@ def _check_version(df: pd.DataFrame, path: Path) -> None:
             f"{path} is from an older or unknown format (no results_version column; this "
             f"s4l-report reads version {RESULTS_VERSION}); {REGENERATE}"
         )
+    readable = ", ".join(str(v) for v in READABLE_VERSIONS)
     versions = pd.to_numeric(df["results_version"], errors="coerce")
-    bad = sorted({str(v) for v, n in zip(df["results_version"], versions) if n != RESULTS_VERSION})
+    bad = sorted({str(v) for v, n in zip(df["results_version"], versions)
+                  if n not in READABLE_VERSIONS})
     if bad:
         raise UserError(
-            f"{path} has results_version {', '.join(bad)} but this s4l-report reads version "
-            f"{RESULTS_VERSION}; {REGENERATE}, or use the s4l-report that matches it"
+            f"{path} has results_version {', '.join(bad)} but this s4l-report reads version(s) "
+            f"{readable}; {REGENERATE}, or use the s4l-report that matches it"
         )
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -210,7 +227,63 @@ def _read_predictions(run_dir: Path, completed: pd.DataFrame, notes: list[str]):
             f"the per-example predictions disagree with {FULL} of the results table by up to "
             f"{100 * gap:.2f} pt; the validation-size study scores trials from the predictions"
         )
+    preds.tiny = _read_tiny_masks(run_dir, preds, completed, notes)
     return preds
+
+
+def _read_tiny_masks(
+    run_dir: Path, preds: Predictions, completed: pd.DataFrame, notes: list[str]
+) -> dict[int, np.ndarray]:
+    """Masks of the tiny subsets over the prediction columns, from splits.npz (numpy only).
+
+    Problems are notes, not errors: without masks the study still runs on the results table,
+    only the rest-of-split yardstick, the overlap-aware p-values and McNemar are left out."""
+    path = run_dir / SPLITS_FILE
+    lost = ("the rest-of-split yardstick, the overlap-aware p-values, McNemar and exact subset "
+            "counts are left out")
+    if not path.is_file():
+        notes.append(f"{SPLITS_FILE} is missing, so the tiny subsets cannot be located among the "
+                     f"validation examples: {lost}")
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            raw = {int(m.group(1)): np.asarray(z[key]).ravel()
+                   for key in z.files if (m := TINY_KEY_RE.match(key))}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        notes.append(f"cannot read {path.name} ({type(err).__name__}: {err}): {lost}")
+        return {}
+    index = np.asarray(preds.index).ravel()
+    masks: dict[int, np.ndarray] = {}
+    for k in sorted(raw):
+        ids = raw[k]
+        missing = ~np.isin(ids, index)
+        if missing.any() or len(np.unique(ids)) != len(ids):
+            notes.append(
+                f"{SPLITS_FILE}: tiny_{k} lists {int(missing.sum())} example ids that are not in "
+                f"{PREDICTIONS_FILE} (or repeats ids), so the {k}/class subset cannot be located: "
+                f"{lost} for it"
+            )
+            continue
+        masks[k] = np.isin(index, ids)
+    table = completed.set_index(completed["trial_id"].astype(str))
+    for k in tiny_ks(completed):
+        col = tiny_column(k)
+        if k not in masks:
+            if k not in raw:
+                notes.append(f"{SPLITS_FILE} has no tiny_{k}: for the {k}/class subset {lost}")
+            continue
+        have = [t for t in preds.trial_ids if t in table.index]
+        scores = table.loc[have, col].to_numpy(float)
+        from_mask = preds.top1[:, masks[k]].mean(axis=1)
+        ok = np.isfinite(scores)
+        gap = float(np.max(np.abs(from_mask[ok] - scores[ok]))) if ok.any() else 0.0
+        if gap > 1e-6:
+            notes.append(
+                f"the {k}/class subset of {SPLITS_FILE} does not reproduce {col} of the results "
+                f"table (up to {100 * gap:.2f} pt apart): the tiny scores come from the table, "
+                f"the rest-of-split scores, McNemar and exact counts from the mask"
+            )
+    return masks
 
 
 def load_sweep(
@@ -232,7 +305,7 @@ def load_sweep(
             f"{path} has no trials; wait until the sweep has finished some trials, or rerun it"
         )
     _check_version(df, path)
-    df = df.reset_index(drop=True)
+    df = upgrade_table(df).reset_index(drop=True)  # a version-2 table gets its config_id
     df["trial_id"] = df["trial_id"].astype(str)
     if df["trial_id"].duplicated().any():
         dup = df.loc[df["trial_id"].duplicated(), "trial_id"].iloc[0]
@@ -279,10 +352,10 @@ def load_sweep(
         )
     completed = df[done].reset_index(drop=True)
     space = _read_space(run_dir)
-    if space is not None and space.get("results_version", RESULTS_VERSION) != RESULTS_VERSION:
+    if space is not None and space.get("results_version", RESULTS_VERSION) not in READABLE_VERSIONS:
         raise UserError(
             f"{run_dir / SPACE_FILE} has results_version {space.get('results_version')} but this "
-            f"s4l-report reads version {RESULTS_VERSION}; {REGENERATE}"
+            f"s4l-report reads version(s) {', '.join(map(str, READABLE_VERSIONS))}; {REGENERATE}"
         )
     if space is None:
         notes.append(f"{SPACE_FILE} is missing: the sweep's axes are inferred from the table")

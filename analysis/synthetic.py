@@ -3,9 +3,12 @@
     python -m analysis.synthetic OUT_DIR      # a 1%-style sweep (~200 trials) in a second
     s4l-report OUT_DIR --out OUT_DIR/report
 
-`write_sweep` writes results.parquet, results.csv, space.json and predictions.npz from given
-per-trial settings and per-example correctness (the tiny-subset scores are computed from the
-correctness exactly as the trainer does: the first k images per class of a seeded order).
+`write_sweep` writes results.parquet, results.csv, space.json, predictions.npz and
+splits.npz/splits.json from given per-trial settings and per-example correctness (the
+tiny-subset scores are computed from the correctness exactly as the trainer does: the first k
+images per class of a seeded order; splits.npz lists those subsets' example ids in the format
+of s4l_models.data.splits.save_splits, with the validation split as `val` and no training
+images).
 `planted_sweep` builds a grid whose answer is known: weight decay and epochs move accuracy a
 lot, architecture a little, seeds add noise; examples have a shared difficulty, so trials agree
 on which images are hard, as real models do.
@@ -49,11 +52,14 @@ def write_sweep(
     trial_ids: list[str] | None = None,
     columns: dict[str, list] | None = None,
     seed: int = 0,
+    index: np.ndarray | None = None,
+    splits: bool = True,
 ) -> Path:
     """Write a sweep directory; trials whose status is not 'completed' get NaN metrics.
 
     `columns` overrides or adds whole columns of the results table (one value per trial),
-    e.g. to plant tiny-subset scores.
+    e.g. to plant tiny-subset scores. `index`: the example ids of the validation split
+    (default 0..N-1). `splits=False` leaves out splits.npz/splits.json (as an older sweep).
     """
     from s4l_models.evaluate import save_sweep_predictions
 
@@ -107,9 +113,38 @@ def write_sweep(
     }
     (run_dir / "space.json").write_text(json.dumps(space, indent=2))
     done = [i for i in range(t) if status[i] == "completed"]
+    index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
     save_sweep_predictions(run_dir / "predictions.npz", [ids[i] for i in done],
-                           np.arange(n), label, top1[done], top5[done])
+                           index, label, top1[done], top5[done])
+    if splits:
+        write_splits(run_dir, index, label, masks, seed=seed)
     return run_dir
+
+
+def write_splits(run_dir: str | Path, index: np.ndarray, label: np.ndarray,
+                 masks: dict[int, np.ndarray], *, seed: int = 0) -> Path:
+    """splits.npz + splits.json as s4l_models.data.splits.save_splits writes them (int64 arrays
+    train/val/labeled/tiny_{k}, sorted example ids; meta with tiny_k and counts)."""
+    import io
+
+    run_dir = Path(run_dir)
+    index = np.asarray(index, dtype=np.int64)
+    tiny = {int(k): np.sort(index[np.asarray(m, dtype=bool)]) for k, m in sorted(masks.items())}
+    empty = np.zeros(0, dtype=np.int64)
+    arrays = {"train": empty, "val": np.sort(index), "labeled": empty}
+    arrays.update({f"tiny_{k}": v for k, v in tiny.items()})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: v.astype(np.int64) for k, v in arrays.items()})
+    (run_dir / "splits.npz").write_bytes(buf.getvalue())
+    meta = {
+        "dataset": "synthetic", "n_train_total": len(index),
+        "num_classes": len(np.unique(label)), "val_size": len(index),
+        "labels": "synthetic", "tiny_k": sorted(tiny), "split_seed": int(seed),
+        "counts": {"train": 0, "val": len(index), "labeled": 0,
+                   **{f"val_{k}pc": len(v) for k, v in tiny.items()}},
+    }
+    (run_dir / "splits.json").write_text(json.dumps(meta, indent=2))
+    return run_dir / "splits.npz"
 
 
 def planted_sweep(

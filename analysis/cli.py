@@ -34,14 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="s4l-report",
         description="Figure 3, validation-size study, sensitivity and leaderboard of sweeps.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="sweep directories")
     p.add_argument("--out", help="output directory (default: the first RUN_DIR/report)")
-    p.add_argument("--draws", type=int, default=1000,
-                   help="random subsets per k in the validation-size study")
-    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CIs")
-    p.add_argument("--seed", type=int, default=0, help="seed of subsets and bootstrap")
+    # Monte-Carlo sizes default to the analysis modules' own (valsize.DRAWS, stats.BOOT,
+    # sensitivity.PERMUTATIONS: an error <= 0.005 on a probability near 0.95), which the sweep's
+    # report uses too, so one directory gives one page either way.
+    p.add_argument("--draws", type=int,
+                   help="random draws per k and design in the validation-size study (default 2000)")
+    p.add_argument("--boot", type=int, help="bootstrap resamples for the CIs (default 2000)")
+    p.add_argument("--permutations", type=int,
+                   help="permutations of each sweep axis in the sensitivity test (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of subsets, bootstrap and permutations (default 0)")
     p.add_argument("--include-short-runs", action="store_true",
                    help="keep trials too short to mean anything (fewer than 50 optimizer steps "
                    "or every step in the warmup; left out by default)")
@@ -53,14 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.draws < 1 or args.boot < 0:
-        raise UserError("--draws must be >= 1 and --boot >= 0")
+    if (args.draws is not None and args.draws < 1) or (args.boot is not None and args.boot < 0) \
+            or (args.permutations is not None and args.permutations < 1):
+        raise UserError("--draws and --permutations must be >= 1 and --boot >= 0")
     from .report import build_report  # heavy imports after argument checks
 
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     index = build_report(args.run_dirs, out, n_draws=args.draws, n_boot=args.boot,
-                         seed=args.seed, log=log, include_short=args.include_short_runs)
+                         n_permutations=args.permutations, seed=args.seed, log=log,
+                         include_short=args.include_short_runs)
     if not args.quiet:
         print((index.parent / "summary.txt").read_text(encoding="utf-8"), end="")
     print(f"report: {index}", flush=True)

@@ -4,13 +4,19 @@ Completed trials of all sweeps are grouped into configurations: trials that diff
 `seed` (and in bookkeeping such as their directory) form one configuration, across sweeps too.
 Each configuration gets mean ± std (sample std, n - 1) over its seeds of full-split and test
 top-1/top-5 in percent. Per (space, method) the best configuration is the one with the highest
-mean full-split top-1 (ties: first seen); the test columns are reported, never used to choose.
+mean full-split top-1 (ties: first seen) among the configurations with the most seeds: after
+seed repeats (`s4l-sweep --reseed-top K --seeds S`) those are the finalists, whose means are
+not the lucky single draws that made them finalists; the test columns are reported, never used
+to choose. `separation` says whether the best finalist stands out from the runner-up beyond
+seed noise (Welch's t-test over their seeds, scipy.stats.ttest_ind).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from scipy import stats as sps
 
 from .load import FULL, Sweep, setting_columns
 from .sensitivity import _cell
@@ -55,6 +61,8 @@ def configurations(sweeps: list[Sweep]) -> pd.DataFrame:
             "n_seeds": len(g),
             "seeds": " ".join(str(v) for v in g["seed"]) if "seed" in g.columns else "",
             "trials": " ".join(g["trial_id"]),
+            # the full-split top-1 [%] of each seed, for the seed-noise test (`separation`)
+            "val_full_top1_per_seed": " ".join(f"{100 * v:.4f}" for v in g[FULL]),
         }
         for m in METRICS:
             v = 100 * g[m].to_numpy(float)
@@ -70,9 +78,12 @@ def configurations(sweeps: list[Sweep]) -> pd.DataFrame:
 
 
 def leaderboard(sweeps: list[Sweep]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(best configuration per space/method, all configurations), best first."""
+    """(best configuration per space/method, all configurations), best first; the best is
+    chosen among the configurations with the most seeds of their space and method."""
     configs = configurations(sweeps)
-    best = (configs.sort_values(f"{FULL}_mean", ascending=False, kind="stable")
+    most = configs.groupby(["space", "method"], sort=False)["n_seeds"].transform("max")
+    best = (configs[configs["n_seeds"] == most]
+            .sort_values(f"{FULL}_mean", ascending=False, kind="stable")
             .groupby(["space", "method"], sort=False).head(1))
     best = best.sort_values(["space", f"{FULL}_mean"], ascending=[True, False], kind="stable")
     return best.reset_index(drop=True), configs
@@ -89,6 +100,47 @@ def seed_noise(configs: pd.DataFrame) -> tuple[float, int]:
         return float("nan"), 0
     dof = rep[f"{FULL}_n"] - 1
     return float(np.sqrt((dof * rep[f"{FULL}_std"] ** 2).sum() / dof.sum())), len(rep)
+
+
+def finalists(configs: pd.DataFrame) -> pd.DataFrame:
+    """Configurations run with several seeds (the seed repeats' finalists), best mean first."""
+    rep = configs[configs[f"{FULL}_n"] > 1]
+    return rep.sort_values(f"{FULL}_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def separation(configs: pd.DataFrame, alpha: float = 0.05) -> dict | None:
+    """Is the best finalist better than the runner-up beyond seed noise?
+
+    Welch's t-test (two-sided) on the full-split top-1 of their seeds; None with fewer than two
+    finalists. `separable` is p < alpha; with 3 seeds each only gaps of several seed standard
+    deviations reach it, which is the honest answer for so few repeats."""
+    fin = finalists(configs)
+    fin = fin[fin["space"] == fin["space"].iloc[0]] if len(fin) else fin
+    if len(fin) < 2:
+        return None
+    a, b = ([float(v) for v in fin.iloc[i]["val_full_top1_per_seed"].split() if v != "nan"]
+            for i in (0, 1))
+    res = sps.ttest_ind(a, b, equal_var=False)
+    p = float(res.pvalue) if np.isfinite(res.pvalue) else 1.0
+    return {
+        "best": fin.iloc[0]["config"], "runner_up": fin.iloc[1]["config"],
+        "best_mean": float(np.mean(a)), "best_std": float(np.std(a, ddof=1)), "best_n": len(a),
+        "runner_up_mean": float(np.mean(b)), "runner_up_std": float(np.std(b, ddof=1)),
+        "runner_up_n": len(b), "gap_pt": float(np.mean(a) - np.mean(b)), "p": p,
+        "separable": bool(p < alpha), "alpha": alpha,
+    }
+
+
+def separation_words(sep: dict) -> str:
+    """The finalists' comparison in one sentence."""
+    head = (f"Seed repeats: the best finalist ({sep['best']}) reaches "
+            f"{pm(sep['best_mean'], sep['best_std'], sep['best_n'])} % full-split top-1, the "
+            f"runner-up ({sep['runner_up']}) {pm(sep['runner_up_mean'], sep['runner_up_std'], sep['runner_up_n'])} %; "
+            f"gap {sep['gap_pt']:.2f} pt, Welch's t-test p = {sep['p']:.3f}: ")
+    if sep["separable"]:
+        return head + "the pick stands out from seed noise."
+    return head + ("the pick is not separable from seed noise (another seed could reverse the "
+                   "order).")
 
 
 def pm(mean: float, std: float, n: int) -> str:

@@ -90,6 +90,11 @@ def _pt(x: float) -> str:
     return f"{x:.2f} pt"
 
 
+def _pse(row, col: str) -> str:
+    """A resampled probability with its Monte-Carlo standard error: '0.64 ± 0.01'."""
+    return f"{row[col]:.2f} ± {row[col + '_se']:.3f}"
+
+
 def _ci(v, lo, hi) -> str:
     if not np.isfinite(v):
         return "—"
@@ -97,62 +102,100 @@ def _ci(v, lo, hi) -> str:
 
 
 def _tiny_display(df: pd.DataFrame, multi: bool) -> pd.DataFrame:
-    """Compact text version of tiny_subsets.csv for the page."""
+    """Compact text version of tiny_subsets.csv for the page (one row per subset and
+    yardstick)."""
     out = pd.DataFrame({"sweep": df["sweep"]}) if multi else pd.DataFrame(index=df.index)
     out["subset"] = df["subset"]
+    out["yardstick"] = df["yardstick"]
     out["trials"] = df["n_trials"]
     for name, sym in (("pearson", "Pearson r"), ("spearman", "Spearman ρ"),
                       ("kendall", "Kendall τ")):
         out[f"{sym} [95% CI]"] = [_ci(v, a, b) for v, a, b in
                                    zip(df[name], df[name + "_lo"], df[name + "_hi"])]
+        out[f"{sym} under H0"] = df[name + "_null"].map(
+            lambda v: f"{v:.2f}" if np.isfinite(v) else "—")
         out[f"{sym} p"] = [st.fmt_p(p).removeprefix("p = ") for p in df[name + "_p"]]
-    out["picked (tiny %, full %)"] = [f"{t} ({100 * a:.1f}, {100 * b:.2f})" for t, a, b in
-                                      zip(df["picked"], df["picked_tiny"], df["picked_full"])]
-    out["best on full (%)"] = [f"{t} ({100 * b:.2f})" for t, b in zip(df["best"], df["best_full"])]
-    out["same"] = df["same_trial"].map({True: "yes", False: "no"})
-    out["regret [pt]"] = df["regret_pt"].map(lambda v: f"{v:.2f}")
-    out["tied"] = df["n_tied"]
-    out["E[regret] random tie-break [pt]"] = df["expected_regret_pt"].map(lambda v: f"{v:.2f}")
+    out["tied at top"] = df["n_tied"]
+    out["P(pick is best)"] = df["p_pick_best"].map(lambda v: f"{v:.2f}")
+    out["E[regret] [pt]"] = df["expected_regret_pt"].map(lambda v: f"{v:.2f}")
+    out["best on yardstick (%)"] = [f"{t} ({100 * b:.2f})" for t, b in
+                                    zip(df["best"], df["best_yard"])]
     for k in st.TOPK:
         out[f"top-{k} overlap"] = df[f"top{k}_overlap"].map(lambda v: f"{v:.2f}")
     return out
 
 
-def tiny_words(r: st.TinyResult, n_images: int | None) -> str:
-    """One paragraph on one tiny subset: correlations, the pick, ties, overlap."""
-    c, s = r.corr, r.selection
-    imgs = f" ({n_images} images)" if n_images else ""
+def _binom(ci: st.BinomCI | None) -> str:
+    if ci is None or not ci.n:
+        return "n/a"
+    return (f"{ci.correct}/{ci.n} = {100 * ci.acc:.0f}% (exact 95% CI "
+            f"{100 * ci.lo:.0f}–{100 * ci.hi:.0f}%)")
 
-    def coef(sym, key):
-        if not np.isfinite(c[key]):
-            return f"{sym} undefined"
-        ci = (f", 95% CI {c[key + '_lo']:.2f}–{c[key + '_hi']:.2f}"
-              if np.isfinite(c[key + "_lo"]) else "")
-        return f"{sym} = {c[key]:.2f} ({st.fmt_p(c[key + '_p'])}{ci})"
 
-    text = (f"{r.k}/class{imgs}, {r.n_trials} trials: Pearson {coef('r', 'pearson')}, "
-            f"Spearman {coef('ρ', 'spearman')}, Kendall {coef('τ', 'kendall')}. ")
-    text += (f"Picked on {r.k}/class: {s.picked} ({100 * s.picked_tiny:.1f}% on the subset, "
-             f"{100 * s.picked_full:.2f}% on the full split); best on the full split: {s.best} "
-             f"({100 * s.best_full:.2f}%). ")
-    text += ("Same trial: regret 0.00 pt. " if s.same_trial else
-             f"Not the same trial: regret {_pt(s.regret_pt)}. ")
-    if s.n_tied > 1:
-        text += (f"{s.n_tied} trials tie at the top subset score (first in trial order taken); "
-                 f"a uniformly random choice among them has expected regret "
-                 f"{_pt(s.expected_regret_pt)} and picks a best trial with probability "
-                 f"{s.p_best_random:.2f}. ")
+def _coef(c: dict, key: str, sym: str) -> str:
+    if not np.isfinite(c[key]):
+        return f"{sym} undefined"
+    ci = (f" [{c[key + '_lo']:.2f}, {c[key + '_hi']:.2f}]" if np.isfinite(c[key + "_lo"]) else "")
+    return f"{sym} = {c[key]:.2f}{ci}"
+
+
+def _pick(sel: st.Selection, where: str) -> str:
+    if sel.n_tied == 1:
+        head = f"the pick ({sel.tied[0]}) "
+    else:
+        head = f"{sel.n_tied} trials tie at the top ({100 * sel.top_tiny:.0f}%); a random one "
+    if sel.p_pick_best >= 1:
+        return head + f"is the best trial on {where}"
+    if sel.n_tied == 1:
+        return head + f"is not the best on {where}: regret {_pt(sel.expected_regret_pt)}"
+    return (head + f"is the best on {where} with probability {sel.p_pick_best:.2f}, "
+            f"expected regret {_pt(sel.expected_regret_pt)}")
+
+
+def tiny_key(r: st.TinyResult) -> str:
+    """The key-numbers line of one tiny subset: both yardsticks, the tie rule in expectation."""
+    n, d = r.nested, r.disjoint
+    c = n.corr
+    text = f"{r.k}/class: " + _coef(c, "pearson", "r")
+    if np.isfinite(c["pearson_p"]):
+        text += (f" against the full split, where overlap alone gives r = {c['null_r']:.2f} "
+                 f"({st.fmt_p(c['pearson_p'])} vs that)")
+    else:
+        text += " against the full split (no p-value: without per-example predictions the null "
+        text += "that keeps the overlap cannot be computed)"
+    if d is not None:
+        text += (f"; {_coef(d.corr, 'pearson', 'r')} against the rest of the split "
+                 f"({st.fmt_p(d.corr['pearson_p'])} vs 0)")
+    text += "; " + _pick(n.selection, "the full split")
+    if d is not None:
+        sd = d.selection
+        text += (f" (on the rest of the split: P(best) {sd.p_pick_best:.2f}, expected regret "
+                 f"{_pt(sd.expected_regret_pt)})")
+    return text + "."
+
+
+def tiny_words(r: st.TinyResult) -> str:
+    """One paragraph on one tiny subset: correlations and their nulls, the pick, exact binomial
+    intervals, the McNemar test of the top two, warnings."""
+    text = tiny_key(r) + " "
+    imgs = f" ({r.n_images} images)" if r.n_images else ""
+    text += (f"On {r.k}/class{imgs}, the top score is {_binom(r.ci.get('pick'))}; the best "
+             f"full-split trial scores {_binom(r.ci.get('best_full'))}. ")
+    if r.mcnemar is not None:
+        text += r.mcnemar.verdict.rstrip(".") + ". "
     ov = ", ".join(f"top-{k} {v * min(k, r.n_trials):.0f}/{min(k, r.n_trials)}"
-                   for k, v in r.overlap.items())
-    return text + f"Overlap of the best trials on subset and full split: {ov}."
+                   for k, v in r.nested.overlap.items())
+    text += f"Overlap of the best trials on subset and full split: {ov}."
+    return text
 
 
 def build_report(
     run_dirs: list[str | Path] | str | Path,
     out_dir: str | Path,
     *,
-    n_draws: int = 1000,
-    n_boot: int = 1000,
+    n_draws: int | None = None,
+    n_boot: int | None = None,
+    n_permutations: int | None = None,
     seed: int = 0,
     log=None,
     include_short: bool = False,
@@ -165,6 +208,10 @@ def build_report(
     """
     t0 = time.time()
     say = log or (lambda msg: None)
+    # Defaults sized so that a probability near 0.95 carries a Monte-Carlo error <= 0.005.
+    n_draws = vs.DRAWS if n_draws is None else n_draws
+    n_boot = st.BOOT if n_boot is None else n_boot
+    n_permutations = sens.PERMUTATIONS if n_permutations is None else n_permutations
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     sweeps = load_sweeps(list(run_dirs), include_short=include_short)
@@ -203,55 +250,73 @@ def build_report(
     body.append("<h2>Figure 3: tiny validation subsets against the full split</h2>")
     body.append(_p(
         "As in the paper's Figure 3: one point per completed trial, x = top-1 on the tiny "
-        "subset (k images per class), y = top-1 on the full validation split, Pearson r and p "
-        "on each panel. Red: the trial picked on the tiny subset (ties: first in trial order; "
-        "red rings: the other tied trials). Black star: the best trial on the full split. The "
-        "paper reports r = 0.99 for 1 and 5 images per class on ImageNet (1% labels) and the "
-        "same best model on 1 image per class as on the full split."))
+        "subset (k images per class), y = top-1 on the full validation split (top row, the "
+        "paper's construction: the full split contains the subset) and on the rest of the "
+        "split, the images not in the subset (second row, when the sweep stored per-example "
+        "predictions). A subset inside its yardstick correlates with it even when all trials "
+        "are equally good (about sqrt(subset / split)), so the top row's p-value tests r "
+        "against that overlap-only value (H0: all trials equally good, each image answered "
+        "correctly at its observed rate, Monte-Carlo over the same number of draws as the "
+        "bootstrap), never against 0; the second row's p tests r against 0. Intervals: 95% "
+        "percentile bootstrap over trials. Red: the trial picked on the subset when ties go to "
+        "the first in trial order (red rings: the other tied trials); the numbers in words are "
+        "expectations over a random choice among the tied. Black star: the best trial on the "
+        "yardstick. Orange squares: configurations run with several seeds, mean ± std over "
+        "seeds. The paper reports r = 0.99 for 1 and 5 images per class on ImageNet (1% labels) "
+        "and the same best model on 1 image per class as on the full split."))
     body.append(_img(out / "figure3.png", "Figure 3"))
     for s in sweeps:
         for r in tiny[s.name]:
-            words = tiny_words(r, fig3.n_images(s, r.k))
-            body.append(_p((f"{s.name}: " if multi else "") + words))
-            sel = r.selection
-            key.append(
-                f"{s.name + ', ' if multi else ''}{r.k}/class: r = {r.corr['pearson']:.2f} "
-                f"({st.fmt_p(r.corr['pearson_p'])}); the pick on the subset "
-                + ("is the best trial on the full split." if sel.same_trial else
-                   f"loses {_pt(sel.regret_pt)} against the best on the full split.")
-                + (f" {sel.n_tied} trials tie on the subset (random tie-break: expected regret "
-                   f"{_pt(sel.expected_regret_pt)})." if sel.n_tied > 1 else ""))
+            body.append(_p((f"{s.name}: " if multi else "") + tiny_words(r)))
+            key.append((f"{s.name}, " if multi else "") + tiny_key(r))
+            for w in r.warnings:
+                body.append(_p(w, "note"))
+                key.append((f"{s.name}, " if multi else "") + f"{r.k}/class: caution: {w}")
     if not tiny_df.empty:
         shown = _tiny_display(tiny_df, multi)
-        body.append("<h3>Statistics per tiny subset</h3>")
-        body.append(_p("Coefficients with scipy.stats p-values and 95% percentile-bootstrap "
-                       f"intervals over trials ({n_boot} resamples); accuracies in %, regret = "
-                       "best full-split top-1 minus the picked trial's, in points; overlap = "
-                       "share of the k best trials on the full split that are among the k best "
-                       "on the subset.", "meta"))
+        body.append("<h3>Statistics per tiny subset and yardstick</h3>")
+        mc = tiny_df[[c for c in tiny_df.columns if c.endswith("_mcse")]].to_numpy(float)
+        mc_max = float(np.nanmax(mc)) if np.isfinite(mc).any() else float("nan")
+        body.append(_p(
+            f"Coefficients with 95% percentile-bootstrap intervals over trials ({n_boot} "
+            "resamples; the Monte-Carlo standard error of every interval endpoint is in "
+            f"tiny_subsets.csv, *_mcse, at most {mc_max:.3f} here), the coefficient expected "
+            "under H0 and the one-sided Monte-Carlo p-value against it; P(pick is best) and "
+            "E[regret]: a uniformly random choice among the trials tied at the top of the "
+            "subset, judged on the yardstick (regret = best yardstick top-1 minus the pick's, "
+            "in points); overlap = share of the k best trials on the yardstick that are among "
+            "the k best on the subset.", "meta"))
         body.append(_table(shown))
 
     # --- validation-size study -------------------------------------------------------------
     body.append("<h2>Beyond the paper: how many validation images per class are enough?</h2>")
     body.append(_p(
-        f"For each k, {n_draws} random class-stratified subsets of k images per class are drawn "
-        "from the full validation split; every trial is scored on each subset from its stored "
-        "per-example correctness, the top trial is picked (ties broken uniformly at random, in "
-        "expectation) and judged on the full split. Left: distribution of the selection regret. "
-        "Right: probability of picking the best trial or one within 0.5 / 1 pt, and how often a "
-        "pair of close trials (within 1 pt on the full split, not tied) is ranked the wrong way "
-        "round (ties count half) — the concern of Oliver et al."))
+        f"For each k, {n_draws} random draws: each draw halves the validation split at random "
+        "(class-stratified) into a selection pool and a held-out half, takes k images per class "
+        "from the pool, scores every trial on them from its stored per-example correctness, "
+        "picks the top trial (ties broken uniformly at random, in expectation) and judges the "
+        "pick on the held-out half, which the subset never overlaps. Left: distribution of the "
+        "selection regret. Right: probability of picking the held-out best or a trial within "
+        "0.5 / 1 pt of it, and how often a pair of close trials (within 1 pt on the held-out "
+        "half, not tied) is ranked the wrong way round (ties count half) — the concern of "
+        "Oliver et al. Error bars: ±2 Monte-Carlo standard errors. Dashed: the paper's nested "
+        "construction (subsets drawn from the full split and judged on the full split, which "
+        "contains them, so agreement rises to 1 by construction), shown for comparison only; "
+        "the recommendation uses the held-out design. 'pool' is the whole pool, half the split: "
+        "the most a validation set of that size can do."))
     vs_tables = []
     for s in sweeps:
         if s.predictions is None:
             body.append(_p(f"{s.name}: skipped, no per-example predictions.", "note"))
             continue
-        say(f"validation-size study for {s.name} ({n_draws} draws per k)")
-        res = vs.study(s.predictions.top1, s.predictions.label, n_draws=n_draws, seed=seed)
-        table = res.table.copy()
+        say(f"validation-size study for {s.name} ({n_draws} draws per k and design)")
+        top1, label = s.predictions.top1, s.predictions.label
+        res = vs.study(top1, label, design="heldout", n_draws=n_draws, seed=seed)
+        nested = vs.study(top1, label, design="nested", n_draws=n_draws, seed=seed)
+        fig, table = vs.plot_valsize(res, nested, title=s.name if multi else "")
+        table = table.copy()
         table.insert(0, "sweep", s.name)
         vs_tables.append(table)
-        fig, _ = vs.plot_valsize(res, title=s.name if multi else "")
         save_figure(fig, stem("valsize", s))
         if multi:
             body.append(f"<h3>{html.escape(s.name)}</h3>")
@@ -259,13 +324,17 @@ def build_report(
                          f"validation-size study{' — ' + s.name if multi else ''}"))
         body.append(_p(res.recommendation + ".", "rec"))
         key.append((f"{s.name}: " if multi else "") + res.recommendation + ".")
+        key.append((f"{s.name}: " if multi else "") + "for comparison only, "
+                   + nested.recommendation.removeprefix("for this sweep, ") + ".")
         row1 = res.table.iloc[0]
         words = (f"With {row1['k_per_class']} image(s) per class ({int(row1['images'])} images) "
-                 f"the pick is the best trial with probability {row1['p_best']:.2f}, within "
-                 f"0.5 pt with {row1['p_within_0.5pt']:.2f}, mean regret "
-                 f"{_pt(row1['regret_mean_pt'])} (95th percentile {_pt(row1['regret_q95_pt'])}).")
+                 f"the pick is the held-out best with probability {_pse(row1, 'p_best')}, "
+                 f"within 0.5 pt with {_pse(row1, 'p_within_0.5pt')}, mean regret "
+                 f"{row1['regret_mean_pt']:.2f} ± {row1['regret_mean_pt_se']:.2f} pt (95th "
+                 f"percentile {_pt(row1['regret_q95_pt'])}).")
         if res.n_pairs:
-            words += (f" Of {res.n_pairs} pairs of trials within 1 pt of each other, "
+            words += (f" Of the pairs of trials within 1 pt of each other on the held-out half "
+                      f"({res.n_pairs:.0f} per draw on average), "
                       f"{100 * row1['pair_misrank']:.0f}% are ranked wrongly at k = "
                       f"{row1['k_per_class']}")
             mid = res.table[res.table["k"] >= 10]
@@ -277,21 +346,28 @@ def build_report(
         else:
             words += " No two trials lie within 1 pt of each other, so no close pair to rank."
         body.append(_p(words))
-        shown = table.drop(columns=["sweep"]) if not multi else table
-        body.append(_table(shown))
+        body.append(_table(table.drop(columns=["sweep"]) if not multi else table))
     if vs_tables:
         pd.concat(vs_tables, ignore_index=True).to_csv(out / "valsize.csv", index=False)
 
     # --- sensitivity -----------------------------------------------------------------------
     say("sensitivity per axis")
     body.append("<h2>Sensitivity: which axes of the sweep matter?</h2>")
-    body.append(_p("Full-split top-1 per value of every axis (box: quartiles; points: trials). "
-                   "η² = share of the variance of full-split top-1 explained by the axis alone; "
-                   "spreads = max − min over the axis values of the per-value best / median, in "
-                   "points. Architecture names are split into depth and version."))
+    body.append(_p(
+        "Full-split top-1 per value of every axis (box: quartiles; points: trials). Axes are "
+        "ranked by ω², the share of the variance of full-split top-1 the axis explains beyond "
+        "what chance would (η² minus its expectation when the axis has no effect; ≤ 0 means no "
+        "detectable effect). η² and its chance level (k − 1)/(n − 1) are beside it. p: "
+        f"permutation test ({n_permutations} permutations of the accuracies across the axis "
+        "values, scipy.stats.permutation_test; ± its Monte-Carlo standard error), Holm-corrected "
+        "over the axes; each axis is tested alone, so a dominant axis's effect counts as noise "
+        "for the others ('not distinguishable' means not shown, never shown absent). Spreads "
+        "= max − min over the axis values of the per-value best / median, in points. "
+        "Architecture names are split into depth and version (derived axes, not independent "
+        "tests)."))
     rankings, values = [], []
     for s in sweeps:
-        ranking, per_value = sens.sensitivity(s)
+        ranking, per_value = sens.sensitivity(s, n_permutations=n_permutations, seed=seed)
         rankings.append(ranking)
         values.append(per_value)
         fig, _ = sens.plot_sensitivity(s, ranking)
@@ -322,6 +398,30 @@ def build_report(
         test = lb.pm(row.test_top1_mean, row.test_top1_std, row.test_top1_n)
         key.append(f"Best {row.method} on {row.space}: {row.config or '(one configuration)'}; "
                    f"top-1 [%] on the full validation split {val}, on test {test}.")
+    fin = lb.finalists(configs)
+    if len(fin):
+        body.append("<h3>Seed repeats: configuration effect or seed noise?</h3>")
+        body.append(_p(
+            "Configurations run with several seeds (s4l-sweep --reseed-top K --seeds S trains "
+            "the K best of the search again with more seeds): mean ± sample std of full-split "
+            "top-1 over seeds. The leaderboard above chooses among these by their mean, not by "
+            "the single lucky draw that made them finalists. Welch's t-test "
+            "(scipy.stats.ttest_ind) compares the best two over their seeds."))
+        shown = pd.DataFrame({
+            "space": fin["space"], "configuration": fin["config"], "seeds": fin["n_seeds"],
+            "val top-1 [%]": [lb.pm(a, b, int(n)) for a, b, n in
+                              zip(fin[f"{FULL}_mean"], fin[f"{FULL}_std"], fin[f"{FULL}_n"])],
+            "per seed [%]": fin["val_full_top1_per_seed"],
+            "test top-1 [%]": [lb.pm(a, b, int(n)) for a, b, n in
+                               zip(fin["test_top1_mean"], fin["test_top1_std"],
+                                   fin["test_top1_n"])],
+        })
+        body.append(_table(shown))
+        sep = lb.separation(configs)
+        if sep is not None:
+            words = lb.separation_words(sep)
+            body.append(_p(words))
+            key.append(words)
     noise, n_rep = lb.seed_noise(configs)
     if n_rep:
         words = (f"Seed-to-seed noise: over {n_rep} configurations run with several seeds, the "
@@ -353,12 +453,26 @@ def build_report(
               "<li>Completed trial: status <code>completed</code> with a full-split score; "
               "other statuses are left out.</li>"
               "<li>Trial order: the row order of results.parquet.</li>"
-              "<li>Tie rule in Figure 3 and its table: among trials tied on the top subset "
-              "score, the first in trial order is picked; the expected regret over a uniformly "
-              "random tie-break is reported beside it. The validation-size study always uses "
-              "the random tie-break, in expectation.</li>"
-              "<li>Regret: best full-split top-1 minus the full-split top-1 of the picked trial, "
-              "in points (≥ 0).</li></ul>")
+              "<li>Ties: every number in words and in the tables is an expectation over a "
+              "uniformly random choice among the trials tied at the top of a subset, never an "
+              "artefact of trial order; only Figure 3's red point is the first tied trial in "
+              "trial order (its rings mark the others). On a yardstick, every trial tied at "
+              "its top counts as the best.</li>"
+              "<li>Regret: best yardstick top-1 minus the yardstick top-1 of the pick, in "
+              "points (≥ 0).</li>"
+              f"<li>Monte-Carlo error: every resampled or bootstrapped figure is an estimate "
+              f"from random draws and carries its Monte-Carlo standard error (± or a _se / "
+              f"_mcse column): validation-size study {n_draws} draws per k and design, "
+              f"bootstrap and null draws {n_boot}, permutations {n_permutations} per axis; "
+              f"sized so that a probability near 0.95 is off by at most 0.005 (one standard "
+              f"error). The sweep's own report and s4l-report use the same sizes and seed, so "
+              f"they give the same page for the same directory.</li>"
+              "<li>Exact binomial intervals: Clopper–Pearson (scipy.stats.binomtest). McNemar: "
+              "exact, on the discordant images of the two best trials on the subset.</li>"
+              "<li>What each p-value tests: Figure 3 top row, H0 = all trials equally good "
+              "(keeps the overlap of subset and full split); second row and Welch's test, no "
+              "difference; sensitivity, the axis has no effect (permutation, Holm-corrected)."
+              "</li></ul>")
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
             + "".join(head) + "".join(body) + method + "</body></html>")

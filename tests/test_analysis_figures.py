@@ -38,15 +38,21 @@ def planted_fig3(tmp_path):
 
 def test_figure3_marks_the_planted_trials(planted_fig3):
     fig, panels = fig3.figure3([planted_fig3])
-    assert [p.k for p in panels] == [1, 5, 10]  # every val_{k}pc_top1 column, sorted
-    p1, p5, p10 = panels
+    # the paper's panels (full split) for every val_{k}pc_top1 column, sorted; then the
+    # disjoint ones (rest of the split) where splits.npz has the subset (1 and 5/class here)
+    assert [(p.yardstick, p.k) for p in panels] == [
+        ("nested", 1), ("nested", 5), ("nested", 10), ("disjoint", 1), ("disjoint", 5)]
+    p1, p5, p10 = panels[:3]
+    rest1 = panels[3]
+    assert rest1.label.startswith("r = ") and "vs r = 0" in rest1.label
+    assert "r under H0" in p5.label and "vs H0" in p5.label
     assert p1.red == "trial_00003" and p1.tied == ["trial_00003"]
     assert p1.star == "trial_00005"
     assert p5.red == "trial_00001" and p5.tied == ["trial_00001", "trial_00004"]
     assert p10.red == p10.star == "trial_00005"
     assert np.allclose(p1.y, [50, 60, 55, 62, 58, 70]) and np.allclose(p1.x[3], 90)
     assert p1.label.startswith("r = ") and "p = " in p1.label
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 6  # 2 yardsticks x 3 subsets, one blank
     ax = fig.axes[0]
     red = [c for c in ax.collections if c.get_label() == "best on 1/class"][0]
     assert np.allclose(red.get_offsets(), [[90, 62]])  # the red point sits on trial 3
@@ -57,9 +63,10 @@ def test_figure3_several_sweeps_and_errored_trials(tmp_path, planted_fig3):
     assert len(other.completed) == 2 and len(other.df) == 3
     assert other.notes == ["1 of 3 trials are left out (errored 1)"]
     fig, panels = fig3.figure3([planted_fig3, other])
-    assert [(p.sweep, p.k) for p in panels][-2:] == [("p", 1), ("p", 5)]
+    assert [(p.sweep, p.yardstick, p.k) for p in panels][-4:] == [
+        ("p", "nested", 1), ("p", "nested", 5), ("p", "disjoint", 1), ("p", "disjoint", 5)]
     assert len(panels[-1].x) == 2 and panels[-1].label == "r undefined (fewer than 3 trials)"
-    assert len(fig.axes) == 6  # 2 rows x 3 columns, the unused one blank
+    assert len(fig.axes) == 12  # 2 sweeps x 2 yardsticks x 3 columns, unused ones blank
     fig3.save(fig, tmp_path / "f")
     assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "f.svg").stat().st_size > 0
 
@@ -68,35 +75,63 @@ def test_eta_squared():
     assert sens.eta_squared([1, 1, 3, 3], ["a", "a", "b", "b"]) == pytest.approx(1.0)
     assert sens.eta_squared([1, 3, 1, 3], ["a", "a", "b", "b"]) == pytest.approx(0.0)
     assert np.isnan(sens.eta_squared([2, 2], ["a", "b"]))
+    # ω²: no within-group variance -> 1; groups explaining nothing -> below 0:
+    # SS_b 0, SS_t 4, MS_w 4/2: (0 - 1 * 2) / (4 + 2) = -1/3
+    assert sens.omega_squared([1, 1, 3, 3], ["a", "a", "b", "b"]) == pytest.approx(1.0)
+    assert sens.omega_squared([1, 3, 1, 3], ["a", "a", "b", "b"]) == pytest.approx(-1 / 3)
+    assert np.isnan(sens.omega_squared([2, 2], ["a", "b"]))
+    assert np.isnan(sens.omega_squared([1, 2, 3], ["a", "b", "c"]))  # one trial per value
+    # ω² is 0 exactly where η² is at its chance level (k-1)/(n-1), i.e. F = 1
+    # (means -1, 0, 1; SS_b 4, SS_w 6, SS_t 10: η² = 0.4 = 2/5, MS_b = MS_w = 2)
+    y, g = [-2, 0, -1, 1, 0, 2], list("aabbcc")
+    assert sens.eta_squared(y, g) == pytest.approx(2 / 5)
+    assert sens.omega_squared(y, g) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_sensitivity_finds_the_planted_axes(tmp_path):
     sweep = load_sweep(planted_sweep(tmp_path / "p", n_classes=10, per_class=60))
     ranking, values = sens.sensitivity(sweep)
+    assert list(ranking.columns) == sens.RANKING_COLUMNS
     assert set(ranking["axis"][:2]) == {"wd", "epochs"}
     assert {"arch", "depth", "version"} <= set(ranking["axis"])  # arch split into depth/version
-    eta = dict(zip(ranking["axis"], ranking["eta_squared"]))
-    assert eta["arch"] < 0.05 < eta["wd"]
-    assert "agrees with the paper" in sens.verdict(ranking)
+    r = ranking.set_index("axis")
+    assert (r.loc[["wd", "epochs"], "p_holm"] < 0.05).all()
+    assert r.loc["arch", "omega_squared"] < 0.05 < r.loc["wd", "omega_squared"]
+    assert r.loc["arch", "p_holm"] >= 0.05  # a 0.06-logit architecture effect is chance here
+    assert (r["n_trials"] == len(sweep.completed)).all()
+    assert r.loc["wd", "eta_squared_null"] == pytest.approx(2 / (len(sweep.completed) - 1))
+    # arch, depth and version split the trials the same way: one test, the same p
+    assert r.loc["arch", "p_perm"] == r.loc["depth", "p_perm"] == r.loc["version", "p_perm"]
+    assert "so this sweep agrees with the paper" in sens.verdict(ranking)
     v = values[values["axis"] == "depth"]
     assert list(v["value"]) == ["18", "50"] and v["n"].sum() == len(sweep.completed)
     fig, shown = sens.plot_sensitivity(sweep, ranking)
     titles = [a.get_title() for a in fig.axes if a.get_title()]
     assert len(titles) == len(ranking) and titles[0].startswith("#1 ")
+    top = ranking.iloc[0]
+    assert f"ω² = {top['omega_squared']:.3f}" in titles[0] and "p < 0.001" in titles[0]
+    assert all("ω² = " in t and ", p " in t and "Holm" in t for t in titles)
 
 
 def test_sensitivity_can_refute_the_paper(tmp_path):
-    n = 8
-    arch = ["resnet18_v1", "resnet50_v2"] * 4
-    wd = [1e-4] * 4 + [1e-2] * 4
+    n = 16  # 8 trials would be too few: 2 of C(8,4) = 70 splits are as extreme, p = 0.029
+    arch = ["resnet18_v1", "resnet50_v2"] * (n // 2)
+    wd = [1e-4] * (n // 2) + [1e-2] * (n // 2)
     acc = [0.4 if a == "resnet18_v1" else 0.8 for a in arch]  # only architecture matters
-    epochs = [100, 100, 300, 300] * 2
+    epochs = [100, 100, 300, 300] * (n // 4)
     write_sweep(tmp_path / "s", _settings(n, arch=arch, wd=wd, epochs=epochs), _rows(acc),
                 np.repeat(np.arange(10), 10))
     ranking, _ = sens.sensitivity(load_sweep(tmp_path / "s"))
+    assert ranking.iloc[0]["omega_squared"] == pytest.approx(1.0)
     assert ranking.iloc[0]["eta_squared"] == pytest.approx(1.0)
     assert ranking.iloc[0]["axis"] in ("arch", "depth", "version")
-    assert "does not agree with the paper" in sens.verdict(ranking)
+    r = ranking.set_index("axis")
+    # Holm over the 3 distinct groupings (arch = depth = version, wd, epochs)
+    assert r.loc["arch", "p_perm"] == pytest.approx(1 / (sens.PERMUTATIONS + 1))
+    assert r.loc["arch", "p_holm"] == pytest.approx(3 * r.loc["arch", "p_perm"])
+    assert (r.loc[["wd", "epochs"], "p_perm"] == 1.0).all()  # balanced: nothing explained
+    assert (r.loc[["wd", "epochs"], "omega_squared"] < 0).all()
+    assert "so this sweep does not agree with the paper" in sens.verdict(ranking)
 
 
 def test_leaderboard_mean_and_std_over_seeds(tmp_path):

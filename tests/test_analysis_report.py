@@ -44,18 +44,33 @@ def test_report_writes_every_file(report):
     assert csvs == {"sweeps.csv", "tiny_subsets.csv", "valsize.csv", "sensitivity.csv",
                     "sensitivity_values.csv", "leaderboard.csv", "configurations.csv"}
     tiny = pd.read_csv(out / "tiny_subsets.csv")
-    assert list(tiny["subset"]) == ["1/class", "5/class"]
-    assert {"pearson", "spearman_p", "kendall_lo", "regret_pt", "expected_regret_pt",
-            "top10_overlap"} <= set(tiny.columns)
+    # one row per subset and yardstick: the full split (nested) and the rest of it (disjoint)
+    assert list(zip(tiny["subset"], tiny["yardstick"])) == [
+        ("1/class", "nested"), ("1/class", "disjoint"), ("5/class", "nested"),
+        ("5/class", "disjoint")]
+    assert {"pearson", "pearson_null", "spearman_p", "kendall_lo", "kendall_lo_mcse",
+            "expected_regret_pt", "p_pick_best", "top10_overlap", "pick_tiny_lo",
+            "mcnemar_tiny_p"} <= set(tiny.columns)
+    nested = tiny[tiny["yardstick"] == "nested"]
+    assert (nested["pearson_null"] > 0.05).all()  # the overlap alone correlates
+    assert (tiny.loc[tiny["yardstick"] == "disjoint", "pearson_null"].abs() < 0.1).all()
     board = pd.read_csv(out / "leaderboard.csv")
     assert board.loc[0, "n_seeds"] == 2 and np.isfinite(board.loc[0, "val_full_top1_std"])
-    assert pd.read_csv(out / "valsize.csv")["k"].tolist() == [1, 2, 5, 10, 20, 30]
+    vs = pd.read_csv(out / "valsize.csv")
+    # held-out design: k-per-class from a pool of half of each class's 30 images, then the
+    # whole pool; the nested (paper's) design up to the whole class
+    assert vs.loc[vs["design"] == "heldout", "k_per_class"].tolist() == ["1", "2", "5", "10",
+                                                                        "pool"]
+    assert vs.loc[vs["design"] == "nested", "k"].tolist() == [1, 2, 5, 10, 20, 30]
+    assert {"p_best_se", "p_within_0.5pt_se", "regret_mean_pt_se"} <= set(vs.columns)
 
 
 def test_report_states_the_key_numbers_in_words(report):
     page = report[1].read_text()
     assert len(re.findall(r"r = [-0-9.]+", page)) >= 2  # Pearson r of both tiny subsets
-    assert "images per class" in page and "select within 0.5 pt of the best" in page
+    assert "images per class" in page and "within 0.5 pt of the best" in page
+    assert "held-out" in page and "Monte-Carlo standard error" in page
+    assert "overlap alone gives r = " in page  # the nested p-value's null is named
     assert "agrees with the paper" in page  # planted: wd and epochs matter, arch does not
     assert "(n=2)" in page and " ± " in page  # leaderboard over 2 seeds
     assert "pooled standard deviation" in page  # seeds were repeated
@@ -86,7 +101,8 @@ def test_cli_writes_the_report(tmp_path, capsys):
     said = capsys.readouterr()
     lines = said.out.strip().splitlines()
     assert lines[-1] == f"report: {run / 'report' / 'index.html'}"
-    assert any(line.startswith("for this sweep, k >= ") for line in lines)  # recommendation
+    assert any(line.startswith("for this sweep, ") and "held-out" in line
+               for line in lines)  # the recommendation, on the held-out yardstick
     assert any(line.startswith("1/class: r = ") for line in lines)
     assert "validation-size study" in said.err  # progress goes to stderr
 
@@ -128,7 +144,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     bad_space = _table(tmp / "bad_space", _good_rows())
     (bad_space / "space.json").write_text("{not json")
     new_space = _table(tmp / "new_space", _good_rows())
-    (new_space / "space.json").write_text(json.dumps({"axes": ["wd"], "results_version": 3}))
+    (new_space / "space.json").write_text(json.dumps({"axes": ["wd"], "results_version": 9}))
     return {
         "missing dir": ([str(tmp / "nothing-here")], "does not exist"),
         "no results": ([str(tmp / "empty_dir")], "holds no results.parquet or results.csv"),
@@ -140,7 +156,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "no version": ([str(_table(tmp / "old", _good_rows().drop(columns="results_version")))],
                        "older or unknown format"),
         "other version": ([str(_table(tmp / "v1", _good_rows(results_version=1)))],
-                          "has results_version 1 but this s4l-report reads version 2"),
+                          "has results_version 1 but this s4l-report reads version(s) 2, 3"),
         "all short": ([str(_table(tmp / "short", _good_rows(short_run=True)))],
                       "too short to mean anything"),
         "missing column": ([str(_table(tmp / "nofull", _good_rows().drop(columns=FULL)))],
@@ -148,7 +164,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "corrupt": ([str(corrupt)], "cannot read"),
         "percent": ([str(_table(tmp / "percent", percent))], "not percent"),
         "bad space": ([str(bad_space)], "cannot read"),
-        "space version": ([str(new_space)], "space.json has results_version 3"),
+        "space version": ([str(new_space)], "space.json has results_version 9"),
         "no args": ([], "the following arguments are required"),
         "bad flag": ([str(tmp), "--draws", "many"], "invalid int value"),
     }

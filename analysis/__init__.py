@@ -1,8 +1,10 @@
 """Analysis of finished sweeps: the paper's Figure 3 and beyond (`s4l-report`).
 
-Modules: `load` (read and validate a sweep directory), `stats` (tiny-subset correlations,
-selection regret, top-k overlap), `figure3`, `valsize` (validation-size study), `sensitivity`,
-`leaderboard`, `report` (`build_report`: everything into one HTML page), `cli` (`s4l-report`),
+Modules: `load` (read and validate a sweep directory), `stats` (tiny-subset correlations against
+the full split and the rest of it with nulls that keep the overlap, selection regret as an
+expectation over ties, exact binomial intervals, McNemar, few-points warnings), `figure3`,
+`valsize` (validation-size study judged on a held-out half), `sensitivity` (ω² and permutation
+p per axis), `leaderboard` (seed means, finalists, Welch's test), `report` (`build_report`: everything into one HTML page), `cli` (`s4l-report`),
 `synthetic` (sweep directories with a known answer, for tests and demos).
 """
 

@@ -3,20 +3,23 @@
     s4l-report RUN_DIR [RUN_DIR ...] --out DIR      (or: python -m analysis.cli ...)
 
 RUN_DIR is a sweep directory written by `s4l-sweep` (results.parquet, space.json,
-predictions.npz). Writes DIR/index.html (one self-contained page: figures embedded, key numbers
-in words), DIR/figure3.png/.svg (the paper's Figure 3: tiny validation subsets against the full
-split, Pearson r and p, the pick on the tiny subset in red), the validation-size study
-(DIR/valsize*.png/.svg: regret and P(best / within 0.5 / 1 pt) against images per class, with a
-one-line recommendation), the sensitivity per sweep axis (DIR/sensitivity*.png/.svg), the
-leaderboard, and every table as CSV. It prints the key numbers (also in DIR/summary.txt),
-e.g. "for this sweep, k >= 5 images per class (50 images) select within 0.5 pt of the best with
-95% probability", then the page's path. Without --out it writes to RUN_DIR/report. Trials marked
-short_run (too short to mean anything) are left out and counted on the page unless
---include-short-runs.
+predictions.npz, splits.npz). Writes DIR/index.html (one self-contained page: figures embedded,
+key numbers in words), DIR/figure3.png/.svg (the paper's Figure 3: tiny validation subsets
+against the full split, and against the rest of the split, r with its bootstrap interval and a
+p-value against the null that keeps the overlap, the pick on the tiny subset in red, seed means
+± std where configurations have several seeds), the validation-size study (DIR/valsize*.png/.svg:
+regret and P(best / within 0.5 / 1 pt) against images per class, judged on a held-out half of
+the split, with the paper's nested construction dashed beside it and a one-line recommendation
+with its Monte-Carlo error), the sensitivity per sweep axis (ω² and a permutation p per axis;
+DIR/sensitivity*.png/.svg), the leaderboard by seed means and the seed repeats' finalists, and
+every table as CSV. It prints the key numbers (also in DIR/summary.txt), then the page's path.
+Without --out it writes to RUN_DIR/report. Trials marked short_run (too short to mean anything)
+are left out and counted on the page unless --include-short-runs.
 
-Runtime: a few seconds for a sweep of a few hundred trials on a small validation split (2 CPU
-cores); the validation-size study grows with trials x validation images x --draws, so an
-ImageNet-size sweep (thousands of trials, 50k images) takes minutes: lower --draws to speed up.
+Every resampled figure carries its Monte-Carlo standard error; the defaults (2,000 draws,
+bootstrap resamples and permutations) put at most 0.005 on a probability near 0.95, and the
+sweep's own report uses the same defaults and seed, so one directory gives one page.
+Runtime: bench/report_cost.py measures it (seconds for a thousand trials).
 Bad input (no results, an empty table, no completed trial, an older results format) exits with
 status 2 and one line that names the problem and the fix.
 """

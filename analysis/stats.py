@@ -364,35 +364,6 @@ class Selection:
     order_pick_regret_pt: float
     order_pick_is_best: bool
 
-    # Aliases of the old field names (report.py / figure3.py), to be retired.
-    @property
-    def picked(self) -> str:
-        return self.order_pick
-
-    @property
-    def picked_tiny(self) -> float:
-        return self.order_pick_tiny
-
-    @property
-    def picked_full(self) -> float:
-        return self.order_pick_yard
-
-    @property
-    def best_full(self) -> float:
-        return self.best_yard
-
-    @property
-    def regret_pt(self) -> float:
-        return self.order_pick_regret_pt
-
-    @property
-    def same_trial(self) -> bool:
-        return self.order_pick_is_best
-
-    @property
-    def p_best_random(self) -> float:
-        return self.p_pick_best
-
     def row(self) -> dict:
         return {
             "n_tied": self.n_tied, "tied": " ".join(self.tied), "top_tiny": self.top_tiny,

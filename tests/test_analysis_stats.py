@@ -64,11 +64,11 @@ def test_planted_best_and_regret():
     full = np.array([0.50, 0.60, 0.70, 0.65, 0.55])
     tiny = np.array([0.4, 0.9, 0.5, 0.6, 0.1])  # tiny picks t1 (full 0.60), best is t2 (0.70)
     s = st.select(tiny, full, ids)
-    assert (s.picked, s.best, s.same_trial) == ("t1", "t2", False)
-    assert s.regret_pt == pytest.approx(10.0)
+    assert (s.order_pick, s.best, s.order_pick_is_best) == ("t1", "t2", False)
+    assert s.order_pick_regret_pt == pytest.approx(10.0)
     assert s.n_tied == 1 and s.expected_regret_pt == pytest.approx(10.0)
     s = st.select(full, full, ids)
-    assert s.same_trial and s.regret_pt == 0.0
+    assert s.order_pick_is_best and s.order_pick_regret_pt == 0.0
 
 
 def test_tie_rule_first_in_order_and_random_expectation():
@@ -76,11 +76,11 @@ def test_tie_rule_first_in_order_and_random_expectation():
     full = np.array([0.60, 0.70, 0.50, 0.65])
     tiny = np.array([0.8, 0.9, 0.9, 0.9])  # b, c, d tie at the top
     s = st.select(tiny, full, ids)
-    assert s.picked == "b" and s.tied == ["b", "c", "d"]
-    assert s.regret_pt == pytest.approx(0.0) and s.same_trial
+    assert s.order_pick == "b" and s.tied == ["b", "c", "d"]
+    assert s.order_pick_regret_pt == pytest.approx(0.0) and s.order_pick_is_best
     # random among b (0), c (20), d (5) points of regret
     assert s.expected_regret_pt == pytest.approx(25 / 3)
-    assert s.p_best_random == pytest.approx(1 / 3)
+    assert s.p_pick_best == pytest.approx(1 / 3)
 
 
 def test_topk_overlap():
@@ -319,5 +319,5 @@ def test_tiny_table_has_one_row_per_subset_and_yardstick(tmp_path):
     assert ((nested["null_r"] > 0) & (nested["null_r"] < 1)).all()
     # the old attribute names still answer for the nested yardstick (report.py, figure3.py)
     r = results[0]
-    assert r.corr is r.nested.corr and r.selection.picked == r.selection.order_pick
+    assert r.corr is r.nested.corr and r.selection.order_pick == r.nested.selection.order_pick
     assert r.overlap == r.nested.overlap and r.row()["yardstick"] == "nested"

@@ -61,8 +61,8 @@ def main() -> int:
                   f"({args.draws} draws, k = {', '.join(case['k'])}; load "
                   f"{case['load_avg_1min_before']} -> {case['load_avg_1min_after']})", flush=True)
     path = write_result("valsize_cost", {
-        "note": ("one timed run per case on a machine shared with other jobs (see the load "
-                 "averages per case): treat the times as upper bounds for an idle machine"),
+        "note": ("one timed run per case; the load average before and after each case says "
+                 "whether other jobs shared the machine"),
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "cases": cases,
     })

@@ -177,3 +177,12 @@ def test_interrupted_repeats_resume_without_rerunning_finished_ones(tmp_path):
     assert sorted(final["seed"][final["config_id"] == doc["finalists"][0]["config_id"]]) == [0, 1, 2]
     for t in done:  # finished repeats were not trained again
         assert (d / "trials" / t / "metrics.json").stat().st_mtime_ns == stamps[t]
+
+
+def test_dry_run_names_the_seed_repeats(capsys):
+    from tune.run_sweep import main
+
+    assert main(["--space", "baseline_1pct", "--dry-run", "--reseed-top", "2", "--seeds", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "then seed repeats: the 2 best configurations by val_full_top1" in out
+    assert "until each has 4 seeds (up to 6 more trials)" in out

@@ -22,16 +22,18 @@ import numpy as np
 import pandas as pd
 
 from s4l_models.errors import UserError
-
+from s4l_models.predictions import SWEEP_PREDICTIONS, load_sweep_predictions
 from tune.results import (  # the results-table format it reads
     READABLE_VERSIONS,
     RESULTS_VERSION,
+    SPACE_JSON,
     read_table,
     upgrade_table,
 )
+
 RESULTS_FILES = ("results.parquet", "results.csv")
-SPACE_FILE = "space.json"
-PREDICTIONS_FILE = "predictions.npz"
+SPACE_FILE = SPACE_JSON
+PREDICTIONS_FILE = SWEEP_PREDICTIONS  # s4l_models/predictions.py owns the format
 SPLITS_FILE = "splits.npz"  # written by s4l_models.data.splits.save_splits
 TINY_KEY_RE = re.compile(r"^tiny_(\d+)$")
 FULL = "val_full_top1"  # the reference score: top-1 on the full validation split
@@ -191,8 +193,6 @@ def _read_predictions(run_dir: Path, completed: pd.DataFrame, notes: list[str]):
             f"(the sweep writes it when its trials save per-example correctness)"
         )
         return None
-    from s4l_models.evaluate import load_sweep_predictions  # imports torch: only when needed
-
     try:
         raw = load_sweep_predictions(path)
     except Exception as err:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from s4l_models.predictions import SWEEP_PREDICTIONS, save_sweep_predictions
+
 from .load import RESULTS_VERSION
 
 
@@ -61,8 +63,6 @@ def write_sweep(
     e.g. to plant tiny-subset scores. `index`: the example ids of the validation split
     (default 0..N-1). `splits=False` leaves out splits.npz/splits.json (as an older sweep).
     """
-    from s4l_models.evaluate import save_sweep_predictions
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     top1 = np.asarray(top1, dtype=bool)
@@ -114,7 +114,7 @@ def write_sweep(
     (run_dir / "space.json").write_text(json.dumps(space, indent=2))
     done = [i for i in range(t) if status[i] == "completed"]
     index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
-    save_sweep_predictions(run_dir / "predictions.npz", [ids[i] for i in done],
+    save_sweep_predictions(run_dir / SWEEP_PREDICTIONS, [ids[i] for i in done],
                            index, label, top1[done], top5[done])
     if splits:
         write_splits(run_dir, index, label, masks, seed=seed)

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import mean_std, write_result  # noqa: E402
 
 from s4l_models.config import TrainConfig  # noqa: E402
-from s4l_models.evaluate import load_predictions  # noqa: E402
+from s4l_models.predictions import load_predictions  # noqa: E402
 from s4l_models.methods import PAPER_METHODS  # noqa: E402
 from s4l_models.recipes import scale_eps  # noqa: E402
 from search_spaces.protocol import DatasetFacts, labeled_count  # noqa: E402

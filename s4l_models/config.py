@@ -24,6 +24,18 @@ from .errors import UserError
 # decay epochs are given (ours: the paper's best runs decay at 70/80/90%, e.g. 200 -> 140/160/180).
 DEFAULT_DECAY_FRACTIONS = (0.7, 0.8, 0.9)
 
+# Settings that may differ between a run and its resumption (they do not change the result).
+RESUME_FREE = frozenset({
+    "device",
+    "threads",
+    "workers",
+    "eval_batch_size",
+    "fail_at_step",
+    "splits_path",
+    "init_from",  # only read when a run starts; its path may move with the run
+    "teacher",  # only read before the first stage; a restored copy lives elsewhere
+})
+
 
 @dataclass
 class TrainConfig:
@@ -128,10 +140,9 @@ class TrainConfig:
             raise UserError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(sorted(DATASETS))}"
             )
-        if self.method not in list_methods(include_unavailable=True):
+        if self.method not in list_methods():
             raise UserError(
-                f"unknown method {self.method!r}; choose one of "
-                f"{', '.join(list_methods(include_unavailable=True))}"
+                f"unknown method {self.method!r}; choose one of {', '.join(list_methods())}"
             )
         parse_arch(self.arch)  # raises UserError listing the architectures
         parse_labels(self.labels)
@@ -269,8 +280,4 @@ def parse_value(name: str, value: Any, hint: Any) -> Any:
     raise UserError(f"setting {name}={value!r} is not a valid {tname}; give a {tname} value")
 
 
-def defaults() -> dict[str, Any]:
-    return TrainConfig().to_dict()
-
-
-__all__ = ["TrainConfig", "parse_labels", "parse_value", "defaults", "DEFAULT_DECAY_FRACTIONS"]
+__all__ = ["TrainConfig", "parse_labels", "parse_value", "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE"]

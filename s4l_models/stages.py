@@ -26,23 +26,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import RESUME_FREE, TrainConfig
 from .data.augment import Augmenter
 from .data.datasets import LoadedDataset, load_dataset
 from .data.sources import make_source
 from .data.splits import Splits
 from .errors import UserError
-from .evaluate import PREDICTIONS_FILE, VIEWS, pseudo_labels
+from .evaluate import VIEWS, pseudo_labels
 from .io import atomic_write, atomic_write_bytes, atomic_write_text
 from .methods import Method, get_method
 from .methods.base import Stage
+from .predictions import TRIAL_PREDICTIONS
 from .resnet import create_model
 from .schedule import Schedule
 from .trainer import (
     CHECKPOINT_DIR,
     CHECKPOINT_FILE,
     PIPELINE_FILE,
-    RESUME_FREE,
     Report,
     Trainer,
     autocast_context,
@@ -360,8 +360,8 @@ def run_stages(
     final["num_labeled"] = int(len(splits.labeled))
     final["stages"] = ",".join(st.name for st in stages)
     final["num_stages"] = n
-    if (last_dir / PREDICTIONS_FILE).is_file():
-        shutil.copy2(last_dir / PREDICTIONS_FILE, out / PREDICTIONS_FILE)
+    if (last_dir / TRIAL_PREDICTIONS).is_file():
+        shutil.copy2(last_dir / TRIAL_PREDICTIONS, out / TRIAL_PREDICTIONS)
     atomic_write_text(out / "metrics.json", json.dumps(final, indent=2))
     return final
 

@@ -44,13 +44,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import RESUME_FREE, TrainConfig
 from .data.augment import Augmenter
 from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
-from .evaluate import correctness, rotations4, save_predictions, subset_metrics
+from .evaluate import correctness, rotations4, subset_metrics
+from .predictions import save_predictions
 from .io import atomic_write, atomic_write_text
 from .methods import Batch, Method, StepContext, get_method
 from .methods.base import polyak_for
@@ -59,17 +60,6 @@ from .schedule import Schedule, epoch_to_step
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
-# Settings that may differ between a run and its resumption (they do not change the result).
-RESUME_FREE = {
-    "device",
-    "threads",
-    "workers",
-    "eval_batch_size",
-    "fail_at_step",
-    "splits_path",
-    "init_from",  # only read when a run starts; its path may move with the run
-    "teacher",  # only read before the first stage; a restored copy lives elsewhere
-}
 PIPELINE_FILE = "pipeline.json"
 # The training loss is summed on the device and looked at only every LOSS_CHECK_EVERY steps and
 # at each evaluation: `if not isfinite(loss)` or float(loss) at every step would make the host

@@ -18,7 +18,7 @@ import pytest
 from s4l_models.config import TrainConfig
 from s4l_models.data.splits import load_splits
 from s4l_models.errors import UserError
-from s4l_models.evaluate import load_sweep_predictions
+from s4l_models.predictions import load_sweep_predictions
 from tune.results import (
     METRIC_KEYS,
     RESULTS_VERSION,
@@ -130,13 +130,9 @@ def test_pick_points_with_fewer_points_than_values_and_without_cost():
     assert pick_points(space, 4, seed=3) == pts
 
 
-def test_unavailable_method_and_bad_values_are_user_errors(monkeypatch):
-    import s4l_models.methods as methods
-
-    load = methods._load
-    monkeypatch.setattr(methods, "_load", lambda n: None if n == "s4l_rotation" else load(n))
-    with pytest.raises(UserError, match="not available yet"):
-        make_plan("s4l_rotation_10pct")
+def test_unknown_method_and_bad_values_are_user_errors():
+    with pytest.raises(UserError, match="unknown method 'rotation'; choose one of supervised"):
+        TrainConfig.from_dict({"method": "rotation"})
     with pytest.raises(UserError, match="unknown space"):
         make_plan("no_such_space")
     with pytest.raises(UserError, match="max-trials"):

@@ -13,7 +13,7 @@ from PIL import Image
 from s4l_models.config import TrainConfig
 from s4l_models.data.splits import load_splits
 from s4l_models.errors import UserError
-from s4l_models.evaluate import load_predictions
+from s4l_models.predictions import load_predictions
 from s4l_models.trainer import train
 
 TINY = dict(

@@ -1,4 +1,9 @@
-"""The sweep's results table: its columns, one row per trial, and the atomic writers.
+"""The sweep's results contract: what a sweep directory holds and how its table is written.
+
+Every writer (the sweep callback, the seed repeats) and every reader (the analysis, `--resume`)
+takes the directory's file names (`RESULTS_PARQUET`, `RESULTS_CSV`, `SPACE_JSON`, `TRIALS_DIR`,
+`SWEEP_PREDICTIONS`), `RESULTS_VERSION`, the statuses, the metric names and `config_id` from
+here; the per-example predictions' layout is `s4l_models/predictions.py`'s. No torch is imported.
 
 `<sweep>/results.parquet` and `<sweep>/results.csv` hold one row per trial (the analysis reads
 exactly these columns; `RESULTS_VERSION` changes when they do):
@@ -17,7 +22,7 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
 
 `<sweep>/predictions.npz` holds the per-example correctness (top-1/top-5 on the full validation
 split) of every **completed** trial's final evaluation, written with
-`s4l_models.evaluate.save_sweep_predictions` (trials that stopped early, diverged or errored have
+`s4l_models.predictions.save_sweep_predictions` (trials that stopped early, diverged or errored have
 no final evaluation and are left out). Both files are replaced atomically, so a crash never
 leaves a half-written table. This module does not import Ray.
 """
@@ -35,10 +40,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from s4l_models.config import TrainConfig
-from s4l_models.evaluate import PREDICTIONS_FILE, load_predictions, save_sweep_predictions
+from s4l_models.config import RESUME_FREE, TrainConfig
+from s4l_models.predictions import (
+    SWEEP_PREDICTIONS,
+    TRIAL_PREDICTIONS,
+    load_predictions,
+    save_sweep_predictions,
+)
 from s4l_models.io import atomic_write
-from s4l_models.trainer import RESUME_FREE
 
 # 2: short_run column; label fractions count over the whole training split
 # 3: config_id column (seeds of one configuration share it)
@@ -47,7 +56,6 @@ RESULTS_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
-SWEEP_PREDICTIONS = "predictions.npz"
 SPACE_JSON = "space.json"
 TRIALS_DIR = "trials"
 
@@ -67,7 +75,7 @@ METRIC_KEYS = (
 HEAD_COLUMNS = ("trial_id", "config_id", "status", "error")
 # Settings that do not define a configuration: the seed (seeds of one configuration are its
 # repeats), where the data lives, and the runtime settings the trainer already declares as not
-# changing a result (s4l_models.trainer.RESUME_FREE: threads, device, evaluation batch, ...).
+# changing a result (s4l_models.config.RESUME_FREE: threads, device, evaluation batch, ...).
 NOT_CONFIGURATION = frozenset({"seed", "data_dir", *RESUME_FREE})
 TAIL_COLUMNS = (
     "epochs_done",
@@ -229,7 +237,7 @@ def write_predictions(
     for trial_id, tdir in trial_dirs.items():
         pred = cache.get(trial_id)
         if pred is None:
-            path = Path(tdir) / PREDICTIONS_FILE
+            path = Path(tdir) / TRIAL_PREDICTIONS
             if not path.is_file():
                 continue
             pred = load_predictions(path)

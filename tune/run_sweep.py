@@ -84,8 +84,8 @@ from s4l_models.errors import (  # noqa: E402
     UserError,
     exit_on_user_error,
 )
+from tune.results import SPACE_JSON, TRIALS_DIR  # noqa: E402  (the sweep directory's files)
 
-SPACE_JSON = "space.json"
 # Ray Tune's own files (experiment state, tuner.pkl, per-trial checkpoints, error.txt) live in
 # this subfolder of the sweep directory; ours (space.json, splits, trials/, results.*) beside it.
 RAY_SUBDIR = "ray"
@@ -728,7 +728,7 @@ def _run_tuner(
     setup = {
         "fixed": {**plan.space.fixed, "dataset": plan.dataset, "data_dir": plan.data_dir},
         "runtime": runtime,
-        "trials_dir": str(sweep_dir / "trials"),
+        "trials_dir": str(sweep_dir / TRIALS_DIR),
         "metric": flags["metric"],
         "mutable": PBT_MUTABLE if flags["scheduler"] == "pbt" else (),
         "stand_in": flags.get("stand_in_trainer"),

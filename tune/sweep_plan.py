@@ -33,7 +33,6 @@ from search_spaces.protocol import DatasetFacts, adapt, labeled_count
 DIGITS = "digits"
 DIGITS_DEFAULT_TRIALS = 24
 SEARCHES = ("grid", "random", "optuna")
-SCHEDULERS = ("fifo", "asha", "hyperband", "pbt")
 # Settings the sweep itself sets for every trial (the splits it writes, the threads from
 # --cpus-per-trial); dataset/data_dir/labels have their own flags.
 DRIVER_SETTINGS = ("splits_path",)

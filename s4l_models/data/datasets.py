@@ -67,7 +67,6 @@ class DatasetSpec:
     crop_scale: tuple[float, float]  # area range of the inception-style random-resized crop
     mean: tuple[float, ...]  # per-channel mean of [0,1] pixels, for input normalisation
     std: tuple[float, ...]
-    has_test: bool  # a public test split kept only for final reporting
     in_memory: bool  # True: held as one uint8 tensor; False: files decoded on the fly
     default_data_dir: str | None
     # VAT's eps for this dataset relative to the paper's ImageNet values (eps_vat 25-50 in
@@ -91,7 +90,6 @@ DATASETS: dict[str, DatasetSpec] = {
         # Computed once over all 1,797 images after scaling to uint8 (round(v*255/16)) / 255.
         mean=(0.3053,),
         std=(0.3759,),
-        has_test=True,
         in_memory=True,
         default_data_dir=None,
         # VAT eps: grid top 50*0.02 = 1.0 sits below half the median nearest-neighbour distance
@@ -108,7 +106,6 @@ DATASETS: dict[str, DatasetSpec] = {
         crop_scale=(0.35, 1.0),
         mean=(0.2860,),
         std=(0.3530,),
-        has_test=True,
         in_memory=True,
         default_data_dir=FASHION_MNIST_DEFAULT_DIR,
         # VAT eps: grid top 50*0.068 = 3.4 sits below half the median nearest-neighbour
@@ -125,7 +122,6 @@ DATASETS: dict[str, DatasetSpec] = {
         crop_scale=(0.25, 1.0),
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
-        has_test=True,
         in_memory=True,
         default_data_dir=None,
         # VAT eps: not measured (no files here); 50 scaled to 32x32x3 at the same RMS change
@@ -143,7 +139,6 @@ DATASETS: dict[str, DatasetSpec] = {
         crop_scale=(0.25, 1.0),
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
-        has_test=True,
         in_memory=True,
         default_data_dir=None,
         # VAT eps: as cifar10 (same image size; not measured)
@@ -159,7 +154,6 @@ DATASETS: dict[str, DatasetSpec] = {
         crop_scale=(0.08, 1.0),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
-        has_test=True,  # the public ILSVRC-2012 val set is our test set
         in_memory=False,
         default_data_dir=None,
         vat_eps_scale=1.0,  # VAT eps: the paper's own grid {50, ..., 25} and 40
@@ -176,7 +170,6 @@ DATASETS: dict[str, DatasetSpec] = {
         crop_scale=(0.25, 1.0),
         mean=(0.5, 0.5, 0.5),
         std=(0.29, 0.29, 0.29),
-        has_test=False,
         in_memory=True,
         default_data_dir=None,
         # VAT eps: cifar10's (random pixels have no meaningful neighbours)
@@ -192,7 +185,6 @@ DATASETS: dict[str, DatasetSpec] = {
         crop_scale=(0.08, 1.0),
         mean=(0.5, 0.5, 0.5),
         std=(0.29, 0.29, 0.29),
-        has_test=False,
         in_memory=True,
         default_data_dir=None,
         vat_eps_scale=1.0,  # VAT eps: imagenet's

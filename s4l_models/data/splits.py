@@ -37,9 +37,6 @@ class Splits:
     tiny: dict[int, np.ndarray]  # k images per class -> subset of `val`, nested in k
     meta: dict
 
-    def tiny_key(self, k: int) -> str:
-        return f"val_{k}pc"
-
 
 def _stratified_prefix(
     labels: np.ndarray, pool: np.ndarray, per_class: int, rng: np.random.Generator, what: str

@@ -1,8 +1,7 @@
 """Training methods by name: each is a loss of (model, labeled batch, unlabeled batch, context).
 
-A method module defines `METHOD = Method(...)`. The registry lists every method of the paper;
-methods whose module is not written yet are listed as unavailable, and asking to train one
-gives a clear error instead of an ImportError.
+A method module defines `METHOD = Method(...)`; the registry lists every method of the paper,
+one module each.
 """
 
 from __future__ import annotations
@@ -26,33 +25,15 @@ PAPER_METHODS = (
 )
 
 
-def _load(name: str) -> Method | None:
-    try:
-        module = importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as err:
-        if err.name == f"{__name__}.{name}":
-            return None
-        raise
-    return module.METHOD
-
-
-def list_methods(include_unavailable: bool = False) -> list[str]:
-    """Names of the methods that can be trained (all of the paper's with include_unavailable)."""
-    if include_unavailable:
-        return list(PAPER_METHODS)
-    return [m for m in PAPER_METHODS if _load(m) is not None]
+def list_methods() -> list[str]:
+    """Names of the methods that can be trained: every method of the paper."""
+    return list(PAPER_METHODS)
 
 
 def get_method(name: str) -> Method:
     if name not in PAPER_METHODS:
         raise UserError(f"unknown method {name!r}; choose one of {', '.join(PAPER_METHODS)}")
-    method = _load(name)
-    if method is None:
-        raise UserError(
-            f"method {name!r} is not available yet in this version; available: "
-            f"{', '.join(list_methods())}"
-        )
-    return method
+    return importlib.import_module(f"{__name__}.{name}").METHOD
 
 
 __all__ = ["Batch", "Method", "StepContext", "get_method", "list_methods", "PAPER_METHODS"]

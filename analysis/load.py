@@ -46,7 +46,7 @@ NON_SETTING_COLUMNS = frozenset({
     "short_run",
     "train_seconds",
     "trial_dir", "results_version", "data_dir", "splits_path", "device", "threads", "workers",
-    "eval_every", "eval_batch_size", "fail_at_step", "compile", "amp", "channels_last",
+    "eval_every", "eval_batch_size", "compile", "amp", "channels_last",
     "skip_bad_images",
 })
 REGENERATE = "rerun the sweep (or re-export its results) with the current s4l-sweep"

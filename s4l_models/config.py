@@ -30,7 +30,6 @@ RESUME_FREE = frozenset({
     "threads",
     "workers",
     "eval_batch_size",
-    "fail_at_step",
     "splits_path",
     "init_from",  # only read when a run starts; its path may move with the run
     "teacher",  # only read before the first stage; a restored copy lives elsewhere
@@ -91,7 +90,6 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # channels_last memory format on CUDA
     compile: bool = False  # torch.compile the model
-    fail_at_step: int = -1  # fault injection for tests: the process exits at this step (-1 = off)
 
     # ------------------------------------------------------------------------------------
     @classmethod

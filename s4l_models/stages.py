@@ -258,11 +258,7 @@ def run_stages(
     for i in range(int(state["stage"]), n):
         stage = stages[i]
         tag = f"stage {i + 1}/{n} {stage.name}"
-        scfg = dataclasses.replace(
-            stage.cfg,
-            splits_path=splits_path,
-            fail_at_step=cfg.fail_at_step if (i == 0 and resume_from is None) else -1,
-        )
+        scfg = dataclasses.replace(stage.cfg, splits_path=splits_path)
         labeled = splits.train if stage.data == "all" else None
         train_labels = None
         if stage.labels == "pseudo":

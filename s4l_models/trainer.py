@@ -544,10 +544,6 @@ class Trainer:
         batches = self.source.train_batches(labeled_stream, start_step, total)
         try:
             for step in range(start_step, total):
-                if step == cfg.fail_at_step and start_step == 0:
-                    # fault injection (tests only): die like a killed process, once, in a
-                    # fresh run; a resumed run passes this step normally
-                    os._exit(17)
                 images, labels = next(batches)
                 labeled = Batch(images, labels)
                 unlabeled = None

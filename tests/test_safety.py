@@ -208,8 +208,9 @@ def test_resume_of_a_finished_sweep_changes_nothing(ray_session, tmp_path, capsy
 
 
 def test_errored_trials_rerun_only_when_asked(ray_session, tmp_path, capsys):
-    # the trainer exits its process at step 20 of a fresh run; with no retries the trial errors
-    assert sweep(tmp_path, "err", "--set", "fail_at_step=20", "--max-failures", "0") == 0
+    # a fresh trial exits its process at its first evaluation from step 20 on; with no retries
+    # the trial errors
+    assert sweep(tmp_path, "err", "--fail-at-step", "20", "--max-failures", "0") == 0
     d = tmp_path / "err"
     df = pd.read_parquet(d / "results.parquet")
     assert (df["status"] == "errored").all() and len(df) == 2

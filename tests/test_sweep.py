@@ -247,17 +247,18 @@ def test_asha_stops_some_trials_early(ray_session, tmp_path):
 
 
 def test_a_crashed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path, capsys):
-    # the trainer kills its process at step 20 of a fresh run (after checkpoints at steps 8
-    # and 15: 480 labeled images, batch 64, 10 epochs = 75 steps, evaluated every 7.5)
+    # the trial kills its process at its first evaluation at or after step 20 of a fresh run
+    # (step 23, after checkpoints at steps 8 and 15: 480 labeled images, batch 64, 10 epochs =
+    # 75 steps, evaluated every 7.5)
     rc, d = run_sweep(tmp_path, "crash", "--set", "lr=0.1", "--set", "wd=0.001",
-                      "--set", "fail_at_step=20")
+                      "--fail-at-step", "20")
     assert rc == 0
     assert "crashed" in capsys.readouterr().out
     df = table(d)
     assert len(df) == 1 and df.loc[0, "status"] == "completed"
     log = (d / "trials" / df.loc[0, "trial_id"] / "train.log").read_text()
     resumed_at = int(re.search(r"resuming at step (\d+)", log).group(1))
-    assert 0 < resumed_at <= 20  # from its last checkpoint (the crash came at step 20), not 0
+    assert 0 < resumed_at <= 20  # from its last checkpoint (15, before the crash), not 0
     # the retried trial ends exactly where an uninterrupted one does
     rc, ref = run_sweep(tmp_path, "nocrash", "--set", "lr=0.1", "--set", "wd=0.001")
     want = table(ref)
@@ -273,7 +274,7 @@ def test_diverged_and_errored_trials_are_rows_not_failures(ray_session, tmp_path
     assert df.loc[0, "status"] == "diverged" and "loss became" in df.loc[0, "error"]
     # a trial that keeps crashing errors after --max-failures retries; the sweep still exits 0
     rc, d = run_sweep(tmp_path, "err", "--set", "lr=0.1", "--set", "wd=0.001",
-                      "--set", "fail_at_step=0", "--max-failures", "1")
+                      "--fail-at-step", "0", "--max-failures", "1")
     assert rc == 0
     df = table(d)
     assert df.loc[0, "status"] == "errored" and df.loc[0, "error"]

@@ -119,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
     "reseed_top": 0,
     "seeds": 3,
     "stand_in_trainer": None,  # test-only: see --stand-in-trainer
+    "fail_at_step": None,  # test-only: see --fail-at-step
 }
 
 
@@ -171,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     # once without training (tune/stand_in.py); bench/grid_scale.py measures the sweep machinery
     # on the whole 8,640-point grid with it.
     a("--stand-in-trainer", type=int, metavar="N", help=argparse.SUPPRESS)
+    # Test-only fault injection (hidden): a trial that starts without a checkpoint exits its
+    # process like a killed one when it reaches its first evaluation at or after step N
+    # (tune/trainable.py), so crash recovery is tested on real trials.
+    a("--fail-at-step", type=int, metavar="N", help=argparse.SUPPRESS)
     return p
 
 
@@ -207,6 +212,8 @@ def check_flags(flags: dict[str, Any]) -> None:
             "--reseed-top repeats fixed configurations, but --scheduler pbt changes them during "
             "training; drop one of the two"
         )
+    if flags.get("fail_at_step") is not None and flags["fail_at_step"] < 0:
+        raise UserError(f"--fail-at-step must be >= 0, got {flags['fail_at_step']}")
     if flags["max_failures"] < 0:
         raise UserError(f"--max-failures must be >= 0, got {flags['max_failures']}")
 
@@ -732,6 +739,7 @@ def _run_tuner(
         "metric": flags["metric"],
         "mutable": PBT_MUTABLE if flags["scheduler"] == "pbt" else (),
         "stand_in": flags.get("stand_in_trainer"),
+        "fail_at_step": flags.get("fail_at_step"),
     }
     # Memory is planned like CPUs: each trial asks Ray for its estimated peak (Ray's `memory`
     # resource; tune/memory_plan.py), so a node starts no more trials than it holds, and a

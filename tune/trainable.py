@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,10 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     from s4l_models.trainer import CHECKPOINT_FILE, finished_result, train
 
     trial_id = tune.get_context().get_trial_id()
+    # Test-only fault injection (run_sweep --fail-at-step): a trial that starts fresh dies like
+    # a killed process at its first evaluation at or after that step, before reporting it; a
+    # trial restarted from a checkpoint runs normally.
+    crash_at = setup.get("fail_at_step") if tune.get_checkpoint() is None else None
     out_dir = Path(setup["trials_dir"]) / str(trial_id)
     cfg = TrainConfig.from_dict(resolve_config(config, setup))
     log_path = out_dir / "train.log"
@@ -151,6 +156,8 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
             f.write(line + "\n")
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        if crash_at is not None and int(metrics.get("step", -1)) >= crash_at:
+            os._exit(17)
         metrics = _clean(metrics)
         metric = setup.get("metric")
         if metric and not isinstance(metrics.get(metric), (int, float)):

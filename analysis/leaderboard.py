@@ -1,7 +1,8 @@
 """Leaderboard in the spirit of the paper's Table 1: the best configuration per space and method.
 
-Completed trials of all sweeps are grouped into configurations: trials that differ only in
-`seed` (and in bookkeeping such as their directory) form one configuration, across sweeps too.
+Completed trials of all sweeps are grouped into configurations by their `config_id` (every
+setting but the seed and the runtime ones, tune/results.py): trials that differ only in `seed`
+form one configuration, across sweeps too.
 Each configuration gets mean ± std (sample std, n - 1) over its seeds of full-split and test
 top-1/top-5 in percent. Per (space, method) the best configuration is the one with the highest
 mean full-split top-1 (ties: first seen) among the configurations with the most seeds: after
@@ -50,7 +51,9 @@ def _trials(sweeps: list[Sweep]) -> tuple[pd.DataFrame, list[str], dict[str, lis
 def configurations(sweeps: list[Sweep]) -> pd.DataFrame:
     """One row per configuration (trials differing only in seed), metrics mean/std in percent."""
     df, config, axes = _trials(sweeps)
-    keys = ["space", "method"] + config
+    # a configuration = its config_id (tune/results.py: every setting but the seed and the
+    # runtime ones), within a space; the loader gives older tables theirs
+    keys = ["space", "method", "config_id"]
     rows = []
     for _, g in df.groupby(keys, sort=False, dropna=False):
         first = g.iloc[0]

@@ -25,13 +25,16 @@ from s4l_models.errors import UserError
 from s4l_models.predictions import SWEEP_PREDICTIONS, load_sweep_predictions
 from tune.results import (  # the results-table format it reads
     READABLE_VERSIONS,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
     RESULTS_VERSION,
     SPACE_JSON,
     read_table,
     upgrade_table,
 )
+from tune.results import setting_columns as results_setting_columns
 
-RESULTS_FILES = ("results.parquet", "results.csv")
+RESULTS_FILES = (RESULTS_PARQUET, RESULTS_CSV)
 SPACE_FILE = SPACE_JSON
 PREDICTIONS_FILE = SWEEP_PREDICTIONS  # s4l_models/predictions.py owns the format
 SPLITS_FILE = "splits.npz"  # written by s4l_models.data.splits.save_splits
@@ -40,15 +43,6 @@ FULL = "val_full_top1"  # the reference score: top-1 on the full validation spli
 REQUIRED_COLUMNS = ("trial_id", "status", FULL)
 METRIC_RE = re.compile(r"^(val_(\d+)pc|val_full|test)_top(1|5)$")
 TINY_RE = re.compile(r"^val_(\d+)pc_top1$")
-# Columns that describe a trial's outcome or bookkeeping rather than its configuration.
-NON_SETTING_COLUMNS = frozenset({
-    "trial_id", "config_id", "status", "error", "epochs_done", "steps_done", "total_steps",
-    "short_run",
-    "train_seconds",
-    "trial_dir", "results_version", "data_dir", "splits_path", "device", "threads", "workers",
-    "eval_every", "eval_batch_size", "compile", "amp", "channels_last",
-    "skip_bad_images",
-})
 REGENERATE = "rerun the sweep (or re-export its results) with the current s4l-sweep"
 
 
@@ -105,12 +99,8 @@ def tiny_column(k: int) -> str:
 
 
 def setting_columns(df: pd.DataFrame) -> list[str]:
-    """The trainer settings among the table's columns (everything but outcomes/bookkeeping)."""
-    return [
-        c for c in df.columns
-        if c not in NON_SETTING_COLUMNS and not METRIC_RE.match(str(c))
-        and not str(c).endswith(("_dir", "_path"))
-    ]
+    """The trainer settings among the table's columns (tune/results.py decides which)."""
+    return results_setting_columns(df.columns)
 
 
 def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path]:

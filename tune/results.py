@@ -114,6 +114,14 @@ def _float(value: Any) -> float:
     return out
 
 
+def setting_columns(names: Iterable[str]) -> list[str]:
+    """The table columns (of `names`, in order) that are settings of a configuration: the
+    `TrainConfig` fields but the runtime ones (`NOT_CONFIGURATION` without the seed). Everything
+    else is an outcome or bookkeeping: `HEAD_COLUMNS`, metrics, `TAIL_COLUMNS`."""
+    fields = set(TrainConfig.field_names()) - (NOT_CONFIGURATION - {"seed"})
+    return [c for c in names if c in fields]
+
+
 def config_id(settings: Mapping[str, Any]) -> str:
     """A short stable id of a configuration: the trial's settings (as stored in the table,
     tuples as JSON) without `NOT_CONFIGURATION`, hashed. Computable from a table row alone, so
@@ -260,6 +268,7 @@ __all__ = [
     "RESULTS_VERSION",
     "READABLE_VERSIONS",
     "config_id",
+    "setting_columns",
     "read_table",
     "upgrade_table",
     "METRIC_KEYS",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from scipy import stats as sps
 
 from .load import FULL, Sweep, setting_columns

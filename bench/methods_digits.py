@@ -54,11 +54,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import mean_std, write_result  # noqa: E402
 
 from s4l_models.config import TrainConfig  # noqa: E402
-from s4l_models.predictions import load_predictions  # noqa: E402
 from s4l_models.methods import PAPER_METHODS  # noqa: E402
+from s4l_models.predictions import load_predictions  # noqa: E402
 from s4l_models.recipes import scale_eps  # noqa: E402
-from search_spaces.protocol import DatasetFacts, labeled_count  # noqa: E402
 from s4l_models.trainer import train  # noqa: E402
+from search_spaces.protocol import DatasetFacts, labeled_count  # noqa: E402
 
 # Extra rows: a method with one setting changed, to explain a result (see the docstring).
 VARIANTS = {"s4l_rotation_upright": ("s4l_rotation", dict(sup_on_rotated=False))}

@@ -16,14 +16,11 @@ says "averaging predictions".
 
 from __future__ import annotations
 
-import os
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 
 # (ours) MOAM's 5 crops each cover 3/4 of the image side (4 corners + centre), resized back to
 # the input size; at 3/4 the centre crop of a small image (8 px digits) differs from the corners.
@@ -37,7 +34,8 @@ def rotations4(x: torch.Tensor) -> list[torch.Tensor]:
 
 def five_crops(x: torch.Tensor, fraction: float = FIVE_CROP_FRACTION) -> list[torch.Tensor]:
     """Top-left, top-right, bottom-left, bottom-right and centre crops, resized to the input."""
-    from torchvision.transforms.v2.functional import five_crop  # ~1.5 s import: only when used
+    # ~1.5 s import: only when used
+    from torchvision.transforms.v2.functional import five_crop
 
     h, w = x.shape[-2:]
     size = [max(1, round(h * fraction)), max(1, round(w * fraction))]

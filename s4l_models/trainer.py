@@ -51,10 +51,10 @@ from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
 from .evaluate import correctness, rotations4, subset_metrics
-from .predictions import save_predictions
 from .io import atomic_write, atomic_write_text
 from .methods import Batch, Method, StepContext, get_method
 from .methods.base import polyak_for
+from .predictions import save_predictions
 from .resnet import create_model
 from .schedule import Schedule, epoch_to_step
 

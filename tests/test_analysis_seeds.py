@@ -105,7 +105,7 @@ def test_report_finds_one_clearly_best_trial_at_small_k(tmp_path):
 
 def test_the_sweeps_report_and_s4l_report_give_the_same_page(tmp_path):
     from analysis import cli
-    from tune.run_sweep import make_report
+    from tune.summary import make_report
 
     s = _sweep(tmp_path / "s", [1e-2, 1e-2, 1e-3, 1e-4], [0, 1, 0, 0], [0.8, 0.78, 0.7, 0.6])
     assert make_report(s.run_dir).startswith("report: ")

@@ -538,7 +538,11 @@ def test_unknown_dataset_lists_choices():
 def test_an_adopted_dataset_is_served_without_reading_files_even_where_the_folder_is_missing(
     tmp_path,
 ):
-    from s4l_models.data.datasets import adopt_dataset, clear_dataset_cache, load_dataset
+    from s4l_models.data.datasets import (
+        adopt_dataset,
+        clear_dataset_cache,
+        load_dataset,
+    )
 
     digits = load_dataset("digits")
     clear_dataset_cache()

@@ -18,8 +18,7 @@ from s4l_models.data import augment
 from s4l_models.data.augment import Augmenter
 from s4l_models.data.datasets import DATASETS, clear_dataset_cache, load_dataset
 from s4l_models.data.sources import FileSource, IndexStream, make_source
-from s4l_models.methods import PAPER_METHODS, get_method
-from s4l_models.methods import s4l_exemplar
+from s4l_models.methods import PAPER_METHODS, get_method, s4l_exemplar
 from s4l_models.methods.base import StepContext
 from s4l_models.methods.s4l_exemplar import NUM_COPIES, exemplar_copies
 from s4l_models.methods.selfsup_linear import PRETEXT

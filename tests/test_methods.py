@@ -21,7 +21,12 @@ from s4l_models.methods import PAPER_METHODS, get_method, list_methods
 from s4l_models.methods.base import StepContext, entropy
 from s4l_models.methods.s4l_exemplar import batch_hard_triplet
 from s4l_models.methods.s4l_rotation import rotate4, rotated_class_loss
-from s4l_models.methods.vat import kl_from_logits, unit_scale, vat_loss, vat_perturbation
+from s4l_models.methods.vat import (
+    kl_from_logits,
+    unit_scale,
+    vat_loss,
+    vat_perturbation,
+)
 from s4l_models.resnet import create_model
 from s4l_models.trainer import Polyak, polyak_decay
 

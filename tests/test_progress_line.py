@@ -159,7 +159,7 @@ def test_without_planned_costs_the_unseen_trials_count_at_the_mean_of_those_seen
 
 
 def test_planned_costs_follow_the_order_ray_creates_the_trials_in(plan):
-    from tune.run_sweep import build_search
+    from tune.runner import build_search
     from tune.sweep_callback import planned_costs
     from tune.trainable import decode_value
 

@@ -311,14 +311,14 @@ def test_a_ray_the_cli_starts_listens_on_localhost_without_dashboard(monkeypatch
     """What we ask Ray for: loopback-only servers, no dashboard unless --dashboard."""
     import ray
 
-    from tune import run_sweep
+    from tune import runner
 
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
-    assert run_sweep.start_ray(None, dashboard=False) is True
+    assert runner.start_ray(None, dashboard=False) is True
     assert calls[-1]["include_dashboard"] is False
     assert calls[-1]["dashboard_host"] == "127.0.0.1"
     assert "address" not in calls[-1]
-    run_sweep.start_ray(None, dashboard=True)
+    runner.start_ray(None, dashboard=True)
     assert calls[-1]["include_dashboard"] is True and calls[-1]["dashboard_host"] == "127.0.0.1"

@@ -23,6 +23,8 @@ from pathlib import Path
 from ray import tune
 
 from s4l_models.trainer import CHECKPOINT_DIR
+from tune.reseed import RAY_SUBDIR as RESEED_SUBDIR
+from tune.results import RESULTS_PARQUET, meaningful, ray_dir, read_table
 
 CHECKPOINT_GLOB = "checkpoint_*"
 
@@ -59,7 +61,6 @@ def selectable(last: dict) -> bool:
 
 class CheckpointPruner(tune.Callback):
     """Keep the best completed trial's checkpoint; remove every other finished trial's."""
-
     def __init__(self, metric: str, enabled: bool = True):
         self.metric = metric
         self.enabled = enabled
@@ -99,4 +100,28 @@ def prune_finished(ray_dir: Path, rows, best_id: str | None, keep_all: bool) -> 
     return freed
 
 
-__all__ = ["CheckpointPruner", "prune_finished", "remove_checkpoints", "dir_bytes", "selectable"]
+def prune_checkpoints(sweep_dir: Path, metric: str, keep_all: bool, freed: int = 0) -> str:
+    """After a finished sweep, keep only the best trial's checkpoint (unless keep_all) and the
+    errored trials' (--retry-errored resumes from them); `freed`: bytes the sweep's
+    CheckpointPruner already removed as trials finished."""
+    df = read_table(sweep_dir / RESULTS_PARQUET)
+    pool = df[meaningful(df) & df[metric].notna()]
+    best = str(pool.loc[pool[metric].idxmax(), "trial_id"]) if not pool.empty else None
+
+    kept = []
+    for rdir in (ray_dir(sweep_dir), sweep_dir / RESEED_SUBDIR):  # the search's, the repeats'
+        if rdir.is_dir():
+            rows = zip(df["trial_id"], df["status"], df["trial_dir"])
+            freed += prune_finished(rdir, rows, best, keep_all)
+            kept += sorted(rdir.glob(f"{best}/{CHECKPOINT_GLOB}")) if best else []
+    if keep_all:
+        return f"checkpoints: every trial's last one is kept (best trial: {kept[-1] if kept else '-'})"
+    where = f"the best trial's: {kept[-1]}" if kept else "none"
+    return (
+        f"checkpoints kept: {where} (removed the others' {freed / 2**20:,.0f} MiB as trials "
+        "finished; --keep-checkpoints keeps all)"
+    )
+
+
+__all__ = ["CheckpointPruner", "prune_finished", "remove_checkpoints", "dir_bytes", "selectable",
+           "prune_checkpoints"]

@@ -41,13 +41,14 @@ import numpy as np
 import pandas as pd
 
 from s4l_models.config import RESUME_FREE, TrainConfig
+from s4l_models.errors import UserError
+from s4l_models.io import atomic_write
 from s4l_models.predictions import (
     SWEEP_PREDICTIONS,
     TRIAL_PREDICTIONS,
     load_predictions,
     save_sweep_predictions,
 )
-from s4l_models.io import atomic_write
 
 # 2: short_run column; label fractions count over the whole training split
 # 3: config_id column (seeds of one configuration share it)
@@ -264,6 +265,37 @@ def write_predictions(
     )
 
 
+# Ray Tune's own files (experiment state, tuner.pkl, per-trial checkpoints, error.txt) live in
+# this subfolder of the sweep directory; ours (space.json, splits, trials/, results.*) beside it.
+RAY_SUBDIR = "ray"
+# Statuses of a trial that will not change any more.
+FINISHED_STATUSES = ("completed", "errored", "diverged", "stopped_early")
+
+
+def ray_dir(sweep_dir: Path) -> Path:
+    """Where Ray Tune's experiment lives: `<sweep>/ray/`, or the sweep directory itself for a
+    sweep written before that subfolder existed (it still resumes)."""
+    sweep_dir = Path(sweep_dir)
+    if (sweep_dir / "tuner.pkl").is_file() and not (sweep_dir / RAY_SUBDIR).is_dir():
+        return sweep_dir
+    return sweep_dir / RAY_SUBDIR
+
+
+def has_ray_experiment(sweep_dir: Path) -> bool:
+    return (ray_dir(sweep_dir) / "tuner.pkl").is_file()
+
+
+def meaningful(df):
+    """Completed trials that are not marked short_run (the ones a best may be chosen from)."""
+    done = df["status"] == "completed"
+    return done & ~df["short_run"].astype(bool) if "short_run" in df.columns else done
+
+
+def check_metric(metric: str, tiny_k) -> None:
+    keys = metric_keys(tiny_k)
+    if metric not in keys:
+        raise UserError(f"--metric {metric!r} is not a metric of the trainer; choose one of {', '.join(keys)}")
+
 __all__ = [
     "RESULTS_VERSION",
     "READABLE_VERSIONS",
@@ -271,6 +303,12 @@ __all__ = [
     "setting_columns",
     "read_table",
     "upgrade_table",
+    "RAY_SUBDIR",
+    "FINISHED_STATUSES",
+    "ray_dir",
+    "has_ray_experiment",
+    "meaningful",
+    "check_metric",
     "METRIC_KEYS",
     "STATUSES",
     "columns",

@@ -52,7 +52,6 @@ from .results import (
 from .sweep_plan import TRIAL_OVERHEAD_S, Sizes, trial_cost
 from .trainable import decode_value, resolve_config
 
-
 # A table rewrite that took d seconds is followed by at least TABLE_COST_FACTOR * d seconds
 # without one (so rewriting costs at most 1 / TABLE_COST_FACTOR of the driver's time).
 TABLE_COST_FACTOR = 20.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -286,7 +287,7 @@ def _check_configs(plan: Plan, points: list[dict]) -> None:
             raise UserError(f"cannot sweep {plan.base_name!r}: {err}") from None
 
 
-def _axis_probe_points(space) -> list[dict]:
+def axis_probe_points(space) -> list[dict]:
     """A few points in which every value of every axis appears (cheap to validate)."""
     if space.size == 0:
         return []
@@ -520,7 +521,7 @@ def make_plan(
         pinned=pinned, overrides=overrides, seed=seed, adaptation=adaptation, facts=facts,
     )
     # The fixed settings and every axis value are checked before anything else happens.
-    _check_configs(plan, _axis_probe_points(space))
+    _check_configs(plan, axis_probe_points(space))
     plan.sizes = plan_sizes(facts, space.fixed)
     # costs are calibrated on digits (bench/step_seconds.py): only there do they pick trials
     cost = plan.cost if dataset == DIGITS else None
@@ -655,7 +656,6 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
     """The --dry-run text. `largest`: the largest trials by memory, when already estimated
     (tune/memory_plan.py's largest_trials); `local`: the sweep would start Ray here."""
     from search_spaces import format_axes_table
-
     from tune.memory_plan import memory_lines
 
     space = plan.space
@@ -708,5 +708,12 @@ def list_text() -> str:
     w = max(len(s.name) for s in spaces)
     return "\n".join(f"{s.name.ljust(w)}  {s.size:>6}  {s.description}" for s in spaces)
 
+
+def planned_concurrency(flags: dict[str, Any]) -> int:
+    """Trials at a time as planned before Ray starts (this machine's CPUs unless --concurrency);
+    on a cluster the driver uses the cluster's CPUs."""
+    if flags["concurrency"]:
+        return int(flags["concurrency"])
+    return max(1, int(len(os.sched_getaffinity(0)) // float(flags["cpus_per_trial"])))
 
 __all__ = ["Plan", "Sizes", "make_plan", "describe", "list_text", "trial_cost", "pick_points"]

@@ -68,8 +68,8 @@ def _adapt_checkpoint(src: Path, cfg: TrainConfig, out_dir: Path, mutable: tuple
     """
     import torch
 
-    from s4l_models.io import atomic_write
     from s4l_models.config import RESUME_FREE
+    from s4l_models.io import atomic_write
     from s4l_models.trainer import CHECKPOINT_FILE
 
     path = src / CHECKPOINT_FILE

@@ -1,0 +1,602 @@
+"""The Ray runner: connect to or start Ray, build the Tuner (search, scheduler, resources), run
+the search and then the seed repeats, resume either from Ray's saved state, and finish (prune,
+summary, report).
+
+`run(flags, sweep_dir, ...)` is what `python tune/run_sweep.py` calls once its flags are checked:
+it makes the plan (tune/sweep_plan.py), loads the data and writes the sweep's splits and
+space.json, starts Ray (127.0.0.1 only, no dashboard unless asked) or connects to `--address`,
+and runs `tune.Tuner` with the function trainable of tune/trainable.py, our results-table and
+progress callback (tune/sweep_callback.py) and the checkpoint pruner (tune/checkpoints.py). Ray
+itself is imported inside the functions that use it: the command sets Ray's environment
+(loopback address, token authentication) before Ray is first imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from s4l_models.config import TrainConfig
+from s4l_models.data.datasets import DATASETS, load_dataset
+from s4l_models.data.splits import splits_for
+from s4l_models.errors import DiskFullError, UserError
+from s4l_models.io import atomic_write_text
+from tune import reseed
+from tune.checkpoints import CheckpointPruner, prune_checkpoints
+from tune.memory_plan import (
+    check_fits,
+    gib,
+    largest_trials,
+    ray_request,
+    trial_resources,
+)
+from tune.ray_fixes import apply_ray_fixes
+from tune.reseed import load_reseed
+from tune.results import (
+    RAY_SUBDIR,
+    RESULTS_PARQUET,
+    RESULTS_VERSION,
+    SPACE_JSON,
+    TRIALS_DIR,
+    check_metric,
+    has_ray_experiment,
+    ray_dir,
+    read_table,
+    upgrade_table,
+)
+from tune.summary import make_report, retry_hint, summarize, sweep_state
+from tune.sweep_callback import SweepCallback, planned_costs
+from tune.sweep_plan import (
+    PBT_MUTABLE,
+    Sizes,
+    axis_probe_points,
+    make_plan,
+    parse_set,
+    planned_concurrency,
+    report_count,
+    short_line,
+)
+from tune.trainable import encode_value, run_trial, trial_dirname
+
+
+def _probe(address: str) -> None:
+    """Fail fast with one line when --address points nowhere (ray.init would wait a minute)."""
+    if address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address!r} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(
+            f"--address {address}: no Ray cluster reachable ({err.strerror or err}); start one "
+            "with `ray start --head` or drop --address to run locally"
+        ) from None
+
+
+def start_ray(address: str | None, dashboard: bool) -> bool:
+    """Connect to or start Ray; returns whether we started (and must stop) it."""
+    import ray
+
+    if address:
+        _probe(address)
+    if ray.is_initialized():
+        return False  # a caller (e.g. a test) runs Ray already: use it
+    common = dict(
+        include_dashboard=dashboard, log_to_driver=False, logging_level=logging.WARNING,
+        configure_logging=True,
+    )
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"--address {address}: cannot connect to Ray ({first})") from None
+        return True
+    try:
+        ray.init(dashboard_host="127.0.0.1", num_cpus=len(os.sched_getaffinity(0)), **common)
+    except Exception as err:
+        if dashboard and "dashboard" in str(err).lower():
+            ray.shutdown()
+            raise UserError(
+                f"--dashboard: Ray cannot start its dashboard here ({err}); install "
+                "'ray[default]' or drop --dashboard"
+            ) from None
+        raise
+    return True
+
+
+def _ray_running() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def visible_gpus_locally() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def build_search(plan, metric: str, concurrency: int, seed: int):
+    """(param_space, search_alg, num_samples) for the plan's search."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    axes = plan.space.axes
+    choices = {a.key: tune.choice([encode_value(v) for v in a.values]) for a in axes}
+    if plan.search == "grid" and plan.points is None:
+        space = {a.key: tune.grid_search([encode_value(v) for v in a.values]) for a in axes}
+        return space, None, 1
+    if plan.search == "grid":
+        # Longest first (when costs are known): the last trials to finish are short ones.
+        ordered = sorted(plan.points, key=plan.cost, reverse=True) if plan.sizes else plan.points
+        points = [{k: encode_value(v) for k, v in p.items()} for p in ordered]
+        search_alg = BasicVariantGenerator(
+            points_to_evaluate=points, random_state=seed, max_concurrent=concurrency
+        )
+        return choices, search_alg, len(points)
+    if plan.search == "random" or not axes:
+        search_alg = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
+        return choices, search_alg, plan.num_trials
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=concurrency)
+    return choices, searcher, plan.num_trials
+
+
+def build_scheduler(name: str, plan, max_t: int, seed: int):
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        HyperBandScheduler,
+        PopulationBasedTraining,
+    )
+
+    if name == "fifo":
+        return None
+    if name == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration", max_t=max(1, max_t), grace_period=1, reduction_factor=3
+        )
+    if name == "hyperband":
+        return HyperBandScheduler(
+            time_attr="training_iteration", max_t=max(1, max_t), reduction_factor=3
+        )
+    mutations = {
+        a.key: [encode_value(v) for v in a.values]
+        for a in plan.space.axes
+        if a.key in PBT_MUTABLE and len(a.values) > 1
+    }
+    if not mutations:
+        raise UserError(
+            f"--scheduler pbt needs an axis it can change during training ({', '.join(PBT_MUTABLE)});"
+            f" {plan.base_name} has none left: use asha or hyperband"
+        )
+    return PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=max(1, max_t // 4),
+        hyperparam_mutations=mutations,
+        quantile_fraction=0.25,
+    )
+
+
+def max_reports(plan) -> int:
+    """The most evaluations any planned trial reports (the schedulers' max_t)."""
+    points = plan.points if plan.points is not None else axis_probe_points(plan.space)
+    sizes = plan.sizes
+    return max((report_count(plan.trial_config(p), sizes) for p in points), default=1)
+
+
+def prepare_data(plan, sweep_dir: Path):
+    """Load the dataset and write the sweep's split files once (reused on --resume).
+
+    Returns (sizes, tiny_k, data): `data` is the loaded dataset when it is held in memory (the
+    trials get it through Ray's object store instead of reading the files again), else None.
+    """
+    cfg = TrainConfig.from_dict(plan.trial_config(plan.space.point_at(0)))
+    spec = DATASETS[cfg.dataset]
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    splits = splits_for(
+        sweep_dir, cfg.dataset, data.train.labels.numpy(), spec.num_classes,
+        cfg.val_size or spec.default_val_size, cfg.labels, tuple(cfg.tiny_k), cfg.split_seed,
+    )
+    n_test = len(data.test) if data.test is not None else 0
+    sizes = Sizes(
+        labeled=len(splits.labeled), val=len(splits.val), test=n_test, train=len(splits.train)
+    )
+    return sizes, tuple(cfg.tiny_k), (data if spec.in_memory else None)
+
+
+def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) -> None:
+
+    doc = {
+        "space": plan.space.to_dict(),
+        "axes": plan.axes,
+        "flags": flags,
+        "dataset": plan.dataset,
+        "metric": metric,
+        "mode": "max",
+        "results_version": RESULTS_VERSION,  # tune/results.py owns the table's format
+        "base_space": plan.base_name,
+        "pinned": {k: encode_value(v) for k, v in plan.pinned.items()},
+        "search": plan.search,
+        "num_trials": plan.num_trials,
+        "trials_note": plan.note,
+        "points": (
+            [{k: encode_value(v) for k, v in p.items()} for p in plan.points]
+            if plan.points is not None else None
+        ),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        # how the paper's values were mapped onto this dataset (search_spaces/protocol.py)
+        "protocol": plan.adaptation.to_dict() if plan.adaptation is not None else None,
+        "dataset_facts": dataclasses.asdict(plan.facts) if plan.facts is not None else None,
+        "short_configurations": {
+            "count": plan.short[0], "of": plan.short[1], "reasons": plan.short[2],
+            "rule": "fewer than 50 optimizer steps, or every step inside the warmup",
+        },
+    }
+    atomic_write_text(sweep_dir / SPACE_JSON, json.dumps(doc, indent=2, default=str))
+
+
+def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
+        quiet: bool, report: bool, keep_all: bool = False, retry_errored: bool = False) -> int:
+
+    if flags["dataset"] not in DATASETS:
+        raise UserError(
+            f"unknown dataset {flags['dataset']!r}; choose one of {', '.join(sorted(DATASETS))}"
+        )
+    if flags["data_dir"]:
+        flags["data_dir"] = str(Path(flags["data_dir"]).expanduser().resolve())
+    # The protocol and the split sizes are measured on the data (missing data: exit 2 here).
+    plan = make_plan(
+        flags["space"], dataset=flags["dataset"], data_dir=flags["data_dir"], labels=flags["labels"],
+        raw_set=parse_set(flags["set"]),
+        search=flags["search"], max_trials=flags["max_trials"], seed=flags["seed"],
+        concurrency=planned_concurrency(flags), protocol=flags.get("protocol", "scaled"),
+        data=load_dataset(flags["dataset"], flags["data_dir"]),
+    )
+    tiny_k = tuple(plan.space.fixed.get("tiny_k", (1, 5)))
+    check_metric(flags["metric"], tiny_k)
+    gpus, cpus = float(flags["gpus_per_trial"]), float(flags["cpus_per_trial"])
+    # A Ray session the caller started (e.g. with a GPU resource of its own) is checked against
+    # its resources instead, in _run_tuner.
+    if gpus > 0 and not flags["address"] and not _ray_running() and visible_gpus_locally() == 0:
+        raise UserError(
+            f"--gpus-per-trial {gpus:g} but no GPU is visible; drop it to train on CPUs "
+            "(or --address a cluster with GPUs)"
+        )
+    if flags["address"]:
+        _probe(flags["address"])  # before anything is written
+    elif dashboard and importlib.util.find_spec("aiohttp") is None:
+        raise UserError(
+            "--dashboard needs Ray's dashboard packages (ray[default]), which are not installed "
+            "here; install them or drop --dashboard"
+        )
+    if not resuming and (sweep_dir / SPACE_JSON).exists():
+        raise UserError(
+            f"{sweep_dir} already holds a sweep; pass --resume to continue it or choose another --name"
+        )
+    created = not sweep_dir.exists()
+    try:
+        sizes, tiny_k, data = prepare_data(plan, sweep_dir)  # missing data: exit 2 before Ray
+        plan.sizes = sizes
+        scheduler = None if resuming else build_scheduler(
+            flags["scheduler"], plan, max_reports(plan), flags["seed"]
+        )
+        print(plan.adaptation.line(), flush=True)  # first: what was adapted to the data, why
+        print(f"{plan.base_name} on {plan.dataset}: {plan.note}", flush=True)
+        if short_line(plan):
+            print(short_line(plan), flush=True)
+        started = start_ray(flags["address"], dashboard)
+    except UserError:
+        if created and not has_ray_experiment(sweep_dir):
+            shutil.rmtree(sweep_dir, ignore_errors=True)  # leave no half-made sweep behind
+        raise
+    try:
+        return _run_tuner(
+            plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
+            keep_all, data, retry_errored,
+        )
+    except UserError:
+        if created and not has_ray_experiment(sweep_dir):
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+        raise
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _run_tuner(
+    plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
+    keep_all, data=None, retry_errored=False,
+) -> int:
+    import ray
+    from ray import tune
+
+    resources = ray.cluster_resources()
+    if gpus > 0 and resources.get("GPU", 0) < gpus:
+        raise UserError(
+            f"--gpus-per-trial {gpus:g} but the Ray cluster has {resources.get('GPU', 0):g} GPU(s)"
+        )
+    if resources.get("CPU", 0) < cpus:
+        raise UserError(
+            f"--cpus-per-trial {cpus:g} but the Ray cluster has only {resources.get('CPU', 0):g} CPUs"
+        )
+    concurrency = flags["concurrency"] or max(1, int(resources.get("CPU", 1) // cpus))
+    if gpus > 0:
+        concurrency = min(concurrency, max(1, int(resources.get("GPU", 0) // gpus)))
+    runtime: dict[str, Any] = {"splits_path": str(sweep_dir)}
+    if "threads" not in plan.space.fixed:
+        runtime["threads"] = max(1, int(math.floor(cpus)))
+    setup = {
+        "fixed": {**plan.space.fixed, "dataset": plan.dataset, "data_dir": plan.data_dir},
+        "runtime": runtime,
+        "trials_dir": str(sweep_dir / TRIALS_DIR),
+        "metric": flags["metric"],
+        "mutable": PBT_MUTABLE if flags["scheduler"] == "pbt" else (),
+        "stand_in": flags.get("stand_in_trainer"),
+        "fail_at_step": flags.get("fail_at_step"),
+    }
+    # Memory is planned like CPUs: each trial asks Ray for its estimated peak (Ray's `memory`
+    # resource; tune/memory_plan.py), so a node starts no more trials than it holds, and a
+    # trial that no node can hold is refused before anything runs.
+    if not setup["stand_in"]:
+        node_memory = max(
+            (n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0
+        )
+        largest = largest_trials(plan, 1, gpus > 0)
+        if node_memory and largest:
+            check_fits(plan, int(node_memory), "the largest node of the Ray cluster has for "
+                       "trials", gpus > 0, largest)
+            fits = int(node_memory // ray_request(largest[0][0]))
+            if fits < concurrency:
+                print(f"memory: the largest trial needs about {gib(largest[0][0])}; a node with "
+                      f"{gib(node_memory)} for trials runs at most {fits} of them at a time",
+                      flush=True)
+    trainable = tune.with_resources(
+        # The in-memory dataset goes to the object store once and each worker process reads it
+        # from there once (a one-item list, so that with_parameters hands trials the reference
+        # instead of fetching and unpickling the data at every trial start).
+        tune.with_parameters(
+            run_trial, setup=setup, data=[ray.put(data)] if data is not None else None
+        ),
+        functools.partial(trial_resources, setup=setup, sizes=sizes, cpus=cpus, gpus=gpus),
+    )
+    if not resuming:
+        write_space_json(sweep_dir, plan, flags, flags["metric"])
+    callback = SweepCallback(
+        str(sweep_dir), setup, flags["metric"], plan.axes, plan.num_trials, sizes, tiny_k,
+        quiet=quiet, concurrency=concurrency, planned_costs=planned_costs(plan),
+    )
+    # Every evaluation checkpoints (num_to_keep=1), which forces frequent experiment snapshots
+    # on fast trials; Ray's warning about it would drown the progress line.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's newer console output prints its own banner even at verbose=0; the classic reporter
+    # is silent at verbose=0, leaving our progress line.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ray's default per-trial loggers (result.json, progress.csv, TensorBoard events) write
+    # every result of every trial a second time, next to our results table and each trial's
+    # progress.jsonl; on a large sweep of short trials they halved the trials scheduled per
+    # second (bench/grid_scale.py). Nothing here reads them.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # A failed trial is one line from our callback (and its traceback in the trial's error.txt),
+    # not a traceback on the console.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # The ResultGrid that fit() returns looks for those per-trial files and warns, per trial,
+    # that they are missing; our table is the result.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # A worker that Ray's memory monitor kills fails its trial (retried, then errored) instead
+    # of ending the sweep with Ray's "Caught unexpected exception", and a reused worker's death
+    # counts as one failure, not two (tune/ray_fixes.py).
+    apply_ray_fixes()
+    # Finished trials' checkpoints go as they finish (tune/checkpoints.py); PBT clones other
+    # trials' checkpoints, so under it they stay until the end.
+    pruner = CheckpointPruner(
+        flags["metric"], enabled=not keep_all and flags["scheduler"] != "pbt"
+        and "://" not in str(sweep_dir)
+    )
+
+    # A sweep whose seed repeats have started finished its search (tune/reseed.py).
+    search_done = load_reseed(sweep_dir) is not None or (
+        resuming and not retry_errored and sweep_state(sweep_dir, plan.num_trials)[0])
+    if not search_done:
+        if resuming:
+            # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
+            tuner = tune.Tuner.restore(
+                str(ray_dir(sweep_dir)), trainable, resume_unfinished=True, resume_errored=retry_errored
+            )
+            if (sweep_dir / "results.parquet").is_file():
+
+                callback.carry_rows(upgrade_table(read_table(sweep_dir / "results.parquet")))
+            internal = getattr(tuner, "_local_tuner", None)
+            run_config = getattr(internal, "_run_config", None)
+            if run_config is not None:  # fresh callbacks (the pickled ones work too)
+                run_config.callbacks = [callback, pruner]
+            print(f"resuming {sweep_dir}", flush=True)
+        else:
+            param_space, search_alg, num_samples = build_search(
+                plan, flags["metric"], concurrency, flags["seed"]
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    metric=flags["metric"],
+                    mode="max",
+                    search_alg=search_alg,
+                    scheduler=scheduler,
+                    num_samples=num_samples,
+                    # our search algorithms carry the limit themselves (Ray ignores it for them)
+                    max_concurrent_trials=concurrency if search_alg is None else None,
+                    reuse_actors=True,
+                    trial_dirname_creator=trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=RAY_SUBDIR,
+                    storage_path=str(sweep_dir),
+                    verbose=0,
+                    callbacks=[callback, pruner],
+                    failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
+                    # One checkpoint per trial (Ray's snapshot-frequency warning is silenced
+                    # above); PBT clones other trials' checkpoints: keep them all for it.
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=None if flags["scheduler"] == "pbt" else 1
+                    ),
+                    log_to_file=True,
+                ),
+            )
+        per = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+        print(
+            f"running {plan.num_trials} trials, {concurrency} at a time ({per} each), "
+            f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
+            flush=True,
+        )
+        interrupted = _fit(tuner, callback, sweep_dir)
+        if interrupted or not callback.all_finished():
+            text, _ = summarize(sweep_dir, flags["metric"], plan.axes, plan.num_trials)
+            print(text, flush=True)
+            print(
+                f"the sweep stopped before all trials finished; continue it with: "
+                f"python tune/run_sweep.py --resume {sweep_dir}",
+                flush=True,
+            )
+            return 130
+
+    planned = plan.num_trials
+    if flags.get("reseed_top"):
+        code, planned = _reseed_phase(
+            plan, flags, sweep_dir, trainable, setup, concurrency, quiet, keep_all, sizes, tiny_k)
+        if code:
+            return code
+    text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes, planned)
+    print(text, flush=True)
+    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
+    _, n_errored = sweep_state(sweep_dir, planned)
+    if n_errored:
+        print(retry_hint(sweep_dir, n_errored), flush=True)
+    if report and n_completed:
+        print(make_report(sweep_dir), flush=True)
+    return 0
+
+
+def _fit(tuner, callback, sweep_dir: Path) -> bool:
+    """Run a Tuner to its end; True when interrupted (Ctrl-C). The table is written in full
+    at the end; a full disk raises DiskFullError (one line, exit 2) with the resume command."""
+    interrupted = False
+    try:
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if callback.trials:
+                try:
+                    callback.write(final=True)
+                except DiskFullError as err:
+                    callback.disk_full = callback.disk_full or err
+            callback.end_line()
+        if callback.disk_full is not None:  # the table on disk is the last one written in full
+            raise DiskFullError(
+                f"{callback.disk_full}: python tune/run_sweep.py --resume {sweep_dir}"
+            )
+        if not (sweep_dir / "results.parquet").is_file():
+            callback.write(final=True)
+    except DiskFullError:
+        callback.end_line()
+        raise  # one line, exit 2; the table on disk is the last one written in full
+    return interrupted
+
+
+def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, keep_all,
+                  sizes, tiny_k) -> tuple[int, int]:
+    """Seed repeats of the best configurations (tune/reseed.py) as a second Ray Tune experiment
+    in `<sweep>/ray-reseed/`, resumable like the search. Returns (exit code or 0, trials
+    planned in all)."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    df = upgrade_table(read_table(sweep_dir / RESULTS_PARQUET))
+    doc = reseed.load_reseed(sweep_dir)
+    if doc is None:
+        axes = {a.key: list(a.values) for a in plan.space.axes}
+        doc = reseed.plan_reseed(df, flags["metric"], flags["reseed_top"], flags["seeds"], axes)
+        reseed.save_reseed(sweep_dir, doc)
+    planned = len(doc["search_trials"]) + len(doc["points"])
+    if not doc["points"]:
+        print(f"seed repeats: none needed ({len(doc['finalists'])} finalist(s) already have "
+              f"{doc['seeds']} seeds, or no trial completed)", flush=True)
+        return 0, planned
+    if reseed.reseed_finished(df, doc):
+        return 0, planned
+    search = df["trial_id"].astype(str).isin(set(doc["search_trials"]))
+    callback = SweepCallback(
+        str(sweep_dir), setup, flags["metric"], list(plan.axes) + ["seed"], len(doc["points"]),
+        sizes, tiny_k, quiet=quiet, concurrency=concurrency,
+    )
+    callback.keep_rows(df[search])
+    pruner = CheckpointPruner(flags["metric"], enabled=not keep_all)
+    rdir = sweep_dir / reseed.RAY_SUBDIR
+    if tune.Tuner.can_restore(str(rdir)):
+        tuner = tune.Tuner.restore(str(rdir), trainable, resume_unfinished=True)
+        callback.carry_rows(df[~search])
+        run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+        if run_config is not None:
+            run_config.callbacks = [callback, pruner]
+    else:
+        axes = {a.key: [encode_value(v) for v in a.values] for a in plan.space.axes}
+        seeds = sorted({int(p["seed"]) for p in doc["points"]})
+        param_space = {k: tune.choice(v) for k, v in axes.items()}
+        param_space["seed"] = tune.choice(seeds)
+        points = [{k: encode_value(v) for k, v in p.items()} for p in doc["points"]]
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=flags["metric"], mode="max",
+                search_alg=BasicVariantGenerator(
+                    points_to_evaluate=points, max_concurrent=concurrency),
+                num_samples=len(points), reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=reseed.RAY_SUBDIR, storage_path=str(sweep_dir), verbose=0,
+                callbacks=[callback, pruner],
+                failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                log_to_file=True,
+            ),
+        )
+    names = ", ".join(f["config_id"] for f in doc["finalists"])
+    print(f"seed repeats: the {len(doc['finalists'])} best configurations by "
+          f"{flags['metric']} ({names}) with {doc['seeds']} seeds each: "
+          f"{len(doc['points'])} more trials", flush=True)
+    if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
+        text, _ = summarize(sweep_dir, flags["metric"], plan.axes, planned)
+        print(text, flush=True)
+        print(
+            f"the seed repeats stopped before all finished; continue them with: "
+            f"python tune/run_sweep.py --resume {sweep_dir}",
+            flush=True,
+        )
+        return 130, planned
+    return 0, planned
+
+
+__all__ = ["run", "start_ray", "build_search", "build_scheduler", "max_reports"]

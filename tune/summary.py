@@ -1,0 +1,127 @@
+"""What a sweep prints at its end and when resumed: its state, its summary lines, the report.
+
+`sweep_state` says from the results table whether every planned trial has finished; `summarize`
+gives the lines the sweep prints (counts of every planned trial, the best completed trial, the
+best configuration by its seed mean when there are seed repeats, the paths); `make_report`
+builds the analysis report with s4l-report's defaults. Ray-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from s4l_models.errors import UserError
+from tune.results import (
+    FINISHED_STATUSES,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
+    SWEEP_PREDICTIONS,
+    meaningful,
+    read_table,
+)
+
+
+def sweep_state(sweep_dir: Path, planned: int) -> tuple[bool, int]:
+    """(finished, errored) from the results table: finished when every planned trial has a row
+    and none is still running. A sweep without a table has not finished."""
+    path = sweep_dir / RESULTS_PARQUET
+    if not path.is_file():
+        return False, 0
+    status = read_table(path, columns=["status"])["status"]
+    finished = len(status) >= planned and bool(status.isin(FINISHED_STATUSES).all())
+    return finished, int((status == "errored").sum())
+
+
+def retry_hint(sweep_dir: Path, n_errored: int) -> str:
+    return (
+        f"{n_errored} trial(s) errored; to rerun only those (from their last checkpoint): "
+        f"python tune/run_sweep.py --resume {sweep_dir} --retry-errored"
+    )
+
+
+def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None = None
+              ) -> tuple[str, int]:
+    """Final lines: counts of every planned trial, the best completed configuration by the
+    metric, the paths."""
+    df = read_table(sweep_dir / RESULTS_PARQUET)
+    counts = df["status"].value_counts().to_dict()
+    planned = max(int(planned or 0), len(df))
+    if planned > len(df):
+        counts["not started"] = planned - len(df)
+    n_failed = int(counts.get("errored", 0))
+    lines = [
+        "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + f" (of {planned} planned)"
+    ]
+    if n_failed:
+        lines.append(f"{n_failed} trial(s) failed: see the 'error' column of {sweep_dir / RESULTS_CSV}")
+    n_short = int((df["status"] == "completed").sum() - meaningful(df).sum())
+    if n_short:
+        lines.append(
+            f"{n_short} completed trial(s) were too short to mean anything (short_run: fewer "
+            "than 50 optimizer steps or all inside the warmup); the best is chosen without them"
+        )
+    pool = df[meaningful(df)]
+    if pool.empty:
+        pool = df[df["status"] == "stopped_early"]
+    pool = pool[pool[metric].notna()] if metric in pool else pool.iloc[0:0]
+    def config_text(row) -> str:
+        return ", ".join(f"{k}={row[k]:g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+                         for k in axes)
+
+    if not pool.empty:
+        best = pool.loc[pool[metric].idxmax()]
+        cfg = config_text(best)
+        extra = f", val_full_top1 {best['val_full_top1']:.4f}" if metric != "val_full_top1" else ""
+        test = f", test_top1 {best['test_top1']:.4f}" if pd.notna(best.get("test_top1")) else ""
+        lines.append(
+            f"best completed trial by {metric}: {best[metric]:.4f}{extra}{test} "
+            f"(trial {best['trial_id']}" + (f": {cfg})" if cfg else ")")
+        )
+        if "config_id" in pool.columns:  # seed repeats: configurations by their seed mean
+            agg = pool.groupby("config_id", sort=False)[metric].agg(["mean", "std", "count"])
+            agg = agg[agg["count"] > 1].sort_values("mean", ascending=False, kind="stable")
+            if not agg.empty:
+                cid, r = agg.index[0], agg.iloc[0]
+                first = pool[pool["config_id"] == cid].iloc[0]
+                lines.append(
+                    f"best configuration by its mean {metric} over seeds: {r['mean']:.4f} ± "
+                    f"{r['std']:.4f} (std over {int(r['count'])} seeds; config {cid}: "
+                    f"{config_text(first)})"
+                )
+    else:
+        lines.append(f"no completed trial has a {metric} yet")
+    running = df[(df["status"] == "running") & df[metric].notna()] if metric in df else df.iloc[0:0]
+    if not running.empty and (pool.empty or running[metric].max() > pool[metric].max()):
+        top = running.loc[running[metric].idxmax()]
+        lines.append(
+            f"(an unfinished trial, {top['trial_id']}, reached {top[metric]:.4f} at its last "
+            "evaluation; not a final score)"
+        )
+    lines.append(f"results: {sweep_dir / RESULTS_PARQUET} and {sweep_dir / RESULTS_CSV}")
+    if (sweep_dir / SWEEP_PREDICTIONS).is_file():
+        lines.append(f"per-example predictions: {sweep_dir / SWEEP_PREDICTIONS}")
+    return "\n".join(lines), int((df["status"] == "completed").sum())
+
+
+def make_report(sweep_dir: Path) -> str:
+    """Run the analysis report (s4l-report) on the finished sweep; one line either way."""
+    try:
+        # analysis.report loads matplotlib: only when a report is made
+        from analysis.report import build_report
+    except Exception:
+        return f"report: s4l-report {sweep_dir}"
+    out = sweep_dir / "report"
+    try:
+        # the defaults of s4l-report: the same directory gives the same page either way
+        index = build_report([str(sweep_dir)], out, log=None)
+    except UserError as err:
+        return f"report: not made ({err})"
+    except Exception as err:  # the sweep's results stand without the report
+        return f"report: failed ({type(err).__name__}: {err}); rerun s4l-report {sweep_dir}"
+    return f"report: {index}"
+
+
+__all__ = ["sweep_state", "retry_hint", "summarize", "make_report"]

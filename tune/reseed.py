@@ -26,22 +26,13 @@ import pandas as pd
 
 from s4l_models.errors import UserError
 from s4l_models.io import atomic_write_text
+from tune.results import FINISHED_STATUSES, meaningful
 
 RESEED_FILE = "reseed.json"
 RAY_SUBDIR = "ray-reseed"
-FINISHED = ("completed", "errored", "diverged", "stopped_early")
-
-
-def _selectable(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    done = df["status"] == "completed"
-    if "short_run" in df.columns:
-        done &= ~df["short_run"].astype(bool)
-    return df[done & df[metric].notna()] if metric in df.columns else df.iloc[0:0]
-
-
 def finalists(df: pd.DataFrame, metric: str, top: int) -> list[dict[str, Any]]:
     """The `top` best configurations by the mean of `metric` over their seeds, best first."""
-    pool = _selectable(df, metric)
+    pool = df[meaningful(df) & df[metric].notna()] if metric in df.columns else df.iloc[0:0]
     if pool.empty:
         return []
     stats = (pool.groupby("config_id", sort=False)[metric].agg(["mean", "count"])
@@ -121,7 +112,7 @@ def load_reseed(sweep_dir: str | Path) -> dict[str, Any] | None:
 def reseed_finished(df: pd.DataFrame, doc: Mapping[str, Any]) -> bool:
     """Every planned repeat has a finished row in the table."""
     repeats = df[~df["trial_id"].astype(str).isin(set(doc["search_trials"]))]
-    return len(repeats) >= len(doc["points"]) and bool(repeats["status"].isin(FINISHED).all())
+    return len(repeats) >= len(doc["points"]) and bool(repeats["status"].isin(FINISHED_STATUSES).all())
 
 
 __all__ = ["RESEED_FILE", "RAY_SUBDIR", "finalists", "plan_reseed", "axis_point",

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from s4l_models.config import TrainConfig, parse_labels
+from s4l_models.errors import UserError
 
 from .space import Axis, SearchSpace
 
@@ -213,8 +214,6 @@ def adapt(
     from s4l_models.data.datasets import DATASETS
 
     if protocol not in PROTOCOLS:
-        from s4l_models.errors import UserError
-
         raise UserError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     keep = set(keep)
     note = Adaptation(protocol, facts.name)

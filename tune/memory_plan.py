@@ -34,7 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from s4l_models.config import TrainConfig
 from s4l_models.errors import UserError
+from tune.trainable import resolve_config
 
 GIB = 2**30
 MIB = 2**20
@@ -165,8 +167,6 @@ def _stages(cfg) -> list[tuple[Any, Any]]:
 
 
 def _config(config):
-    from s4l_models.config import TrainConfig
-
     if isinstance(config, TrainConfig):
         return config
     return TrainConfig.from_dict(dict(config))
@@ -280,9 +280,6 @@ def trial_need(config: Mapping[str, Any], setup: Mapping[str, Any], sizes=None,
                gpu: bool = False) -> int:
     """Estimated memory of a sweep's trial from its Ray Tune config (the axis values, encoded)
     and the sweep's setup (tune/trainable.py): a stand-in trial needs only its worker."""
-    from s4l_models.config import TrainConfig
-    from tune.trainable import resolve_config
-
     if setup.get("stand_in"):
         return STAND_IN_BYTES
     try:
@@ -341,8 +338,6 @@ def trial_label(cfg) -> dict[str, Any]:
 def largest_trials(plan, n: int = 3, gpu: bool = False) -> list[tuple[int, int, dict]]:
     """The n planned trials that need the most memory: (memory bytes, checkpoint bytes, the
     settings that name the trial's size), largest first."""
-    from s4l_models.config import TrainConfig
-
     rows = []
     for point in memory_points(plan):
         cfg = TrainConfig.from_dict(plan.trial_config(point))
@@ -353,8 +348,6 @@ def largest_trials(plan, n: int = 3, gpu: bool = False) -> list[tuple[int, int, 
 
 
 def largest_checkpoint(plan) -> int:
-    from s4l_models.config import TrainConfig
-
     return max(
         (checkpoint_bytes(TrainConfig.from_dict(plan.trial_config(p))) for p in memory_points(plan)),
         default=0,

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from s4l_models.config import TrainConfig
+from s4l_models.io import atomic_write_text
 
 # Where a trial's files are, not what it trains: left out of its noise, so that the same
 # configuration scores the same in any sweep directory (bench/chaos.py compares two sweeps).
@@ -138,8 +139,6 @@ def stand_in_trial(
         metrics = stand_in_metrics(cfg, i, evaluations)
         report(dict(metrics), None)
     if out_dir is not None:
-        from s4l_models.io import atomic_write_text
-
         doc = {"status": "completed", "trial_id": trial_id, "completed_at": time.time(),
                "final": metrics}
         atomic_write_text(Path(out_dir) / DONE_FILE, json.dumps(doc))

@@ -41,6 +41,8 @@ from ray import tune
 from s4l_models.config import TrainConfig
 from s4l_models.errors import DiskFullError
 
+from .memory_plan import gib
+from .ray_fixes import MEMORY_KILL_TEXT
 from .results import (
     columns,
     make_row,
@@ -64,9 +66,6 @@ LOG_WIDTH = 120
 def memory_kill_message(text: str, need: float | None = None) -> str | None:
     """One line for a trial whose worker Ray's memory monitor killed (its last error), with
     what the trial needs and the fix; None for any other error."""
-    from .memory_plan import gib
-    from .ray_fixes import MEMORY_KILL_TEXT
-
     last = text.rsplit("Failure #", 1)[-1]
     if MEMORY_KILL_TEXT not in last:
         return None

@@ -27,9 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from s4l_models.config import TrainConfig
+from s4l_models.config import TrainConfig, parse_value
 from s4l_models.errors import UserError
+from search_spaces import (
+    estimate_trial_epochs,
+    format_axes_table,
+    get_space,
+    list_spaces,
+)
 from search_spaces.protocol import DatasetFacts, adapt, labeled_count
+from tune.memory_plan import memory_lines
 
 DIGITS = "digits"
 DIGITS_DEFAULT_TRIALS = 24
@@ -216,8 +223,6 @@ def _typed_overrides(raw: Mapping[str, str]) -> dict[str, Any]:
     """Parse --set values by TrainConfig's field types (unknown keys and bad values: UserError)."""
     import typing
 
-    from s4l_models.config import parse_value
-
     known = TrainConfig.field_names()
     unknown = sorted(set(raw) - set(known))
     if unknown:
@@ -237,8 +242,6 @@ def _typed_overrides(raw: Mapping[str, str]) -> dict[str, Any]:
 
 def resolve_space(name: str, labels: str | None, raw_set: Mapping[str, str]):
     """The space that runs: the named space with --labels and --set applied."""
-    from search_spaces import get_space
-
     base = get_space(name)
     overrides = _typed_overrides(raw_set)
     if labels is not None:
@@ -636,8 +639,6 @@ def short_line(plan: Plan) -> str | None:
 
 def estimate_epochs(plan: Plan) -> float:
     """Trial-epochs the plan would run (the compute estimate of --dry-run)."""
-    from search_spaces import estimate_trial_epochs
-
     space = plan.space
     if plan.points is not None:
         return estimate_trial_epochs(space, plan.points)
@@ -655,9 +656,6 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
              local: bool = True) -> str:
     """The --dry-run text. `largest`: the largest trials by memory, when already estimated
     (tune/memory_plan.py's largest_trials); `local`: the sweep would start Ray here."""
-    from search_spaces import format_axes_table
-    from tune.memory_plan import memory_lines
-
     space = plan.space
     lines = [
         plan.adaptation.line(),
@@ -702,8 +700,6 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
 
 
 def list_text() -> str:
-    from search_spaces import list_spaces
-
     spaces = list_spaces()
     w = max(len(s.name) for s in spaces)
     return "\n".join(f"{s.name.ljust(w)}  {s.size:>6}  {s.description}" for s in spaces)

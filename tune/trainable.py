@@ -22,8 +22,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from s4l_models.config import TrainConfig
+from s4l_models.config import RESUME_FREE, TrainConfig
 from s4l_models.errors import UserError
+from s4l_models.io import atomic_write
+from tune.stand_in import run_stand_in
 
 ENCODED_PREFIX = "json:"
 
@@ -68,8 +70,6 @@ def _adapt_checkpoint(src: Path, cfg: TrainConfig, out_dir: Path, mutable: tuple
     """
     import torch
 
-    from s4l_models.config import RESUME_FREE
-    from s4l_models.io import atomic_write
     from s4l_models.trainer import CHECKPOINT_FILE
 
     path = src / CHECKPOINT_FILE
@@ -172,8 +172,6 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
         # test-only (bench/grid_scale.py, bench/chaos.py): no training, a few instant reports
         # (tune/stand_in.py); one that already completed re-reports its final evaluation, as
         # finished_result below makes real trials do
-        from tune.stand_in import run_stand_in
-
         run_stand_in(cfg, int(setup["stand_in"]), report, Path(setup["trials_dir"]), trial_id)
         return
     done = finished_result(out_dir)

@@ -20,7 +20,7 @@ import time
 import typing
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import TrainConfig, parse_set
 from .errors import ArgumentParser, UserError, exit_on_user_error
 from .trainer import CHECKPOINT_DIR, CHECKPOINT_FILE, train
 
@@ -62,16 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _help_default(default) -> str:
     # argparse %-formats help strings: a default such as "10%" must reach it as "10%%".
     return f"(default {default})".replace("%", "%%")
-
-
-def parse_set(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--set {item!r} is not KEY=VALUE; write e.g. --set lr=0.03")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
 
 
 @exit_on_user_error

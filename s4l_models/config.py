@@ -221,6 +221,18 @@ def parse_labels(spec: str) -> tuple[str, float]:
     return "per_class", float(per)
 
 
+def parse_set(items: list[str] | None) -> dict[str, str]:
+    """`--set KEY=VALUE` items (both commands) as raw strings by key; `TrainConfig` types them
+    (`parse_value`), so a value means the same to s4l-train and to a sweep."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set {item!r} is not KEY=VALUE; write e.g. --set epochs=2")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
 def parse_value(name: str, value: Any, hint: Any) -> Any:
     """Convert `value` (possibly a string from the command line) to the field's type."""
     origin = typing.get_origin(hint)
@@ -278,4 +290,4 @@ def parse_value(name: str, value: Any, hint: Any) -> Any:
     raise UserError(f"setting {name}={value!r} is not a valid {tname}; give a {tname} value")
 
 
-__all__ = ["TrainConfig", "parse_labels", "parse_value", "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE"]
+__all__ = ["TrainConfig", "parse_labels", "parse_set", "parse_value", "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE"]

@@ -72,6 +72,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from s4l_models.config import parse_set  # noqa: E402
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 from tune.memory_plan import (  # noqa: E402
     check_fits,
@@ -92,7 +93,6 @@ from tune.sweep_plan import (  # noqa: E402
     describe,
     list_text,
     make_plan,
-    parse_set,
     planned_concurrency,
 )
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from s4l_models.config import TrainConfig
+from s4l_models.config import TrainConfig, parse_set
 from s4l_models.data.datasets import DATASETS, load_dataset
 from s4l_models.data.splits import splits_for
 from s4l_models.errors import DiskFullError, UserError
@@ -62,7 +62,6 @@ from tune.sweep_plan import (
     Sizes,
     axis_probe_points,
     make_plan,
-    parse_set,
     planned_concurrency,
     report_count,
     short_line,

@@ -195,16 +195,6 @@ class Plan:
         return trial_cost(self.trial_config(point), self.sizes) if self.sizes else 1.0
 
 
-def parse_set(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--set {item!r} is not KEY=VALUE; write e.g. --set epochs=2")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
-
 def parse_max_trials(value: str | None) -> int | str | None:
     if value is None:
         return None

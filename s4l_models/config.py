@@ -221,6 +221,12 @@ def parse_labels(spec: str) -> tuple[str, float]:
     return "per_class", float(per)
 
 
+def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Settings (sorted) in which a checkpoint's config differs from the run resuming it,
+    leaving out `RESUME_FREE`: a resume is compatible when this is empty."""
+    return sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+
+
 def parse_set(items: list[str] | None) -> dict[str, str]:
     """`--set KEY=VALUE` items (both commands) as raw strings by key; `TrainConfig` types them
     (`parse_value`), so a value means the same to s4l-train and to a sweep."""
@@ -290,4 +296,5 @@ def parse_value(name: str, value: Any, hint: Any) -> Any:
     raise UserError(f"setting {name}={value!r} is not a valid {tname}; give a {tname} value")
 
 
-__all__ = ["TrainConfig", "parse_labels", "parse_set", "parse_value", "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE"]
+__all__ = ["TrainConfig", "parse_labels", "parse_set", "parse_value", "resume_differences",
+           "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE"]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import RESUME_FREE, TrainConfig
+from .config import TrainConfig, resume_differences
 from .data.augment import Augmenter
 from .data.datasets import LoadedDataset, load_dataset
 from .data.sources import make_source
@@ -118,7 +118,7 @@ def _start_pipeline(
                 shutil.copy2(f, ckdir / f.name)
     state = json.loads((ckdir / PIPELINE_FILE).read_text())
     saved, now = state["config"], cfg.to_dict()
-    diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+    diff = resume_differences(saved, now)
     if diff:
         raise UserError(
             f"the checkpoint in {src} was made with other settings ({', '.join(diff)}); "

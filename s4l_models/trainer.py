@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import RESUME_FREE, TrainConfig
+from .config import TrainConfig, resume_differences
 from .data.augment import Augmenter
 from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
@@ -432,7 +432,7 @@ class Trainer:
         payload = torch.load(p, map_location=self.device, weights_only=True)
         saved = payload["config"]
         now = self.cfg.to_dict()
-        diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+        diff = resume_differences(saved, now)
         if diff:
             raise UserError(
                 f"the checkpoint in {p.parent} was made with other settings ({', '.join(diff)}); "

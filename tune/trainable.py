@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from s4l_models.config import RESUME_FREE, TrainConfig
+from s4l_models.config import TrainConfig, resume_differences
 from s4l_models.errors import UserError
 from s4l_models.io import atomic_write
 from tune.stand_in import run_stand_in
@@ -77,7 +77,7 @@ def _adapt_checkpoint(src: Path, cfg: TrainConfig, out_dir: Path, mutable: tuple
         raise UserError(f"the checkpoint {src} holds no {CHECKPOINT_FILE}")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     saved, now = payload["config"], cfg.to_dict()
-    diff = sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
+    diff = resume_differences(saved, now)
     if not diff:
         return src
     if not set(diff) <= set(mutable):

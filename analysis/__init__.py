@@ -4,8 +4,9 @@ Modules: `load` (read and validate a sweep directory), `stats` (tiny-subset corr
 the full split and the rest of it with nulls that keep the overlap, selection regret as an
 expectation over ties, exact binomial intervals, McNemar, few-points warnings), `figure3`,
 `valsize` (validation-size study judged on a held-out half), `sensitivity` (ω² and permutation
-p per axis), `leaderboard` (seed means, finalists, Welch's test), `report` (`build_report`: everything into one HTML page), `cli` (`s4l-report`),
-`synthetic` (sweep directories with a known answer, for tests and demos).
+p per axis), `leaderboard` (seed means, finalists, Welch's test), `report`
+(`build_report`: everything into one HTML page), `cli` (`s4l-report`). Sweep directories
+with planted answers, for tests and benchmarks: `tests/planted_sweeps.py`.
 """
 
 from __future__ import annotations

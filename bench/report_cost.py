@@ -6,7 +6,7 @@
 every correlation, permutations of every sweep axis); the defaults are chosen so that every
 probability near 0.95 carries a Monte-Carlo standard error of at most 0.005. This measures
 `build_report` end to end (figures and page included) on synthetic sweeps in the exact input
-contract (`analysis.synthetic`), at the defaults, for 100 and 1,000 trials on a 500-image
+contract (`tests/planted_sweeps.py`), at the defaults, for 100 and 1,000 trials on a 500-image
 validation split (the digits sweeps' size) and 1,000 trials on 5,000 images (Fashion-MNIST's).
 Writes bench/results/report_cost.json.
 """
@@ -30,7 +30,8 @@ CASES = [(100, 50), (1000, 50), (1000, 500)]  # (trials, validation images per c
 def _sweep(path: Path, trials: int, per_class: int, seed: int = 0) -> Path:
     import numpy as np
 
-    from analysis.synthetic import write_sweep
+    sys.path.insert(0, str(ROOT / "tests"))  # the planted-sweep writer lives with the tests
+    from planted_sweeps import write_sweep
 
     rng = np.random.default_rng(seed)
     n = 10 * per_class

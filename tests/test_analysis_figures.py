@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from planted_sweeps import planted_sweep, write_sweep
 
 from analysis import figure3 as fig3
 from analysis import leaderboard as lb
 from analysis import sensitivity as sens
 from analysis.load import load_sweep
-from analysis.synthetic import planted_sweep, write_sweep
 
 
 def _settings(n, **axes):

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from planted_sweeps import tiny_masks
 from scipy import stats as sps
 
 from analysis import stats as st
 from analysis.load import Predictions, Sweep
-from analysis.synthetic import tiny_masks
 
 
 def mem_sweep(top1: np.ndarray, label: np.ndarray, ks=(5,), name: str = "mem") -> Sweep:

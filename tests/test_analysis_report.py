@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from planted_sweeps import planted_sweep
 
 from analysis import cli
 from analysis.load import FULL
 from analysis.report import build_report
-from analysis.synthetic import planted_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from planted_sweeps import write_sweep
 
 from analysis import figure3 as fig3
 from analysis import leaderboard as lb
 from analysis.load import load_sweep
 from analysis.report import build_report
-from analysis.synthetic import write_sweep
 
 LABEL = np.repeat(np.arange(10), 40)  # 400 validation images
 

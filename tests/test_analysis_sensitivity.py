@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from planted_sweeps import planted_sweep, write_sweep
 from scipy import stats
 
 from analysis import sensitivity as sens
 from analysis.load import load_sweep
-from analysis.synthetic import planted_sweep, write_sweep
 
 # Values that planted_sweep gives no effect (not in its effect table), so every trial of the
 # grid is an independent draw of the same accuracy: seed noise plus per-example sampling.

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from planted_sweeps import planted_sweep, tiny_masks, write_sweep
 
 from analysis import stats as st
 from analysis.load import Predictions, Sweep, load_sweep
-from analysis.synthetic import planted_sweep, tiny_masks, write_sweep
 
 
 def test_planted_correlation_near_one():

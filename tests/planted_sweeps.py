@@ -1,6 +1,7 @@
-"""Synthetic sweep directories in the exact input contract, for tests and demos.
+"""Synthetic sweep directories in the exact input contract, for tests and benchmarks (test code:
+it lives with the tests, not in the installed packages).
 
-    python -m analysis.synthetic OUT_DIR      # a 1%-style sweep (~200 trials) in a second
+    python tests/planted_sweeps.py OUT_DIR    # a 1%-style sweep (~200 trials) in a second
     s4l-report OUT_DIR --out OUT_DIR/report
 
 `write_sweep` writes results.parquet, results.csv, space.json, predictions.npz and
@@ -25,8 +26,7 @@ import numpy as np
 import pandas as pd
 
 from s4l_models.predictions import SWEEP_PREDICTIONS, save_sweep_predictions
-
-from .load import RESULTS_VERSION
+from tune.results import RESULTS_VERSION
 
 
 def tiny_masks(label: np.ndarray, ks=(1, 5), seed: int = 0) -> dict[int, np.ndarray]:

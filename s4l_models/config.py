@@ -24,7 +24,16 @@ from .errors import UserError
 # decay epochs are given (ours: the paper's best runs decay at 70/80/90%, e.g. 200 -> 140/160/180).
 DEFAULT_DECAY_FRACTIONS = (0.7, 0.8, 0.9)
 
-# Settings that may differ between a run and its resumption (they do not change the result).
+# The roles of settings, declared once here (every other setting is a plain trainer setting that
+# a search space may fix or search):
+# - given by the commands' own flags (--dataset, --data-dir), never by a space or --set;
+COMMAND_SETTINGS = frozenset({"dataset", "data_dir"})
+# - set by a sweep for every trial (the splits it writes once), never by the user in a sweep;
+DRIVER_SETTINGS = frozenset({"splits_path"})
+# - deciding the shared splits: the same for every trial of a sweep, so never an axis;
+SPLIT_SETTINGS = frozenset({"dataset", "labels", "val_size", "tiny_k", "split_seed"})
+# - free to differ between a run and its resumption: they do not change the result (and so are
+#   not part of a configuration either, tune/results.py `config_id`).
 RESUME_FREE = frozenset({
     "device",
     "threads",
@@ -297,4 +306,5 @@ def parse_value(name: str, value: Any, hint: Any) -> Any:
 
 
 __all__ = ["TrainConfig", "parse_labels", "parse_set", "parse_value", "resume_differences",
-           "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE"]
+           "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE", "COMMAND_SETTINGS", "DRIVER_SETTINGS",
+           "SPLIT_SETTINGS"]

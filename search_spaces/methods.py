@@ -15,7 +15,14 @@ Where the paper is silent we say "(ours)"; a few of those follow the paper's rel
 
 from __future__ import annotations
 
-from s4l_models.recipes import MOAM, PSEUDOLABEL, SELFSUP_LINEAR_EXTRA, VAT_10, Recipe, recipe
+from s4l_models.recipes import (
+    MOAM,
+    PSEUDOLABEL,
+    SELFSUP_LINEAR_EXTRA,
+    VAT_10,
+    Recipe,
+    recipe,
+)
 
 from .space import Axis, SearchSpace
 

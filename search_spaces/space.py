@@ -23,11 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from s4l_models.config import TrainConfig
+from s4l_models.config import COMMAND_SETTINGS, TrainConfig
 from s4l_models.errors import UserError
-
-# Settings the command line adds to every trial; a space must not fix or search them.
-CLI_SETTINGS = ("dataset", "data_dir")
 
 # sample_points: grids with at most this many points are sampled from all of their points;
 # larger ones from a random pool of at least this many distinct points.
@@ -268,7 +265,7 @@ def validate_space(space: SearchSpace) -> None:
     fields = TrainConfig.field_names()
 
     def check_key(key: str, where: str) -> None:
-        if key in CLI_SETTINGS:
+        if key in COMMAND_SETTINGS:
             fail(f"{where} {key!r} is added by the command line; a space must not set it")
         if key not in fields:
             fail(f"{where} {key!r} is not a TrainConfig setting; known: {', '.join(fields)}")
@@ -361,5 +358,4 @@ __all__ = [
     "validate_space",
     "format_axes_table",
     "estimate_trial_epochs",
-    "CLI_SETTINGS",
 ]

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from s4l_models.config import TrainConfig, parse_value
+from s4l_models.config import (
+    COMMAND_SETTINGS,
+    DRIVER_SETTINGS,
+    SPLIT_SETTINGS,
+    TrainConfig,
+    parse_value,
+)
 from s4l_models.errors import UserError
 from search_spaces import (
     estimate_trial_epochs,
@@ -41,12 +47,6 @@ from tune.memory_plan import memory_lines
 DIGITS = "digits"
 DIGITS_DEFAULT_TRIALS = 24
 SEARCHES = ("grid", "random", "optuna")
-# Settings the sweep itself sets for every trial (the splits it writes, the threads from
-# --cpus-per-trial); dataset/data_dir/labels have their own flags.
-DRIVER_SETTINGS = ("splits_path",)
-FLAG_SETTINGS = ("dataset", "data_dir")
-# Settings that decide the shared splits: the same for every trial, so never an axis.
-SPLIT_SETTINGS = ("dataset", "labels", "val_size", "tiny_k", "split_seed")
 # PBT may change these in a running trial (they do not change the model's shape or the data).
 PBT_MUTABLE = ("lr", "wd", "momentum", "w_u", "eps_vat", "w_vat", "w_entmin")
 
@@ -219,7 +219,7 @@ def _typed_overrides(raw: Mapping[str, str]) -> dict[str, Any]:
         raise UserError(
             f"--set: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(known)}"
         )
-    for key in (*DRIVER_SETTINGS, *FLAG_SETTINGS):
+    for key in sorted(DRIVER_SETTINGS | COMMAND_SETTINGS):
         if key in raw:
             flag = "--" + key.replace("_", "-")
             raise UserError(
@@ -239,7 +239,7 @@ def resolve_space(name: str, labels: str | None, raw_set: Mapping[str, str]):
             raise UserError("give the label fraction once: --labels or --set labels=..., not both")
         overrides["labels"] = labels
     axis_keys = {a.key for a in base.axes}
-    for key in SPLIT_SETTINGS:
+    for key in sorted(SPLIT_SETTINGS):
         if key in axis_keys and key not in overrides:
             raise UserError(
                 f"space {name!r} searches {key!r}, but every trial of a sweep shares the same "

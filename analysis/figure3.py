@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .load import Sweep  # noqa: E402
-from .stats import TinyResult, Yardstick, fmt_p, tiny_study  # noqa: E402
+from .stats import TinyResult, Yardstick, fmt_p, subset_images, tiny_study  # noqa: E402
 
 TITLES = {"nested": "full split (contains the subset; paper's Figure 3)",
           "disjoint": "rest of the split (disjoint from the subset)"}
@@ -162,7 +162,7 @@ def _draw(ax, panel: Panel, sweep: Sweep, multi: bool) -> None:
                label="best on " + ("full split" if panel.yardstick == "nested" else "the rest"))
     ax.scatter(panel.x[i], panel.y[i], s=60, c="red", edgecolors="darkred", zorder=5,
                label=f"best on {panel.k}/class")
-    n_img = n_images(sweep, panel.k)
+    n_img = subset_images(sweep, panel.k)
     size = f" ({n_img} images)" if n_img else ""
     ax.set_xlabel(f"Accuracy [%] on {panel.k}/class val-set{size}")
     ax.set_ylabel(YLABELS[panel.yardstick])
@@ -171,13 +171,6 @@ def _draw(ax, panel: Panel, sweep: Sweep, multi: bool) -> None:
     ax.set_title((f"{sweep.name}: " if multi else "") + TITLES[panel.yardstick], fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=7, framealpha=0.8)
-
-
-def n_images(sweep: Sweep, k: int) -> int | None:
-    if sweep.predictions is None:
-        return None
-    counts = np.bincount(sweep.predictions.label)
-    return int(np.minimum(counts[counts > 0], k).sum())
 
 
 def save(fig, stem) -> list[str]:

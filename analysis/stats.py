@@ -623,7 +623,9 @@ def tiny_pairs(sweep: Sweep, k: int) -> tuple[np.ndarray, np.ndarray, list[str]]
             df.loc[ok, "trial_id"].astype(str).tolist())
 
 
-def _subset_images(sweep: Sweep, k: int) -> int | None:
+def subset_images(sweep: Sweep, k: int) -> int | None:
+    """Images in the sweep's k-per-class subset (its splits.npz mask, else k per class capped
+    at each class's size); None without predictions."""
     p = sweep.predictions
     if p is None:
         return None
@@ -694,7 +696,7 @@ def tiny_study(
                 corr=d_corr, null=d_null, test=d_test,
                 selection=select(d_tiny, rest, d_ids, yardstick="disjoint"),
                 overlap={t: topk_overlap(d_tiny, rest, t) for t in TOPK})
-        n_img = _subset_images(sweep, k)
+        n_img = subset_images(sweep, k)
         ci = _intervals(nested.selection, ids, tiny, preds, row_of, mask, n_img)
         mc = None
         if mask is not None and len(have) >= 2:

@@ -418,48 +418,23 @@ def _run_tuner(
     if not search_done:
         if resuming:
             # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
-            tuner = tune.Tuner.restore(
-                str(ray_dir(sweep_dir)), trainable, resume_unfinished=True, resume_errored=retry_errored
-            )
-            if (sweep_dir / "results.parquet").is_file():
-
-                callback.carry_rows(upgrade_table(read_table(sweep_dir / "results.parquet")))
-            internal = getattr(tuner, "_local_tuner", None)
-            run_config = getattr(internal, "_run_config", None)
-            if run_config is not None:  # fresh callbacks (the pickled ones work too)
-                run_config.callbacks = [callback, pruner]
+            tuner = _restore(ray_dir(sweep_dir), trainable, [callback, pruner],
+                             resume_unfinished=True, resume_errored=retry_errored)
+            if (sweep_dir / RESULTS_PARQUET).is_file():
+                callback.carry_rows(upgrade_table(read_table(sweep_dir / RESULTS_PARQUET)))
             print(f"resuming {sweep_dir}", flush=True)
         else:
             param_space, search_alg, num_samples = build_search(
                 plan, flags["metric"], concurrency, flags["seed"]
             )
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    metric=flags["metric"],
-                    mode="max",
-                    search_alg=search_alg,
-                    scheduler=scheduler,
-                    num_samples=num_samples,
-                    # our search algorithms carry the limit themselves (Ray ignores it for them)
-                    max_concurrent_trials=concurrency if search_alg is None else None,
-                    reuse_actors=True,
-                    trial_dirname_creator=trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=RAY_SUBDIR,
-                    storage_path=str(sweep_dir),
-                    verbose=0,
-                    callbacks=[callback, pruner],
-                    failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
-                    # One checkpoint per trial (Ray's snapshot-frequency warning is silenced
-                    # above); PBT clones other trials' checkpoints: keep them all for it.
-                    checkpoint_config=tune.CheckpointConfig(
-                        num_to_keep=None if flags["scheduler"] == "pbt" else 1
-                    ),
-                    log_to_file=True,
-                ),
+            tuner = _new_tuner(
+                trainable, sweep_dir, RAY_SUBDIR, [callback, pruner], flags,
+                param_space=param_space, search_alg=search_alg, num_samples=num_samples,
+                scheduler=scheduler,
+                # our search algorithms carry the limit themselves (Ray ignores it for them)
+                max_concurrent_trials=concurrency if search_alg is None else None,
+                # PBT clones other trials' checkpoints: keep them all for it
+                num_to_keep=None if flags["scheduler"] == "pbt" else 1,
             )
         per = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
         print(
@@ -467,15 +442,9 @@ def _run_tuner(
             f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
             flush=True,
         )
-        interrupted = _fit(tuner, callback, sweep_dir)
-        if interrupted or not callback.all_finished():
-            text, _ = summarize(sweep_dir, flags["metric"], plan.axes, plan.num_trials)
-            print(text, flush=True)
-            print(
-                f"the sweep stopped before all trials finished; continue it with: "
-                f"python tune/run_sweep.py --resume {sweep_dir}",
-                flush=True,
-            )
+        if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
+            _stopped(sweep_dir, flags["metric"], plan.axes, plan.num_trials,
+                     "the sweep stopped before all trials finished; continue it with")
             return 130
 
     planned = plan.num_trials
@@ -493,6 +462,60 @@ def _run_tuner(
     if report and n_completed:
         print(make_report(sweep_dir), flush=True)
     return 0
+
+
+def _new_tuner(trainable, sweep_dir: Path, name: str, callbacks, flags, *, param_space,
+               search_alg, num_samples: int, scheduler=None, max_concurrent_trials=None,
+               num_to_keep: int | None = 1):
+    """A Tuner of this sweep (the search's or the seed repeats'): one experiment in
+    `<sweep>/<name>/`, our callbacks, retries from checkpoints, reused worker processes."""
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=flags["metric"],
+            mode="max",
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent_trials,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(sweep_dir),
+            verbose=0,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
+            # One checkpoint per trial unless told (Ray's snapshot-frequency warning is
+            # silenced in _run_tuner).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=num_to_keep),
+            log_to_file=True,
+        ),
+    )
+
+
+def _restore(rdir: Path, trainable, callbacks, **kwargs):
+    """`Tuner.restore` with this session's callbacks. Ray 2.60 has no public way to give a
+    restored Tuner new callbacks (the pickled ones would work too), so they are set on its run
+    config where it has one."""
+    from ray import tune
+
+    tuner = tune.Tuner.restore(str(rdir), trainable, **kwargs)
+    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+    if run_config is not None:
+        run_config.callbacks = callbacks
+    return tuner
+
+
+def _stopped(sweep_dir: Path, metric: str, axes, planned: int, what: str) -> None:
+    """The summary of an interrupted sweep and the command that continues it."""
+    text, _ = summarize(sweep_dir, metric, axes, planned)
+    print(text, flush=True)
+    print(f"{what}: python tune/run_sweep.py --resume {sweep_dir}", flush=True)
 
 
 def _fit(tuner, callback, sweep_dir: Path) -> bool:
@@ -515,7 +538,7 @@ def _fit(tuner, callback, sweep_dir: Path) -> bool:
             raise DiskFullError(
                 f"{callback.disk_full}: python tune/run_sweep.py --resume {sweep_dir}"
             )
-        if not (sweep_dir / "results.parquet").is_file():
+        if not (sweep_dir / RESULTS_PARQUET).is_file():
             callback.write(final=True)
     except DiskFullError:
         callback.end_line()
@@ -553,47 +576,27 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
     pruner = CheckpointPruner(flags["metric"], enabled=not keep_all)
     rdir = sweep_dir / reseed.RAY_SUBDIR
     if tune.Tuner.can_restore(str(rdir)):
-        tuner = tune.Tuner.restore(str(rdir), trainable, resume_unfinished=True)
+        tuner = _restore(rdir, trainable, [callback, pruner], resume_unfinished=True)
         callback.carry_rows(df[~search])
-        run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
-        if run_config is not None:
-            run_config.callbacks = [callback, pruner]
     else:
         axes = {a.key: [encode_value(v) for v in a.values] for a in plan.space.axes}
         seeds = sorted({int(p["seed"]) for p in doc["points"]})
         param_space = {k: tune.choice(v) for k, v in axes.items()}
         param_space["seed"] = tune.choice(seeds)
         points = [{k: encode_value(v) for k, v in p.items()} for p in doc["points"]]
-        tuner = tune.Tuner(
-            trainable,
+        tuner = _new_tuner(
+            trainable, sweep_dir, reseed.RAY_SUBDIR, [callback, pruner], flags,
             param_space=param_space,
-            tune_config=tune.TuneConfig(
-                metric=flags["metric"], mode="max",
-                search_alg=BasicVariantGenerator(
-                    points_to_evaluate=points, max_concurrent=concurrency),
-                num_samples=len(points), reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=reseed.RAY_SUBDIR, storage_path=str(sweep_dir), verbose=0,
-                callbacks=[callback, pruner],
-                failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                log_to_file=True,
-            ),
+            search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=concurrency),
+            num_samples=len(points),
         )
     names = ", ".join(f["config_id"] for f in doc["finalists"])
     print(f"seed repeats: the {len(doc['finalists'])} best configurations by "
           f"{flags['metric']} ({names}) with {doc['seeds']} seeds each: "
           f"{len(doc['points'])} more trials", flush=True)
     if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
-        text, _ = summarize(sweep_dir, flags["metric"], plan.axes, planned)
-        print(text, flush=True)
-        print(
-            f"the seed repeats stopped before all finished; continue them with: "
-            f"python tune/run_sweep.py --resume {sweep_dir}",
-            flush=True,
-        )
+        _stopped(sweep_dir, flags["metric"], plan.axes, planned,
+                 "the seed repeats stopped before all finished; continue them with")
         return 130, planned
     return 0, planned
 

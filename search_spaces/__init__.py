@@ -2,7 +2,7 @@
 
 `baseline.py` holds the supervised grids of Section 4.1 (2,160 and 8,640 configurations),
 `methods.py` the method searches of Sections 4.2-4.4 and MOAM's final setting (Section 5),
-`space.py` the machinery (`Axis`, `SearchSpace`, validation, tables). Every axis and fixed
+`space.py` the machinery (`Axis`, `SearchSpace`, validation, tables), `sampling.py` the one sampler of grid points. Every axis and fixed
 setting carries its source: the paper's section, or "(ours)" where the paper is silent.
 
     from search_spaces import get_space

@@ -25,12 +25,8 @@ from typing import Any
 
 from s4l_models.config import COMMAND_SETTINGS, TrainConfig
 from s4l_models.errors import UserError
+from search_spaces import sampling
 
-# sample_points: grids with at most this many points are sampled from all of their points;
-# larger ones from a random pool of at least this many distinct points.
-_POOL_LIMIT = 20_000
-# sample_points with a cost: random completions tried for each covering point.
-_COVER_CANDIDATES = 16
 # validate_space: grids up to this size have every point checked; larger ones a sample.
 _VALIDATE_ALL_LIMIT = 512
 _VALIDATE_SAMPLE = 64
@@ -85,7 +81,8 @@ class SearchSpace:
             digits.append(r)
         return {a.key: a.values[r] for a, r in zip(self.axes, reversed(digits))}
 
-    def _index_of(self, digits: Iterable[int]) -> int:
+    def index_of(self, digits: Iterable[int]) -> int:
+        """Inverse of `point_at`, from each axis's value position."""
         index = 0
         for axis, d in zip(self.axes, digits):
             index = index * len(axis.values) + d
@@ -97,73 +94,18 @@ class SearchSpace:
 
     # --- sampling ---------------------------------------------------------------------------
     def sample_points(
-        self, n: int, seed: int, cost: Callable[[dict], float] | None = None
+        self, n: int, seed: int, cost: Callable[[dict], float] | None = None, *,
+        cover: bool = True, budget: float | None = None, concurrency: int = 2,
     ) -> list[dict]:
         """`n` distinct grid points (in grid order) covering every value of every axis.
 
-        Deterministic for a given `seed`. With `cost(point) -> float > 0`, points are drawn
-        with weight 1/cost, so cheap points are preferred while every value still appears.
-        The covering points are built first (one per value of the longest axis; other axes'
-        values spread over them at random), then the rest is drawn from the grid, or from a
-        random pool of it when the grid is large.
+        Deterministic for a given `seed`; with `cost(point) -> seconds`, cheap points are
+        preferred and, with `budget`, points over it are never chosen. The sampler is
+        `search_spaces.sampling.sample` (its docstring has the details).
         """
-        size = self.size
-        lengths = [len(a.values) for a in self.axes]
-        longest = max(lengths, default=0)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise UserError(f"sample_points: n must be a positive integer, got {n!r}")
-        if n < longest:
-            axis = self.axes[lengths.index(longest)]
-            raise UserError(
-                f"cannot cover the {longest} values of axis {axis.key!r} of space "
-                f"{self.name!r} with {n} points; ask for at least {longest}"
-            )
-        if n > size:
-            raise UserError(f"space {self.name!r} has only {size} points; cannot sample {n}")
-        rng = random.Random(seed)
-        weight = _weight_fn(cost)
-
-        # 1. The cover: slot s gets the s-th value of a random arrangement of every axis.
-        slots: list[list[int | None]] = [[None] * len(lengths) for _ in range(longest)]
-        for j, m in enumerate(lengths):
-            for v, s in enumerate(rng.sample(range(longest), m)):
-                slots[s][j] = v
-        chosen: set[int] = set()
-        for slot in slots:
-            n_free = sum(d is None for d in slot)
-            tries = _COVER_CANDIDATES if (weight is not None and n_free) else 1
-            candidates = []
-            for _ in range(tries):
-                digits = [rng.randrange(m) if d is None else d for d, m in zip(slot, lengths)]
-                candidates.append(self._index_of(digits))
-            if len(candidates) == 1:
-                pick = candidates[0]
-            else:
-                ws = [weight(self.point_at(i)) for i in candidates]
-                pick = rng.choices(candidates, weights=ws)[0]
-            chosen.add(pick)  # distinct: the longest axis has a different value in each slot
-
-        # 2. The rest: uniform, or weighted by 1/cost without replacement.
-        k = n - len(chosen)
-        if k > 0:
-            remaining = size - len(chosen)
-            if remaining <= max(_POOL_LIMIT, 4 * k):
-                pool = [i for i in range(size) if i not in chosen]
-            else:
-                m = min(remaining, max(_POOL_LIMIT, 4 * k))
-                pool = [i for i in rng.sample(range(size), m + len(chosen)) if i not in chosen]
-                pool = pool[:m]
-            if weight is None:
-                chosen.update(rng.sample(pool, k))
-            else:
-                # Efraimidis-Spirakis: the k largest u^(1/w) are a weighted sample w/o replacement.
-                keyed = []
-                for i in pool:
-                    u = 1.0 - rng.random()  # (0, 1]
-                    keyed.append((math.log(u) / weight(self.point_at(i)), i))
-                keyed.sort(reverse=True)
-                chosen.update(i for _, i in keyed[:k])
-        return [self.point_at(i) for i in sorted(chosen)]
+        return sampling.sample(
+            self, n, seed, cost, cover=cover, budget=budget, concurrency=concurrency
+        )
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -193,19 +135,6 @@ class SearchSpace:
                 for a in data["axes"]
             ),
         )
-
-
-def _weight_fn(cost: Callable[[dict], float] | None) -> Callable[[dict], float] | None:
-    if cost is None:
-        return None
-
-    def weight(point: dict) -> float:
-        c = cost(point)
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < math.inf:
-            raise UserError(f"cost must return a positive finite number, got {c!r} for {point}")
-        return 1.0 / c
-
-    return weight
 
 
 def _jsonable(value: Any) -> Any:

@@ -32,7 +32,6 @@ from tune.sweep_plan import (
     DIGITS_DEFAULT_TRIALS,
     DIGITS_TRIAL_BUDGET_S,
     make_plan,
-    pick_points,
     short_line,
 )
 from tune.trainable import decode_value, encode_value
@@ -123,11 +122,11 @@ def test_random_and_optuna_plans_sample_the_same_axes():
         assert plan.space.keys == ("wd", "lr", "epochs", "arch", "width")
 
 
-def test_pick_points_with_fewer_points_than_values_and_without_cost():
+def test_sample_points_with_fewer_points_than_values_and_without_cost():
     space = make_plan("baseline_10pct").space
-    pts = pick_points(space, 4, seed=3)
+    pts = space.sample_points(4, seed=3, cover=False)
     assert len(pts) == 4 and len({json.dumps(p, sort_keys=True) for p in pts}) == 4
-    assert pick_points(space, 4, seed=3) == pts
+    assert space.sample_points(4, seed=3, cover=False) == pts
 
 
 def test_unknown_method_and_bad_values_are_user_errors():

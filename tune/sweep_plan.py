@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 
 from s4l_models.config import (
     COMMAND_SETTINGS,
@@ -40,6 +39,7 @@ from search_spaces import (
     format_axes_table,
     get_space,
     list_spaces,
+    sampling,
 )
 from search_spaces.protocol import DatasetFacts, adapt, labeled_count
 from tune.memory_plan import memory_lines
@@ -295,121 +295,6 @@ def axis_probe_points(space) -> list[dict]:
     return pts
 
 
-# Subsets chosen with a cost prefer cheap points: weights 1/cost**COST_POWER; of COVER_TRIES
-# randomised greedy covers the cheapest (longest trial, then total) is kept.
-COVER_TRIES = 256
-COST_POWER = 3
-POOL_LIMIT = 20_000
-
-
-def _weighted_draw(space, k: int, rng: random.Random, cost, exclude: set[int]) -> list[int]:
-    """k distinct grid indices not in `exclude`, by weight 1/cost (Efraimidis-Spirakis), or
-    uniformly without a cost; large grids are drawn from a random pool of POOL_LIMIT points."""
-    size = space.size
-    if size - len(exclude) <= POOL_LIMIT:
-        pool = [i for i in range(size) if i not in exclude]
-    else:
-        pool = [i for i in rng.sample(range(size), POOL_LIMIT + len(exclude)) if i not in exclude]
-        pool = pool[:POOL_LIMIT]
-    if cost is None:
-        return rng.sample(pool, min(k, len(pool)))
-    keyed = sorted(
-        ((math.log(1.0 - rng.random()) * cost(space.point_at(i)), i) for i in pool), reverse=True
-    )
-    return [i for _, i in keyed[:k]]
-
-
-@dataclass
-class Pool:
-    """The grid points a costed subset may use: their indices, axis digits and costs."""
-
-    index: np.ndarray  # [P] grid indices
-    digits: np.ndarray  # [P, axes] value positions on each axis
-    cost: np.ndarray  # [P] estimated seconds
-    left_out: dict[str, list]  # axis -> its values with no point within the budget
-
-
-def costed_pool(space, cost, seed: int, budget: float | None = None) -> Pool:
-    """Every grid point (a seeded sample of POOL_LIMIT for larger grids) with its cost, those
-    above `budget` seconds removed; `left_out` names the axis values that no point keeps."""
-    size = space.size
-    rng = random.Random(seed)
-    index = list(range(size)) if size <= POOL_LIMIT else sorted(rng.sample(range(size), POOL_LIMIT))
-    lengths = [len(a.values) for a in space.axes]
-    digits = np.zeros((len(index), len(lengths)), dtype=np.int64)
-    rest = np.asarray(index, dtype=np.int64)
-    for j in range(len(lengths) - 1, -1, -1):
-        rest, digits[:, j] = np.divmod(rest, lengths[j])
-    costs = np.array([float(cost(space.point_at(i))) for i in index])
-    keep = costs <= budget if budget is not None else np.ones(len(index), dtype=bool)
-    left_out = {}
-    for j, axis in enumerate(space.axes):
-        missing = [v for d, v in enumerate(axis.values) if not (digits[keep, j] == d).any()]
-        if missing:
-            left_out[axis.key] = missing
-    return Pool(np.asarray(index)[keep], digits[keep], costs[keep], left_out)
-
-
-def pick_points(
-    space, n: int, seed: int, cost=None, concurrency: int = 2, cover: bool = True,
-    budget: float | None = None,
-) -> list[dict]:
-    """A seeded subset of `n` distinct grid points (in grid order), deterministic in `seed`.
-
-    With `cover` and n at least the longest axis, every value of every axis appears: without a
-    cost this is `SearchSpace.sample_points(n, seed)`. With `cost(point)` (seconds), cheap
-    points are preferred and points above `budget` seconds are never chosen (their axis values,
-    if no affordable point has them, are not covered: `costed_pool(...).left_out`): the covering
-    part is the cheapest (longest trial, then total) of COVER_TRIES randomised greedy covers
-    drawn with weight 1/cost^3, the rest is drawn with the same weights.
-    """
-    longest = max((len(a.values) for a in space.axes), default=1)
-    cover = cover and n >= longest
-    if cost is None:
-        if cover:
-            return space.sample_points(n, seed)
-        rng = random.Random(seed)
-        return [space.point_at(i) for i in sorted(_weighted_draw(space, n, rng, None, set()))]
-    pool = costed_pool(space, cost, seed, budget)
-    if len(pool.index) < n:
-        raise UserError(
-            f"only {len(pool.index)} configurations of {space.name!r} fit the per-trial budget of "
-            f"{budget:g} s; ask for fewer trials or pass --max-trials all"
-        )
-    weight = 1.0 / np.maximum(pool.cost, 1e-9) ** COST_POWER
-    rng = np.random.default_rng(seed)
-    chosen: set[int] = set()
-    if cover and space.axes:
-        pairs = sorted({(j, int(d)) for j in range(pool.digits.shape[1])
-                        for d in np.unique(pool.digits[:, j])})
-        best = None
-        for _ in range(COVER_TRIES):
-            taken = np.zeros(len(pool.index), dtype=bool)
-            covered = np.zeros((pool.digits.shape[1], max(longest, 1)), dtype=bool)
-            for k in rng.permutation(len(pairs)):
-                j, d = pairs[k]
-                if covered[j, d]:
-                    continue
-                cand = np.flatnonzero((pool.digits[:, j] == d) & ~taken)
-                cum = np.cumsum(weight[cand])
-                pick = cand[min(int(np.searchsorted(cum, rng.random() * cum[-1])), len(cand) - 1)]
-                taken[pick] = True
-                covered[np.arange(pool.digits.shape[1]), pool.digits[pick]] = True
-            if taken.sum() > n:
-                continue  # a cover larger than the subset: try another
-            costs = pool.cost[taken]
-            key = (max(costs.max(), costs.sum() / max(1, concurrency)), costs.sum())
-            if best is None or key < best[0]:
-                best = (key, np.flatnonzero(taken))
-        chosen = set(best[1].tolist()) if best is not None else set()
-    k = n - len(chosen)
-    if k > 0:
-        free = np.array([i for i in range(len(pool.index)) if i not in chosen], dtype=np.int64)
-        keys = np.log(1.0 - rng.random(len(free))) / weight[free]
-        chosen.update(free[np.argsort(-keys)[:k]].tolist())
-    return [space.point_at(int(pool.index[i])) for i in sorted(chosen, key=lambda i: pool.index[i])]
-
-
 def plan_sizes(facts: DatasetFacts, fixed: Mapping[str, Any], test: int | None = None) -> Sizes:
     """Split sizes of a plan from the dataset's facts and the (adapted) split settings."""
     from s4l_models.data.datasets import DATASETS
@@ -537,7 +422,7 @@ def make_plan(
                 budget = DIGITS_TRIAL_BUDGET_S if (cost is not None and n_req is None) else None
                 over_budget = ""
                 if budget is not None:
-                    pool = costed_pool(space, cost, seed, budget)
+                    pool = sampling.costed_pool(space, cost, seed, budget)
                     if len(pool.index) >= n:
                         plan.left_out = pool.left_out
                     else:  # a method space of big networks: the cheapest points, said so
@@ -546,8 +431,8 @@ def make_plan(
                             "per-trial budget, so some trials take longer"
                         )
                         budget = None
-                plan.points = pick_points(
-                    space, n, seed, cost=cost, concurrency=concurrency, cover=cover, budget=budget
+                plan.points = space.sample_points(
+                    n, seed, cost=cost, cover=cover, budget=budget, concurrency=concurrency
                 )
                 plan.num_trials = len(plan.points)
                 if cover and plan.left_out:
@@ -702,4 +587,4 @@ def planned_concurrency(flags: dict[str, Any]) -> int:
         return int(flags["concurrency"])
     return max(1, int(len(os.sched_getaffinity(0)) // float(flags["cpus_per_trial"])))
 
-__all__ = ["Plan", "Sizes", "make_plan", "describe", "list_text", "trial_cost", "pick_points"]
+__all__ = ["Plan", "Sizes", "make_plan", "describe", "list_text", "trial_cost"]

@@ -95,7 +95,7 @@ def pss_bytes(pids: list[int]) -> int:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds of tune.sweep_callback.format_duration's text ("1h05m", "4m10s", "9s", "?")."""
+    """Seconds of tune.progress_line.format_duration's text ("1h05m", "4m10s", "9s", "?")."""
     if text == "?":
         return float("inf")
     parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)

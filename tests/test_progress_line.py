@@ -1,4 +1,4 @@
-"""The sweep's progress line (tune/sweep_callback.py): its ETA, its width, terminal vs log.
+"""The sweep's progress line (tune/progress_line.py): its ETA, its width, terminal vs log.
 
 No Ray and no sleeping: the callback is driven with fake trials (trial_id, status, last_result,
 config) and a fake clock, in a simulated sweep whose trials really take a different time than
@@ -14,7 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tune.sweep_callback import SweepCallback, fit_line, schedule_span
+from tune.progress_line import fit_line, schedule_span
+from tune.sweep_callback import SweepCallback
 from tune.sweep_plan import make_plan
 from tune.trainable import encode_value
 
@@ -41,9 +42,9 @@ def callback(tmp_path, plan, clock, concurrency=2, planned=True, **kw) -> SweepC
         table_every_s=1e9, concurrency=concurrency,
         planned_costs=[plan.cost(p) for p in ordered] if planned else None, **kw,
     )
-    cb.clock = clock
-    cb._t0 = clock()
-    cb._last_table = 1e18  # no results table in these tests (time.monotonic is real)
+    cb.progress.clock = clock
+    cb.progress._t0 = clock()
+    cb.table._last_table = 1e18  # no results table in these tests (time.monotonic is real)
     return cb, ordered
 
 
@@ -106,8 +107,8 @@ def simulate(tmp_path, plan, *, ratio, noise, slots=2, startup=2.5, worker_start
                 cb.on_trial_complete(0, trials, r["trial"])
                 r["trial"].status = "TERMINATED"
         cb.on_step_end(0, trials)
-        eta, measured = cb.eta() if (queue or running) else (0.0, True)
-        samples.append((clock.t - t0, eta, measured, cb.line(width=120)))
+        eta, measured = cb.progress.eta() if (queue or running) else (0.0, True)
+        samples.append((clock.t - t0, eta, measured, cb.progress.line(width=120)))
     return samples, clock.t - t0
 
 
@@ -138,15 +139,15 @@ def test_eta_is_within_30_percent_after_a_fifth_of_the_sweep(tmp_path, plan, rat
 def test_before_any_trial_runs_the_eta_is_the_cost_models_prior(tmp_path, plan):
     clock = Clock()
     cb, ordered = callback(tmp_path, plan, clock, concurrency=2)
-    eta, measured = cb.eta()
+    eta, measured = cb.progress.eta()
     assert not measured
     # the model's own seconds, the 24 trials on 2 slots (longest first): at least half the sum
     total = sum(plan.cost(p) for p in ordered)
     assert total / 2 <= eta <= total / 2 + max(plan.cost(p) for p in ordered)
-    assert re.search(r"ETA ~\d+m\d\ds", cb.line(width=120))
+    assert re.search(r"ETA ~\d+m\d\ds", cb.progress.line(width=120))
     # more slots, sooner
     cb4, _ = callback(tmp_path, plan, clock, concurrency=4)
-    assert cb4.eta()[0] < 0.6 * eta
+    assert cb4.progress.eta()[0] < 0.6 * eta
 
 
 def test_without_planned_costs_the_unseen_trials_count_at_the_mean_of_those_seen(tmp_path, plan):
@@ -159,8 +160,8 @@ def test_without_planned_costs_the_unseen_trials_count_at_the_mean_of_those_seen
 
 
 def test_planned_costs_follow_the_order_ray_creates_the_trials_in(plan):
+    from tune.progress_line import planned_costs
     from tune.runner import build_search
-    from tune.sweep_callback import planned_costs
     from tune.trainable import decode_value
 
     _, search_alg, n = build_search(plan, "val_full_top1", 2, 0)
@@ -268,7 +269,7 @@ def _running_sweep(tmp_path, plan):
 @pytest.mark.parametrize("width", [80, 120])
 def test_the_callbacks_line_fits_80_and_120_columns(tmp_path, plan, width):
     cb, _ = _running_sweep(tmp_path, plan)
-    text = cb.line(width=width)
+    text = cb.progress.line(width=width)
     assert len(text) <= width
     assert text.startswith("sweep: 0/24 done, 3 running, 0 errored | ETA ")
     assert "best" in text and "0.9200" in text
@@ -284,10 +285,10 @@ def test_a_log_gets_plain_lines_and_a_terminal_one_line_redrawn_in_place(
 
     cb, clock = _running_sweep(tmp_path, plan)
     monkeypatch.delenv("COLUMNS", raising=False)
-    cb._tty = False  # a log (CI, nohup): whole lines, no carriage returns or escapes
-    cb.print_progress()
-    clock.t += cb.log_every_s
-    cb.print_progress()
+    cb.progress._tty = False  # a log (CI, nohup): whole lines, no carriage returns or escapes
+    cb.progress.print_progress()
+    clock.t += cb.progress.log_every_s
+    cb.progress.print_progress()
     cb.end_line()
     out = capsys.readouterr().out
     assert "\r" not in out and "\x1b" not in out
@@ -296,11 +297,11 @@ def test_a_log_gets_plain_lines_and_a_terminal_one_line_redrawn_in_place(
     # a terminal of 80 columns: redrawn in place, never wider than the terminal less one
     monkeypatch.setattr(shutil, "get_terminal_size",
                         lambda fallback=(80, 24): os.terminal_size((80, 24)))
-    cb._tty = True
+    cb.progress._tty = True
     clock.t += 1
-    cb.print_progress()
+    cb.progress.print_progress()
     clock.t += 1
-    cb.print_progress()
+    cb.progress.print_progress()
     cb.end_line()
     out = capsys.readouterr().out
     draws = out.split("\r\x1b[K")[1:]

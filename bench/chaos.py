@@ -5,7 +5,7 @@
 
 Runs `python tune/run_sweep.py --space baseline_1pct --max-trials 2000 --stand-in-trainer 3
 --max-failures 20 --no-report` (every trial reports three evaluations at once instead of
-training: tune/stand_in.py) twice, with the same storage and name:
+training: tests/stand_in.py) twice, with the same storage and name:
 
 1. undisturbed (the reference table; then the sweep directory is removed);
 2. under chaos: random trial workers (the processes of Ray's trial actors, `ray::ImplicitFunc`,
@@ -51,7 +51,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tune.stand_in import (
+sys.path.insert(0, str(ROOT / "tests"))  # the test-only stand-in trainer lives with the tests
+from stand_in import (
     DONE_FILE,
     REREPORTED_LOG,
     STARTED_LOG,

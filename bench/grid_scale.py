@@ -5,7 +5,7 @@
 
 Runs `python tune/run_sweep.py --space baseline_1pct --max-trials all` (every one of the 8,640
 configurations) as a user would, except for the test-only flag `--stand-in-trainer 3`: each
-trial reports three evaluations at once instead of training (tune/stand_in.py). What is left is
+trial reports three evaluations at once instead of training (tests/stand_in.py). What is left is
 what a cluster-wide sweep pays besides training: Ray Tune's scheduling, our trainable, callback,
 results table and progress line. Resources are the CLI's defaults on this machine: a local Ray
 with 2 CPUs, 1 CPU per trial, 2 trials at a time.
@@ -40,7 +40,8 @@ from common import processes_with, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tune.stand_in import read_time_log
+sys.path.insert(0, str(ROOT / "tests"))  # the test-only stand-in trainer lives with the tests
+from stand_in import read_time_log
 
 GOAL_TRIALS_PER_S = 20.0
 REPORTS = 3

@@ -80,7 +80,7 @@ def measure_one(values: dict | None, out: str) -> dict:
     import torch  # noqa: F401
 
     from s4l_models.config import TrainConfig
-    from s4l_models.trainer import train
+    from s4l_models.run import train
 
     result: dict = {}
     if values is not None:

@@ -57,7 +57,7 @@ from s4l_models.config import TrainConfig  # noqa: E402
 from s4l_models.methods import PAPER_METHODS  # noqa: E402
 from s4l_models.predictions import load_predictions  # noqa: E402
 from s4l_models.recipes import scale_eps  # noqa: E402
-from s4l_models.trainer import train  # noqa: E402
+from s4l_models.run import train  # noqa: E402
 from search_spaces.protocol import DatasetFacts, labeled_count  # noqa: E402
 
 # Extra rows: a method with one setting changed, to explain a result (see the docstring).

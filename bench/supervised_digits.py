@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import mean_std, write_result  # noqa: E402
 
 from s4l_models.config import TrainConfig  # noqa: E402
-from s4l_models.trainer import train  # noqa: E402
+from s4l_models.run import train  # noqa: E402
 
 KEYS = ("val_full_top1", "val_full_top5", "val_1pc_top1", "val_5pc_top1", "test_top1", "test_top5")
 

@@ -49,7 +49,7 @@ def sweep_args(storage: Path, name: str) -> list[str]:
 
 def _warm() -> None:
     from s4l_models.data.datasets import load_dataset
-    from s4l_models.trainer import train  # noqa: F401
+    from s4l_models.run import train  # noqa: F401
 
     load_dataset("digits", None)
 
@@ -61,7 +61,7 @@ def _ready(_: int) -> bool:
 
 def _train_one(job) -> float:
     from s4l_models.config import TrainConfig
-    from s4l_models.trainer import train
+    from s4l_models.run import train
 
     values, out = job
     t0 = time.perf_counter()
@@ -94,7 +94,7 @@ def main() -> int:
     import ray
 
     from s4l_models.config import TrainConfig
-    from s4l_models.trainer import train
+    from s4l_models.run import train
     from tune.run_sweep import main as sweep_main
     from tune.sweep_plan import make_plan
 

@@ -20,9 +20,10 @@ import time
 import typing
 from pathlib import Path
 
+from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE
 from .config import TrainConfig, parse_set
 from .errors import ArgumentParser, UserError, exit_on_user_error
-from .trainer import CHECKPOINT_DIR, CHECKPOINT_FILE, train
+from .run import train
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from .data.splits import parse_labels
 from .errors import UserError
+from .recipes import fill
 
 # Fractions of the run after which the learning rate is multiplied by 0.1 when no explicit
 # decay epochs are given (ours: the paper's best runs decay at 70/80/90%, e.g. 200 -> 140/160/180).
@@ -117,8 +119,6 @@ class TrainConfig:
             raise UserError(
                 f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(known)}"
             )
-        from .recipes import fill  # late import: recipes parses labels with this module
-
         values = fill(values, list(known))
         hints = typing.get_type_hints(cls)
         parsed = {k: parse_value(k, v, hints[k]) for k, v in values.items()}
@@ -139,7 +139,8 @@ class TrainConfig:
         return tuple(round(f * self.epochs, 6) for f in DEFAULT_DECAY_FRACTIONS)
 
     def validate(self) -> None:
-        from .data.datasets import DATASETS  # late import: data imports config types
+        # torch-side modules, imported when a config is validated (see docs/architecture.md)
+        from .data.datasets import DATASETS
         from .methods import list_methods
         from .resnet import parse_arch
 
@@ -206,34 +207,6 @@ class TrainConfig:
         common_validate(self, method)
         if method.validate is not None:
             method.validate(self)
-
-
-LABELS_PATTERN = re.compile(r"^(?:(?P<pct>\d+(?:\.\d+)?)%|(?P<per>\d+)/class)$")
-
-
-def parse_labels(spec: str) -> tuple[str, float]:
-    """Parse a labels spec: ('fraction', 0.1) for "10%" or ('per_class', 13) for "13/class"."""
-    m = LABELS_PATTERN.match(str(spec).strip())
-    if not m:
-        raise UserError(
-            f"--labels {spec!r} is not understood; use a percentage such as 10% or a count "
-            "per class such as 13/class"
-        )
-    if m.group("pct") is not None:
-        pct = float(m.group("pct"))
-        if not 0 < pct <= 100:
-            raise UserError(f"--labels {spec} is out of range; use a percentage in (0%, 100%]")
-        return "fraction", pct / 100.0
-    per = int(m.group("per"))
-    if per < 1:
-        raise UserError(f"--labels {spec} is out of range; use at least 1/class")
-    return "per_class", float(per)
-
-
-def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """Settings (sorted) in which a checkpoint's config differs from the run resuming it,
-    leaving out `RESUME_FREE`: a resume is compatible when this is empty."""
-    return sorted(k for k in now if k not in RESUME_FREE and saved.get(k) != now[k])
 
 
 def parse_set(items: list[str] | None) -> dict[str, str]:
@@ -305,6 +278,6 @@ def parse_value(name: str, value: Any, hint: Any) -> Any:
     raise UserError(f"setting {name}={value!r} is not a valid {tname}; give a {tname} value")
 
 
-__all__ = ["TrainConfig", "parse_labels", "parse_set", "parse_value", "resume_differences",
+__all__ = ["TrainConfig", "parse_set", "parse_value",
            "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE", "COMMAND_SETTINGS", "DRIVER_SETTINGS",
            "SPLIT_SETTINGS"]

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .data.splits import parse_labels
+
 TEN, ONE = "10%", "1%"
 # The 1% regime: at most this many labeled images per class (ILSVRC-2012's 1% = 13 per class).
 FEW_LABELS_PER_CLASS = 13
@@ -219,8 +221,6 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 
 def regime(labels: str) -> str:
     """The recipe regime of a labels spec: "1%" for at most 1% or 13 per class, else "10%"."""
-    from .config import parse_labels
-
     kind, amount = parse_labels(labels)
     few = amount <= 0.01 if kind == "fraction" else amount <= FEW_LABELS_PER_CLASS
     return ONE if few else TEN

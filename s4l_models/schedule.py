@@ -23,12 +23,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from .config import TrainConfig
+
 # (ours) Below this many optimizer steps a run is marked short: a model-selection statistic over
 # networks that took a few dozen SGD steps says nothing about the configurations.
 MIN_STEPS = 50
-
-import torch
-from torch.optim.lr_scheduler import LambdaLR
 
 
 def epoch_to_step(epoch: float, steps_per_epoch: float) -> int:
@@ -102,3 +104,15 @@ class Schedule:
     def scheduler(self, optimizer: torch.optim.Optimizer) -> LambdaLR:
         """A torch LambdaLR whose step k applies factor(k); the optimiser's lr must be peak_lr."""
         return LambdaLR(optimizer, lr_lambda=self.factor)
+def report_steps(cfg: TrainConfig, sched: Schedule) -> list[int]:
+    """Steps (1-based counts of finished steps) after which we evaluate, report and checkpoint."""
+    if cfg.eval_every > 0:
+        n = int(math.floor(cfg.epochs / cfg.eval_every + 1e-9))
+        epochs = [cfg.eval_every * i for i in range(1, n + 1)]
+    else:
+        epochs = [cfg.epochs * i / 10 for i in range(1, 11)]
+    steps = {min(sched.total_steps, max(1, epoch_to_step(e, sched.steps_per_epoch))) for e in epochs}
+    steps.add(sched.total_steps)
+    return sorted(steps)
+
+

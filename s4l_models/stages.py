@@ -26,7 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig, resume_differences
+from .checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
+    check_resumable,
+    load_weights,
+    read_state,
+)
+from .config import TrainConfig
 from .data.augment import Augmenter
 from .data.datasets import LoadedDataset, load_dataset
 from .data.sources import make_source
@@ -40,13 +47,10 @@ from .predictions import TRIAL_PREDICTIONS
 from .resnet import create_model
 from .schedule import Schedule
 from .trainer import (
-    CHECKPOINT_DIR,
-    CHECKPOINT_FILE,
     PIPELINE_FILE,
     Report,
     Trainer,
     autocast_context,
-    load_weights,
     record_progress,
     resolve_device,
     resolve_splits,
@@ -82,7 +86,7 @@ def _checkpoint_stage(path: Path) -> int | None:
     """Index of the stage that wrote state.pt (None when there is none); reads it lazily."""
     if not path.is_file():
         return None
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    payload = read_state(path, mmap=True)
     stage = payload.get("stage")
     return None if stage is None else int(stage)
 
@@ -118,12 +122,7 @@ def _start_pipeline(
                 shutil.copy2(f, ckdir / f.name)
     state = json.loads((ckdir / PIPELINE_FILE).read_text())
     saved, now = state["config"], cfg.to_dict()
-    diff = resume_differences(saved, now)
-    if diff:
-        raise UserError(
-            f"the checkpoint in {src} was made with other settings ({', '.join(diff)}); "
-            "resume with the same settings or use another --out"
-        )
+    check_resumable(saved, now, src)
     return state
 
 

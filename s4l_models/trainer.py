@@ -1,6 +1,6 @@
 """The one trainer: any method of the registry, any dataset, CPU or CUDA, resumable.
 
-`train(cfg, out_dir, report=...)` runs the paper's recipe (SGD with momentum, linear warmup,
+`Trainer(cfg, out_dir, report=...).run()` runs the paper's recipe (SGD with momentum, linear warmup,
 x0.1 step decays, epochs over the labeled data, lr scaled by batch/256) and returns the final
 metrics. At every evaluation point it writes an atomic checkpoint (model, optimiser, schedule
 position, RNG state) and calls `report(metrics, checkpoint_dir)`; Ray Tune's trainable passes a
@@ -12,8 +12,9 @@ Files in `out_dir`: config.json, splits.npz/json (unless `splits_path` points at
 checkpoint/state.pt, progress.jsonl (one line per evaluation), metrics.json (final) and
 val_predictions.npz (per-example correctness of the final evaluation).
 
-Multi-stage methods (pseudolabel, selfsup_linear, selfsup_finetune, moam) declare `stages`;
-`train` then runs `s4l_models.stages.run_stages`, which runs this same loop once per stage.
+`s4l_models.run.train` is the entry point: it runs this loop, or for multi-stage methods
+(pseudolabel, selfsup_linear, selfsup_finetune, moam) `s4l_models.stages.run_stages`, which
+runs this same loop once per stage.
 
 Polyak averaging (`polyak`, on for MOAM): an exponential moving average of the trainable
 parameters with per-step decay 0.5 ** (1 / steps_per_epoch), so weights one epoch old count half;
@@ -32,7 +33,6 @@ import contextlib
 import copy
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -44,22 +44,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig, resume_differences
+from .checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
+    check_resumable,
+    load_matching,
+    load_weights,
+    read_state,
+    write_state,
+)
+from .config import TrainConfig
 from .data.augment import Augmenter
 from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
 from .evaluate import correctness, rotations4, subset_metrics
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write_text
 from .methods import Batch, Method, StepContext, get_method
 from .methods.base import polyak_for
 from .predictions import save_predictions
 from .resnet import create_model
-from .schedule import Schedule, epoch_to_step
+from .schedule import Schedule, report_steps
 
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_FILE = "state.pt"
 PIPELINE_FILE = "pipeline.json"
 # The training loss is summed on the device and looked at only every LOSS_CHECK_EVERY steps and
 # at each evaluation: `if not isfinite(loss)` or float(loss) at every step would make the host
@@ -179,37 +186,6 @@ def decay_groups(params: list[nn.Parameter], wd: float) -> list[dict[str, Any]]:
     ]
 
 
-def checkpoint_file(path: str | os.PathLike) -> Path:
-    """state.pt of a run directory, a checkpoint directory or the file itself."""
-    p = Path(path)
-    for candidate in (p / CHECKPOINT_DIR / CHECKPOINT_FILE, p / CHECKPOINT_FILE, p):
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"no checkpoint at {p} (expected a run directory, checkpoint/ or a .pt file)")
-
-
-def load_weights(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
-    """{'model', 'heads', 'config'} of a checkpoint; the Polyak average when it holds one."""
-    payload = torch.load(checkpoint_file(path), map_location=device, weights_only=True)
-    if "model" not in payload:
-        raise UserError(f"{path} is not a checkpoint of s4l-train (it has no model weights)")
-    if payload.get("polyak"):
-        avg = payload["polyak"]
-        model = {k[len("model.") :]: v for k, v in avg.items() if k.startswith("model.")}
-        heads = {k[len("heads.") :]: v for k, v in avg.items() if k.startswith("heads.")}
-    else:
-        model, heads = payload["model"], payload.get("heads", {})
-    return {"model": model, "heads": heads, "config": payload.get("config")}
-
-
-def load_matching(module: nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
-    """Load the entries whose name and shape match; returns the names left at their init."""
-    own = module.state_dict()
-    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-    module.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -235,18 +211,6 @@ def set_threads(threads: int) -> int:
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
     """Augmentation randomness of one step: a function of (seed, step) only."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 7 + salt)
-
-
-def report_steps(cfg: TrainConfig, sched: Schedule) -> list[int]:
-    """Steps (1-based counts of finished steps) after which we evaluate, report and checkpoint."""
-    if cfg.eval_every > 0:
-        n = int(math.floor(cfg.epochs / cfg.eval_every + 1e-9))
-        epochs = [cfg.eval_every * i for i in range(1, n + 1)]
-    else:
-        epochs = [cfg.epochs * i / 10 for i in range(1, 11)]
-    steps = {min(sched.total_steps, max(1, epoch_to_step(e, sched.steps_per_epoch))) for e in epochs}
-    steps.add(sched.total_steps)
-    return sorted(steps)
 
 
 def resolve_splits(cfg: TrainConfig, out: Path, data: LoadedDataset) -> Splits:
@@ -419,8 +383,7 @@ class Trainer:
         }
         if state.polyak is not None:
             payload["polyak"] = state.polyak.average.state_dict()
-        atomic_write(self.checkpoint_dir / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
-        return self.checkpoint_dir
+        return write_state(self.checkpoint_dir, payload)
 
     def load_checkpoint(self, state: RunState, path: str | os.PathLike) -> list[dict]:
         p = Path(path)
@@ -428,16 +391,8 @@ class Trainer:
             p = p / CHECKPOINT_FILE
         if not p.is_file():
             raise UserError(f"no checkpoint at {p}; start a fresh run instead of resuming")
-        # weights_only: a checkpoint is data, never code (security)
-        payload = torch.load(p, map_location=self.device, weights_only=True)
-        saved = payload["config"]
-        now = self.cfg.to_dict()
-        diff = resume_differences(saved, now)
-        if diff:
-            raise UserError(
-                f"the checkpoint in {p.parent} was made with other settings ({', '.join(diff)}); "
-                "resume with the same settings or use another --out"
-            )
+        payload = read_state(p, self.device)
+        check_resumable(payload["config"], self.cfg.to_dict(), p.parent)
         state.model.load_state_dict(payload["model"])
         state.heads.load_state_dict(payload["heads"])
         state.optimizer.load_state_dict(payload["optimizer"])
@@ -647,32 +602,11 @@ class Trainer:
         )
 
 
-def train(
-    cfg: TrainConfig,
-    out_dir: str | os.PathLike,
-    report: Report | None = None,
-    resume_from: str | os.PathLike | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train one configuration into `out_dir`; returns the final metrics (also metrics.json).
-
-    Multi-stage methods run their stages (`run_stages`); `resume_from` is then the run's
-    checkpoint directory (or its state.pt), which holds the state of the whole pipeline."""
-    method = get_method(cfg.method)
-    if method.stages is not None:
-        from .stages import run_stages  # it builds on Trainer
-
-        return run_stages(cfg, method, out_dir, report=report, resume_from=resume_from, log=log)
-    return Trainer(cfg, out_dir, report=report, log=log).run(resume_from=resume_from)
-
-
 __all__ = [
-    "train",
     "Trainer",
     "TrainConfig",
     "DATASETS",
     "Polyak",
     "polyak_decay",
     "resolve_device",
-    "report_steps",
 ]

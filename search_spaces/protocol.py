@@ -41,7 +41,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from s4l_models.config import TrainConfig, parse_labels
+from s4l_models.config import TrainConfig
+from s4l_models.data.splits import parse_labels
 from s4l_models.errors import UserError
 
 from .space import Axis, SearchSpace

@@ -4,7 +4,8 @@ Not a user feature. It exists to measure and test the sweep machinery itself (Ra
 callback, the results table) at the scale of the paper's grids, where real training would hide
 it: `bench/grid_scale.py` runs the whole 8,640-point `baseline_1pct` grid through
 `tune/run_sweep.py` with the hidden flag `--stand-in-trainer N`, which makes every trial call
-`stand_in_trial` instead of `s4l_models.trainer.train`.
+`run_stand_in` instead of `s4l_models.trainer.train`. It is not installed: the sweep loads this
+file by its path in a source checkout (`tune.trainable.STAND_IN_FILE`).
 
 A stand-in trial reports N evaluations with no checkpoint. Its only files: one line
 `<start time> <trial id>` in `<sweep>/trials/stand_in_started.txt` when it starts, and after

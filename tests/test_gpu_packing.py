@@ -1,7 +1,7 @@
 """Packing several trials on one GPU (`--gpus-per-trial 0.25`), checked without a GPU.
 
 The module's Ray session declares one logical GPU, which Ray schedules like a real one; the
-trials are the test-only stand-in (tune/stand_in.py), so nothing needs CUDA.
+trials are the test-only stand-in (tests/stand_in.py), so nothing needs CUDA.
 What is checked is our side of packing: the concurrency the CLI derives from the GPU share
 and the cluster's GPUs, and that every packed trial runs and lands in the table.
 The images/s gain of packing needs a real GPU: bench/gpu_packing.py.

@@ -69,7 +69,7 @@ def test_parameters_counted_on_meta_match_a_real_model(arch, width, size, chans,
 
 @pytest.mark.parametrize("method,polyak", [("supervised", False), ("s4l_rotation", True)])
 def test_checkpoint_bytes_is_close_to_a_real_state_pt(tmp_path, method, polyak):
-    from s4l_models.trainer import train
+    from s4l_models.run import train
 
     cfg = TrainConfig.from_dict({
         "method": method, "arch": "resnet18_v2", "width": 0.5, "batch_size": 32,
@@ -114,7 +114,7 @@ def test_dry_run_refuses_a_trial_bigger_than_this_machine(capsys, tmp_path):
 
 
 def test_memory_kill_message_is_one_line_with_the_need():
-    from tune.sweep_callback import memory_kill_message
+    from tune.results_table import memory_kill_message
 
     ray_text = (
         "Failure # 1 (occurred at 2026-01-01_00-00-00)\n1 worker(s) were killed due to the node "

@@ -13,7 +13,7 @@ import torch
 from s4l_models.cli import main
 from s4l_models.config import TrainConfig
 from s4l_models.methods import PAPER_METHODS
-from s4l_models.trainer import train
+from s4l_models.run import train
 
 TINY = dict(
     dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=16, threads=1,

@@ -1,6 +1,6 @@
 """Seed repeats after the search (`--reseed-top K --seeds S`, tune/reseed.py).
 
-The sweeps here use the test-only stand-in trainer (tune/stand_in.py: instant reports whose
+The sweeps here use the test-only stand-in trainer (tests/stand_in.py: instant reports whose
 scores depend on every setting, the seed included), so a repeat with another seed scores
 differently, as a real one would. One local Ray instance (2 CPUs) serves the module.
 """

@@ -120,8 +120,9 @@ def test_a_full_disk_keeps_the_previous_file_and_says_how_much_space_it_needs(tm
 def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import torch
 
+    from s4l_models.checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE
     from s4l_models.config import TrainConfig
-    from s4l_models.trainer import CHECKPOINT_DIR, CHECKPOINT_FILE, train
+    from s4l_models.run import train
 
     cfg = TrainConfig.from_dict(dict(
         dataset="digits", arch="resnet18_v1", width=0.25, epochs=4, batch_size=64,
@@ -300,7 +301,8 @@ def test_the_umask_is_read_without_changing_it():
 
 def test_a_finished_run_is_recognised_so_a_restarted_trial_does_not_train_again(tmp_path):
     from s4l_models.config import TrainConfig
-    from s4l_models.trainer import finished_result, train
+    from s4l_models.run import train
+    from s4l_models.trainer import finished_result
 
     out = tmp_path / "run"
     assert finished_result(out) is None  # nothing there

@@ -289,7 +289,7 @@ def test_pbt_exploits_with_adapted_checkpoints(ray_session, tmp_path):
 
 # --- many short trials: the machinery itself (test-only stand-in trainer) -------------------------
 def test_stand_in_metrics_are_deterministic_rise_with_evaluations_and_favour_the_paper_optimum():
-    from tune.stand_in import stand_in_metrics
+    from stand_in import stand_in_metrics
 
     cfg = TrainConfig.from_dict({"lr": 0.1, "wd": 1e-3, "epochs": 100})
     first, last = stand_in_metrics(cfg, 1, 3), stand_in_metrics(cfg, 3, 3)
@@ -323,20 +323,22 @@ def test_release_keeps_only_the_sweep_metric_of_a_finished_trial(tmp_path):
 
 
 def test_table_rewrites_wait_in_proportion_to_their_cost(tmp_path):
-    from tune.sweep_callback import TABLE_COST_FACTOR, SweepCallback
+    from tune.results_table import TABLE_COST_FACTOR
+    from tune.sweep_callback import SweepCallback
 
     cb = SweepCallback(str(tmp_path), {"trials_dir": str(tmp_path / "trials"), "fixed": {},
                                        "runtime": {}}, "val_full_top1", [], 1, None)
     cb.write()
     assert (tmp_path / "results.parquet").is_file()
-    assert 0 < cb._table_wait < TABLE_COST_FACTOR * 5  # TABLE_COST_FACTOR x a sub-5 s write
+    assert 0 < cb.table._table_wait < TABLE_COST_FACTOR * 5  # TABLE_COST_FACTOR x a sub-5 s write
     (tmp_path / "results.parquet").unlink()
-    cb._dirty_table, cb._table_wait = True, 3600.0  # an expensive table: not rewritten yet
-    cb.maybe_write()
+    table = cb.table
+    table._dirty_table, table._table_wait = True, 3600.0  # an expensive table: not rewritten yet
+    table.maybe_write()
     assert not (tmp_path / "results.parquet").exists()
-    cb._table_wait = 0.0
-    cb.maybe_write()
-    assert (tmp_path / "results.parquet").is_file() and not cb._dirty_table
+    table._table_wait = 0.0
+    table.maybe_write()
+    assert (tmp_path / "results.parquet").is_file() and not table._dirty_table
 
 
 def test_a_stand_in_sweep_of_many_trials_fills_the_table_without_ray_logger_files(

@@ -14,7 +14,7 @@ from s4l_models.config import TrainConfig
 from s4l_models.data.splits import load_splits
 from s4l_models.errors import UserError
 from s4l_models.predictions import load_predictions
-from s4l_models.trainer import train
+from s4l_models.run import train
 
 TINY = dict(
     dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=32, threads=1

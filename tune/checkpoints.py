@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ray import tune
 
-from s4l_models.trainer import CHECKPOINT_DIR
+from s4l_models.checkpoint import CHECKPOINT_DIR
 from tune.reseed import RAY_SUBDIR as RESEED_SUBDIR
 from tune.results import RESULTS_PARQUET, meaningful, ray_dir, read_table
 

@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-report", dest="report", action="store_false", help="skip the analysis report")
     a("--quiet", action="store_true", help="no progress line")
     # Test-only, not a user feature (hidden from --help): every trial reports N evaluations at
-    # once without training (tune/stand_in.py); bench/grid_scale.py measures the sweep machinery
+    # once without training (tests/stand_in.py, in a source checkout); bench/grid_scale.py measures the sweep machinery
     # on the whole 8,640-point grid with it.
     a("--stand-in-trainer", type=int, metavar="N", help=argparse.SUPPRESS)
     # Test-only fault injection (hidden): a trial that starts without a checkpoint exits its

@@ -41,6 +41,7 @@ from tune.memory_plan import (
     ray_request,
     trial_resources,
 )
+from tune.progress_line import planned_costs
 from tune.ray_fixes import apply_ray_fixes
 from tune.reseed import load_reseed
 from tune.results import (
@@ -56,7 +57,7 @@ from tune.results import (
     upgrade_table,
 )
 from tune.summary import make_report, retry_hint, summarize, sweep_state
-from tune.sweep_callback import SweepCallback, planned_costs
+from tune.sweep_callback import SweepCallback
 from tune.sweep_plan import (
     PBT_MUTABLE,
     Sizes,
@@ -66,7 +67,7 @@ from tune.sweep_plan import (
     report_count,
     short_line,
 )
-from tune.trainable import encode_value, run_trial, trial_dirname
+from tune.trainable import STAND_IN_FILE, encode_value, run_trial, trial_dirname
 
 
 def _probe(address: str) -> None:
@@ -352,6 +353,9 @@ def _run_tuner(
         "stand_in": flags.get("stand_in_trainer"),
         "fail_at_step": flags.get("fail_at_step"),
     }
+    if setup["stand_in"] and not STAND_IN_FILE.is_file():
+        raise UserError(f"--stand-in-trainer is a test hook of a source checkout; {STAND_IN_FILE} "
+                        "is missing: run it from a clone of the repository")
     # Memory is planned like CPUs: each trial asks Ray for its estimated peak (Ray's `memory`
     # resource; tune/memory_plan.py), so a node starts no more trials than it holds, and a
     # trial that no node can hold is refused before anything runs.

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from s4l_models.config import (
     COMMAND_SETTINGS,
     DRIVER_SETTINGS,
@@ -33,6 +32,7 @@ from s4l_models.config import (
     TrainConfig,
     parse_value,
 )
+from s4l_models.data.splits import make_splits
 from s4l_models.errors import UserError
 from search_spaces import (
     estimate_trial_epochs,
@@ -151,8 +151,7 @@ def trial_cost(config: Mapping[str, Any], sizes: Sizes) -> float:
 
 def report_count(config: Mapping[str, Any], sizes: Sizes) -> int:
     """How many times a trial reports (evaluations), for the schedulers' max_t."""
-    from s4l_models.schedule import Schedule
-    from s4l_models.trainer import report_steps
+    from s4l_models.schedule import Schedule, report_steps
 
     cfg = TrainConfig.from_dict(dict(config))
     sched = Schedule.from_epochs(
@@ -317,7 +316,6 @@ def default_facts(dataset: str, data_dir: str | None, fixed: Mapping[str, Any]) 
 def measured_facts(dataset: str, data_dir: str | None, fixed: Mapping[str, Any], data=None):
     """Facts read off the loaded dataset and its validation split (as `make_splits` draws it)."""
     from s4l_models.data.datasets import DATASETS, load_dataset
-    from s4l_models.data.splits import make_splits
 
     data = data if data is not None else load_dataset(dataset, data_dir)
     labels = data.train.labels.numpy()

@@ -15,6 +15,7 @@ removed once reported).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -22,12 +23,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from s4l_models.config import TrainConfig, resume_differences
-from s4l_models.errors import UserError
-from s4l_models.io import atomic_write
-from tune.stand_in import run_stand_in
+import ray
+from ray import tune
+
+from s4l_models.checkpoint import CHECKPOINT_FILE, RETARGETED_DIR, retarget
+from s4l_models.config import TrainConfig
+from s4l_models.data.datasets import adopt_dataset
+from s4l_models.run import train
+from s4l_models.trainer import finished_result
 
 ENCODED_PREFIX = "json:"
+# The test-only stand-in trainer (the sweep's hidden --stand-in-trainer N, for the machinery's
+# tests and benchmarks) is test code, not installed: it lives in a source checkout's tests/ and
+# is loaded from there by file path (driver and workers are on one file system).
+STAND_IN_FILE = Path(__file__).resolve().parents[1] / "tests" / "stand_in.py"
 
 
 def encode_value(value: Any) -> Any:
@@ -61,54 +70,12 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _adapt_checkpoint(src: Path, cfg: TrainConfig, out_dir: Path, mutable: tuple[str, ...]) -> Path:
-    """Return a checkpoint the trainer accepts for `cfg`.
-
-    A checkpoint of this trial is used as it is. One made with other values of PBT's mutable
-    hyperparameters (PBT exploited another trial) is copied with those values replaced: the
-    optimiser's weight decay and momentum, the schedule's peak learning rate (lr x batch / 256).
-    """
-    import torch
-
-    from s4l_models.trainer import CHECKPOINT_FILE
-
-    path = src / CHECKPOINT_FILE
-    if not path.is_file():
-        raise UserError(f"the checkpoint {src} holds no {CHECKPOINT_FILE}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    saved, now = payload["config"], cfg.to_dict()
-    diff = resume_differences(saved, now)
-    if not diff:
-        return src
-    if not set(diff) <= set(mutable):
-        return src  # the trainer refuses it with a message naming the settings
-    peak = cfg.lr * cfg.batch_size / 256.0
-    for group in payload["optimizer"]["param_groups"]:
-        factor = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
-        group["initial_lr"] = peak
-        group["lr"] = peak * factor
-        if group.get("decay", True):  # the kernels' group; biases and BN never decay
-            group["weight_decay"] = cfg.wd
-        group["momentum"] = cfg.momentum
-    sched = payload["scheduler"]
-    if "base_lrs" in sched:
-        sched["base_lrs"] = [peak for _ in sched["base_lrs"]]
-    if "_last_lr" in sched:
-        sched["_last_lr"] = [g["lr"] for g in payload["optimizer"]["param_groups"]]
-    payload["config"] = {**saved, **{k: now[k] for k in diff}}
-    dst = out_dir / "pbt_checkpoint"
-    atomic_write(dst / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
-    return dst
-
-
 def drop_reported_state(checkpoint_dir: Path) -> None:
     """After `tune.report` copied a checkpoint into the trial's storage (the copy every resume
     reads), drop the trainer's own state.pt: it writes a fresh one at its next evaluation, so
     one copy stays on disk, not two. The rest of the directory stays: a multi-stage method keeps
     its pipeline state, starting weights and pseudo-labels there, and every later checkpoint
     must carry them."""
-    from s4l_models.trainer import CHECKPOINT_FILE
-
     (checkpoint_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
@@ -123,10 +90,6 @@ _ADOPTED: set[str] = set()
 
 def adopt_shared_dataset(cfg: TrainConfig, ref) -> None:
     """Fetch the driver's in-memory dataset once per worker process and serve it to the trainer."""
-    import ray
-
-    from s4l_models.data.datasets import adopt_dataset
-
     if ref.hex() not in _ADOPTED:
         adopt_dataset(cfg.dataset, cfg.data_dir, ray.get(ref))
         _ADOPTED.add(ref.hex())
@@ -138,10 +101,6 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     `data`: None, or a one-item list holding the object reference of the sweep's in-memory
     dataset as the driver loaded it; the trainer then uses it instead of reading the files.
     """
-    from ray import tune
-
-    from s4l_models.trainer import CHECKPOINT_FILE, finished_result, train
-
     trial_id = tune.get_context().get_trial_id()
     # Test-only fault injection (run_sweep --fail-at-step): a trial that starts fresh dies like
     # a killed process at its first evaluation at or after that step, before reporting it; a
@@ -170,9 +129,11 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
 
     if setup.get("stand_in"):
         # test-only (bench/grid_scale.py, bench/chaos.py): no training, a few instant reports
-        # (tune/stand_in.py); one that already completed re-reports its final evaluation, as
+        # (tests/stand_in.py); one that already completed re-reports its final evaluation, as
         # finished_result below makes real trials do
-        run_stand_in(cfg, int(setup["stand_in"]), report, Path(setup["trials_dir"]), trial_id)
+        _stand_in().run_stand_in(
+            cfg, int(setup["stand_in"]), report, Path(setup["trials_dir"]), trial_id
+        )
         return
     done = finished_result(out_dir)
     if done is not None:
@@ -191,10 +152,22 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     # On local or shared storage the checkpoint is read in place; the trainer reads it once at
     # the start, so Ray may later delete it (CheckpointConfig.num_to_keep).
     with checkpoint.as_directory() as ckpt_dir:
-        resume_from = _adapt_checkpoint(Path(ckpt_dir), cfg, out_dir, tuple(setup.get("mutable", ())))
+        resume_from = retarget(Path(ckpt_dir), cfg, out_dir, tuple(setup.get("mutable", ())))
         log(f"resuming from {ckpt_dir}")
         train(cfg, out_dir, report=report, resume_from=resume_from, log=log)
-    shutil.rmtree(out_dir / "pbt_checkpoint", ignore_errors=True)
+    shutil.rmtree(out_dir / RETARGETED_DIR, ignore_errors=True)
+
+
+_STAND_IN = []  # the loaded stand-in module, once per worker process
+
+
+def _stand_in():
+    if not _STAND_IN:
+        spec = importlib.util.spec_from_file_location("s4l_stand_in", STAND_IN_FILE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _STAND_IN.append(module)
+    return _STAND_IN[0]
 
 
 __all__ = ["run_trial", "trial_dirname", "encode_value", "decode_value", "decode_config", "resolve_config"]

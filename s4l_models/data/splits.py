@@ -16,14 +16,36 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..config import parse_labels
 from ..errors import UserError
 from ..io import atomic_write_bytes, atomic_write_text
+
+LABELS_PATTERN = re.compile(r"^(?:(?P<pct>\d+(?:\.\d+)?)%|(?P<per>\d+)/class)$")
+
+
+def parse_labels(spec: str) -> tuple[str, float]:
+    """Parse a labels spec: ('fraction', 0.1) for "10%" or ('per_class', 13) for "13/class"."""
+    m = LABELS_PATTERN.match(str(spec).strip())
+    if not m:
+        raise UserError(
+            f"--labels {spec!r} is not understood; use a percentage such as 10% or a count "
+            "per class such as 13/class"
+        )
+    if m.group("pct") is not None:
+        pct = float(m.group("pct"))
+        if not 0 < pct <= 100:
+            raise UserError(f"--labels {spec} is out of range; use a percentage in (0%, 100%]")
+        return "fraction", pct / 100.0
+    per = int(m.group("per"))
+    if per < 1:
+        raise UserError(f"--labels {spec} is out of range; use at least 1/class")
+    return "per_class", float(per)
+
 
 SPLITS_NPZ = "splits.npz"
 SPLITS_JSON = "splits.json"

@@ -222,10 +222,32 @@ def trial_rows(sweep: Path) -> list[dict]:
             "val_full_top1": float(r["val_full_top1"]),
             "test_top1": float(r["test_top1"]),
             "train_seconds": round(float(r["train_seconds"]), 1),
+            "eval_seconds": round(float(r.get("eval_seconds", metrics.get("eval_seconds", 0.0))), 1),
+            "checkpoint_seconds": round(float(metrics.get("checkpoint_seconds", 0.0)), 1),
             # the cost model's seconds (sweep_plan.trial_cost, what the ETA starts from)
             "estimated_seconds": round(trial_cost(config, sizes), 1),
         })
     return rows
+
+
+def split_of(wall: float, rows: list[dict], slots: int) -> dict:
+    """Where the sweep's slot-seconds (wall x concurrent trials) went: the trainer's steps,
+    its evaluations (validation passes, the final test pass), its checkpoints, and the rest
+    (Ray and the driver starting, workers importing, slots left idle at the sweep's tail)."""
+    total = wall * slots
+    train = sum(r["train_seconds"] for r in rows)
+    evals = sum(r["eval_seconds"] for r in rows)
+    ckpt = sum(r["checkpoint_seconds"] for r in rows)
+    steps = train - evals - ckpt
+    return {
+        "slot_seconds": round(total, 1), "training_seconds": round(steps, 1),
+        "evaluation_seconds": round(evals, 1), "checkpoint_seconds": round(ckpt, 1),
+        "overhead_seconds": round(total - train, 1),
+        "training_share": round(steps / total, 4), "evaluation_share": round(evals / total, 4),
+        "checkpoint_share": round(ckpt / total, 4),
+        "overhead_share": round((total - train) / total, 4),
+        "evaluation_of_trial_time": round(evals / train, 4) if train else None,
+    }
 
 
 def main() -> int:
@@ -300,6 +322,7 @@ def main() -> int:
             <= GOALS["eta_max_abs_error"],
         },
         "sum_trial_train_seconds": round(sum(r["train_seconds"] for r in rows), 1),
+        "split": split_of(wall, rows, 2),
         # how steady the machine was: each trial's seconds per estimated second (0.56-0.72 on
         # the idle 2-core machine; other jobs make it vary, and no ETA can foresee that)
         "seconds_per_estimated_second": {
@@ -324,6 +347,10 @@ def main() -> int:
           f"after 20% to the end), first shown at {eta.get('first_eta_at_s')} s, measured from "
           f"{eta.get('first_measured_at_s')} s; peak disk: sweep dir "
           f"{figures['peak_disk_gb']['sweep_dir']} GB, Ray tmp {figures['peak_disk_gb']['ray_tmpdir']} GB")
+    s = figures["split"]
+    print(f"split of 2 x {wall:.0f} slot-seconds: training {s['training_share']:.1%}, evaluation "
+          f"{s['evaluation_share']:.1%}, checkpoints {s['checkpoint_share']:.1%}, outside the "
+          f"trainer (start-up, Ray, idle slots) {s['overhead_share']:.1%}")
     print("meets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in figures["meets"].items()))
     return 0
 

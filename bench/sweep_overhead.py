@@ -1,9 +1,10 @@
 """Ray Tune's overhead: the same 16 short trials through the sweep and in a plain Python loop.
 
-    python bench/sweep_overhead.py          # about 3 minutes on 2 CPU cores
+    python bench/sweep_overhead.py          # about 7 minutes on 2 CPU cores
 
 The 16 trials are 16 (wd, lr) points of baseline_10pct on digits with ResNet-18 v1 x0.5,
-batch 32 and 20 epochs pinned (about 4 s each on one core). The loop calls
+batch 32 and 20 epochs pinned (about 11 s each on one core since the scaled protocol), at the
+sweep's FIFO cadence (tune.sweep_plan.SWEEP_EVALUATIONS: the loop trains the same configs). The loop calls
 `s4l_models.trainer.train` for each, one after the other, one thread each (what one Ray trial
 gets); its total divided by the concurrency (2) is the ideal parallel time. The sweep runs
 `tune.run_sweep.main` (Tuner, checkpoints at every evaluation, results table, predictions)

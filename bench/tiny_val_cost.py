@@ -11,7 +11,11 @@ For a model as the trainer builds it, times (median of `--repeats`):
 - `tiny_from_full_pass_seconds`: what the trainer actually adds for the tiny sets: reading
   their top-1/top-5 off the full pass's per-example correctness (`subset_metrics` with the
   subsets' masks);
-- `trainer_evaluate_seconds`: `Trainer.evaluate` as a whole (full split + both tiny sets).
+- `trainer_evaluate_seconds`: `Trainer.evaluate` as a whole (full split + both tiny sets);
+- `trial`: one whole run of 200 steps at batch 64 with the sweep's FIFO cadence
+  (`tune.sweep_plan.SWEEP_EVALUATIONS`), its `train_seconds` (wall time), `eval_seconds` (every
+  validation pass and the final test pass) and their ratio `eval_fraction`
+  (`python bench/eval_cadence.py` compares cadences on the main command's trial and Fashion-MNIST).
 
 Cases: digits with ResNet-18 v2 x0.5 (val 300 images), 32x32 synthetic with ResNet-18 v2 x0.25
 (val 500) on CPU with 1 thread; on CUDA, ResNet-50 v2 at 224 (val 1,000) and ResNet-18 v2 at 32.
@@ -54,7 +58,7 @@ def measure(dataset: str, arch: str, width: float, device, threads: int, repeats
 
     cfg = TrainConfig.from_dict({
         "dataset": dataset, "labels": "10%", "arch": arch, "width": width, "epochs": 1,
-        "device": device.type, "threads": threads, "eval_batch_size": 1024,
+        "device": device.type, "threads": threads,
     })
     trainer = Trainer(cfg, tmp / f"{dataset}-{arch}", log=lambda line: None)
     state = trainer.build()
@@ -62,7 +66,7 @@ def measure(dataset: str, arch: str, width: float, device, threads: int, repeats
     splits = trainer.splits
 
     def score(indices):
-        return correctness(model, trainer.source.eval_batches(indices, cfg.eval_batch_size),
+        return correctness(model, trainer.source.eval_batches(indices, trainer.eval_batch),
                            trainer.augment, trainer.autocast)
 
     score(splits.val)  # warm-up (allocations, cuDNN autotuning)
@@ -84,7 +88,25 @@ def measure(dataset: str, arch: str, width: float, device, threads: int, repeats
             _timed(lambda mask=mask: subset_metrics("v", top1, top5, mask), device, repeats), 7)
     extra = sum(out["tiny_from_full_pass_seconds"].values())
     out["tiny_extra_fraction_of_full_pass"] = round(extra / out["full_pass_seconds"], 6)
+    out["trial"] = _trial(cfg, len(trainer.labeled), tmp / f"{dataset}-{arch}-trial")
     return out
+
+
+def _trial(cfg, labeled: int, out: Path, steps: int = 200, batch: int = 64) -> dict:
+    """One whole run at the sweep's default cadence: what evaluation costs a trial."""
+    import dataclasses
+
+    from s4l_models.run import train
+    from tune.sweep_plan import SWEEP_EVALUATIONS
+
+    evaluations = SWEEP_EVALUATIONS["fifo"][0]
+    run = dataclasses.replace(cfg, epochs=steps * batch / labeled, batch_size=batch,
+                              evaluations=evaluations, warmup_epochs=0.0)
+    m = train(run, out, log=lambda line: None)
+    return {"steps": m["steps"], "batch_size": batch, "evaluations": evaluations,
+            "train_seconds": round(m["train_seconds"], 3),
+            "eval_seconds": round(m["eval_seconds"], 3),
+            "eval_fraction": round(m["eval_seconds"] / m["train_seconds"], 4)}
 
 
 def main() -> int:
@@ -108,7 +130,9 @@ def main() -> int:
                   f"({r['val_images']} images); separate passes "
                   + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in r["separate_pass_seconds"].items())
                   + f"; tiny sets from the full pass {r['tiny_extra_fraction_of_full_pass']:.2%} "
-                  "of it", flush=True)
+                  f"of it; a {r['trial']['steps']}-step trial at {r['trial']['evaluations']} "
+                  f"evaluations spends {r['trial']['eval_fraction']:.1%} of its "
+                  f"{r['trial']['train_seconds']:.1f} s evaluating", flush=True)
     name = "tiny_val_cost" if device.type == "cpu" else "tiny_val_cost_gpu"
     path = write_result(name, {"device": device.type, "cases": results})
     print(f"-> {path}")

@@ -104,13 +104,16 @@ class Schedule:
     def scheduler(self, optimizer: torch.optim.Optimizer) -> LambdaLR:
         """A torch LambdaLR whose step k applies factor(k); the optimiser's lr must be peak_lr."""
         return LambdaLR(optimizer, lr_lambda=self.factor)
+
+
 def report_steps(cfg: TrainConfig, sched: Schedule) -> list[int]:
     """Steps (1-based counts of finished steps) after which we evaluate, report and checkpoint."""
     if cfg.eval_every > 0:
         n = int(math.floor(cfg.epochs / cfg.eval_every + 1e-9))
         epochs = [cfg.eval_every * i for i in range(1, n + 1)]
     else:
-        epochs = [cfg.epochs * i / 10 for i in range(1, 11)]
+        n = cfg.evaluations
+        epochs = [cfg.epochs * i / n for i in range(1, n + 1)]
     steps = {min(sched.total_steps, max(1, epoch_to_step(e, sched.steps_per_epoch))) for e in epochs}
     steps.add(sched.total_steps)
     return sorted(steps)

@@ -162,7 +162,7 @@ def write_pseudo_labels(
 
     pred, conf = pseudo_labels(
         model,
-        source.eval_batches(splits.train, cfg.eval_batch_size),
+        source.eval_batches(splits.train, cfg.eval_batch(device.type)),
         augment,
         lambda: autocast_context(device, cfg.amp),
         views=VIEWS[views],

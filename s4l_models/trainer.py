@@ -256,6 +256,7 @@ class Trainer:
         self.report = report
         self.log = log or (lambda line: print(line, flush=True))
         self.device = resolve_device(cfg.device)
+        self.eval_batch = cfg.eval_batch(self.device.type)
         if self.device.type == "cuda":
             # fixed input shapes: let cuDNN pick its fastest convolution algorithms once
             torch.backends.cudnn.benchmark = True
@@ -412,7 +413,7 @@ class Trainer:
         cfg = self.cfg
         top1, top5, labels = correctness(
             model,
-            self.source.eval_batches(self.splits.val, cfg.eval_batch_size),
+            self.source.eval_batches(self.splits.val, self.eval_batch),
             self.augment,
             self.autocast,
         )
@@ -424,7 +425,7 @@ class Trainer:
             # S4L Section 4.4: logits averaged over the four rotations (extra keys, *_rot4_*)
             r1, r5, _ = correctness(
                 model,
-                self.source.eval_batches(self.splits.val, cfg.eval_batch_size),
+                self.source.eval_batches(self.splits.val, self.eval_batch),
                 self.augment,
                 self.autocast,
                 views=rotations4,
@@ -438,7 +439,7 @@ class Trainer:
                 n_test = len(self.data.test)
                 t1, t5, _ = correctness(
                     model,
-                    self.test_source.eval_batches(np.arange(n_test), cfg.eval_batch_size),
+                    self.test_source.eval_batches(np.arange(n_test), self.eval_batch),
                     self.augment,
                     self.autocast,
                 )
@@ -446,7 +447,7 @@ class Trainer:
                 if cfg.tta_rotation:
                     r1, r5, _ = correctness(
                         model,
-                        self.test_source.eval_batches(np.arange(n_test), cfg.eval_batch_size),
+                        self.test_source.eval_batches(np.arange(n_test), self.eval_batch),
                         self.augment,
                         self.autocast,
                         views=rotations4,
@@ -481,6 +482,7 @@ class Trainer:
         t0 = time.perf_counter()
         eval_seconds = checkpoint_seconds = 0.0  # of this process (not of a resumed run)
         prior_seconds = history[-1]["train_seconds"] if history else 0.0
+        prior_eval = history[-1].get("eval_seconds", 0.0) if history else 0.0
         loss_sum, loss_n, checked_step = torch.zeros((), device=self.device), 0, start_step
         metrics: dict[str, Any] = {}
         status, message = "completed", ""
@@ -541,6 +543,7 @@ class Trainer:
                         lr=self.schedule.lr(state.step - 1),
                         train_loss=float(loss_sum) / max(1, loss_n),
                         train_seconds=prior_seconds + time.perf_counter() - t0,
+                        eval_seconds=prior_eval + eval_seconds,
                     )
                     loss_sum, loss_n = torch.zeros((), device=self.device), 0
                     history.append(metrics)
@@ -569,7 +572,7 @@ class Trainer:
             "short_run": bool(self.short_reason),
             "short_reason": self.short_reason or "",
             "train_seconds": prior_seconds + time.perf_counter() - t0,
-            "eval_seconds": eval_seconds,
+            "eval_seconds": prior_eval + eval_seconds,
             "checkpoint_seconds": checkpoint_seconds,
             "num_labeled": int(len(self.labeled)),
             "num_val": int(len(self.splits.val)),

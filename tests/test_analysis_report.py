@@ -156,7 +156,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "no version": ([str(_table(tmp / "old", _good_rows().drop(columns="results_version")))],
                        "older or unknown format"),
         "other version": ([str(_table(tmp / "v1", _good_rows(results_version=1)))],
-                          "has results_version 1 but this s4l-report reads version(s) 2, 3"),
+                          "has results_version 1 but this s4l-report reads version(s) 2, 3, 4"),
         "all short": ([str(_table(tmp / "short", _good_rows(short_run=True)))],
                       "too short to mean anything"),
         "missing column": ([str(_table(tmp / "nofull", _good_rows().drop(columns=FULL)))],

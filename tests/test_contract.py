@@ -38,6 +38,11 @@ def test_a_stand_in_sweep_goes_through_the_report(ray_session, tmp_path):
     sweep = load_sweep(d)
     assert len(sweep.completed) == 12 and sweep.axes  # the axes come from space.json
     # the report's nested Pearson r is the table's own columns' r
+    # every completed trial records the part of its wall time spent scoring (4 evaluations,
+    # the sweep's FIFO cadence)
+    done = sweep.completed
+    assert (done["evaluations"] == 4).all()
+    assert ((done["eval_seconds"] > 0) & (done["eval_seconds"] < done["train_seconds"])).all()
     tiny = pd.read_csv(d / "report" / "tiny_subsets.csv")
     row = tiny[(tiny["subset"] == "1/class") & (tiny["yardstick"] == "nested")].iloc[0]
     r = sps.pearsonr(table["val_1pc_top1"], table[FULL]).statistic

@@ -105,6 +105,24 @@ def test_other_datasets_default_to_the_whole_grid_and_max_trials_all_too():
     assert plan.points is None and plan.num_trials == 2160
 
 
+def test_the_sweep_evaluates_as_often_as_its_scheduler_needs_unless_set():
+    from tune.runner import max_reports
+
+    want = {"fifo": 4, "asha": 9, "hyperband": 9, "pbt": 8}
+    for scheduler, n in want.items():
+        plan = make_plan("baseline_10pct", max_trials=7, scheduler=scheduler)
+        assert plan.space.fixed["evaluations"] == n
+        assert plan.space.fixed_sources["evaluations"].startswith("(ours)")
+        assert max_reports(plan) == n  # the schedulers' max_t
+    plan = make_plan("baseline_10pct", max_trials=7, scheduler="asha",
+                     raw_set={"evaluations": "5"})
+    assert plan.space.fixed["evaluations"] == 5 and plan.space.fixed_sources["evaluations"] == "--set"
+    # the cost model counts evaluations at the trainer's default cadence, so a scheduler does
+    # not change which digits points a sweep picks (the main command's results stay its own)
+    few, many = (make_plan("baseline_1pct", scheduler=s) for s in ("fifo", "asha"))
+    assert few.points == many.points
+
+
 def test_set_pins_axes_and_overrides_fixed_settings_with_types_checked():
     plan = make_plan("baseline_10pct", raw_set={"epochs": "2", "eval_every": "1", "lr": "0.1"})
     assert [a.key for a in plan.space.axes] == ["wd", "arch", "width"]

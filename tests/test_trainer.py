@@ -85,6 +85,41 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert straight["val_full_top1"] == resumed["val_full_top1"]
 
 
+def test_the_evaluation_cadence_changes_when_a_run_is_scored_not_the_model(tmp_path):
+    seen = {10: [], 4: []}
+    runs = {}
+    for n in seen:
+        runs[n] = train(cfg(epochs=8, evaluations=n), tmp_path / str(n),
+                        report=lambda m, ck, n=n: seen[n].append(m), **quiet)
+    assert len(seen[10]) == 10 and len(seen[4]) == 4
+    assert seen[4][-1]["step"] == seen[10][-1]["step"] == runs[4]["steps"]  # the last at the end
+    for key in ("val_full_top1", "val_1pc_top1", "test_top1", "test_top5"):
+        assert runs[4][key] == runs[10][key], key
+    a = torch.load(tmp_path / "10/checkpoint/state.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "4/checkpoint/state.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # every evaluation reports the scoring time so far; the test split is scored only at the end
+    for n, reports in seen.items():
+        secs = [m["eval_seconds"] for m in reports]
+        assert secs == sorted(secs) and 0 < secs[-1] <= runs[n]["train_seconds"]
+        assert runs[n]["eval_seconds"] == secs[-1]
+        assert all("test_top1" not in m for m in reports[:-1]) and "test_top1" in reports[-1]
+    # a run may resume under another cadence (RESUME_FREE): the checkpoint is accepted
+    train(cfg(epochs=8, evaluations=7), tmp_path / "4", resume_from=tmp_path / "4/checkpoint",
+          **quiet)
+
+
+def test_the_scoring_batch_is_chosen_by_device_unless_given(tmp_path):
+    from s4l_models.config import AUTO_EVAL_BATCH
+    from s4l_models.trainer import Trainer
+
+    assert TrainConfig().eval_batch("cpu") == AUTO_EVAL_BATCH["cpu"] < AUTO_EVAL_BATCH["cuda"]
+    assert TrainConfig().eval_batch("cuda") == AUTO_EVAL_BATCH["cuda"]
+    assert TrainConfig(eval_batch_size=300).eval_batch("cuda") == 300
+    trainer = Trainer(cfg(epochs=1, device="cpu"), tmp_path, **quiet)
+    assert trainer.eval_batch == AUTO_EVAL_BATCH["cpu"]
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     train(cfg(epochs=2), tmp_path, **quiet)
     with pytest.raises(UserError, match="other settings"):

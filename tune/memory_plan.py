@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from s4l_models.config import TrainConfig
+from s4l_models.config import AUTO_EVAL_BATCH, TrainConfig
 from s4l_models.errors import UserError
 from tune.trainable import resolve_config
 
@@ -209,7 +209,9 @@ def _stage_terms(method, cfg) -> tuple[int, int, int]:
         state += weights  # the averaged copy
     copies = GRAPH_COPIES.get(method.name, max(GRAPH_COPIES.values()))
     train = f.train_elems * copies * cfg.batch_size * FLOAT_BYTES
-    batch = cfg.eval_batch_size if copies else max(cfg.eval_batch_size, cfg.batch_size)
+    # the automatic scoring batch is planned at its largest (a GPU's), an upper bound on a CPU
+    eval_batch = cfg.eval_batch_size or max(AUTO_EVAL_BATCH.values())
+    batch = eval_batch if copies else max(eval_batch, cfg.batch_size)
     evaluate = f.eval_elems * batch * FLOAT_BYTES
     return state, train, evaluate
 

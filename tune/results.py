@@ -17,8 +17,9 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
 - every metric key of the trainer (`METRIC_KEYS`; NaN when the trial never reported it);
 - `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had fewer than
   50 optimizer steps or all of them inside the warmup, so its scores mean little; the report
-  leaves such trials out), `train_seconds`, `trial_dir` (the trial's trainer directory
-  `<sweep>/trials/<trial_id>`), `results_version` (3).
+  leaves such trials out), `train_seconds` (the run's wall time), `eval_seconds` (the part of
+  it spent scoring: validation passes and the final test pass), `trial_dir` (the trial's
+  trainer directory `<sweep>/trials/<trial_id>`), `results_version` (4).
 
 `<sweep>/predictions.npz` holds the per-example correctness (top-1/top-5 on the full validation
 split) of every **completed** trial's final evaluation, written with
@@ -52,9 +53,10 @@ from s4l_models.predictions import (
 
 # 2: short_run column; label fractions count over the whole training split
 # 3: config_id column (seeds of one configuration share it)
-RESULTS_VERSION = 3
+# 4: eval_seconds column and the `evaluations` setting
+RESULTS_VERSION = 4
 # Versions the analysis still reads (a version-2 table gets its config_id computed on reading).
-READABLE_VERSIONS = (2, 3)
+READABLE_VERSIONS = (2, 3, 4)
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 SPACE_JSON = "space.json"
@@ -84,6 +86,7 @@ TAIL_COLUMNS = (
     "total_steps",
     "short_run",
     "train_seconds",
+    "eval_seconds",
     "trial_dir",
     "results_version",
 )
@@ -174,6 +177,7 @@ def make_row(
     row["total_steps"] = int(total) if total is not None else -1
     row["short_run"] = bool(last.get("short_run", False))
     row["train_seconds"] = _float(last.get("train_seconds", 0.0) or 0.0)
+    row["eval_seconds"] = _float(last.get("eval_seconds", 0.0) or 0.0)
     row["trial_dir"] = str(trial_dir)
     row["results_version"] = RESULTS_VERSION
     return row
@@ -182,7 +186,7 @@ def make_row(
 def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) -> pd.DataFrame:
     cols = columns(tiny_k)
     df = pd.DataFrame(rows, columns=cols)
-    for key in metric_keys(tiny_k) + ["epochs_done", "train_seconds"]:
+    for key in metric_keys(tiny_k) + ["epochs_done", "train_seconds", "eval_seconds"]:
         df[key] = df[key].astype(float)
     for key in ("steps_done", "total_steps", "results_version"):
         df[key] = df[key].astype("int64")

@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             labels=flags["labels"], raw_set=parse_set(flags["set"]), search=flags["search"],
             max_trials=flags["max_trials"], seed=flags["seed"],
             concurrency=planned_concurrency(flags), protocol=flags["protocol"],
+            scheduler=flags["scheduler"],
         )
         check_metric(flags["metric"], tuple(plan.space.fixed.get("tiny_k", (1, 5))))
         gpu = flags["gpus_per_trial"] > 0

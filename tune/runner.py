@@ -267,7 +267,7 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         raw_set=parse_set(flags["set"]),
         search=flags["search"], max_trials=flags["max_trials"], seed=flags["seed"],
         concurrency=planned_concurrency(flags), protocol=flags.get("protocol", "scaled"),
-        data=load_dataset(flags["dataset"], flags["data_dir"]),
+        data=load_dataset(flags["dataset"], flags["data_dir"]), scheduler=flags["scheduler"],
     )
     tiny_k = tuple(plan.space.fixed.get("tiny_k", (1, 5)))
     check_metric(flags["metric"], tiny_k)

@@ -46,6 +46,20 @@ from tune.memory_plan import memory_lines
 
 DIGITS = "digits"
 DIGITS_DEFAULT_TRIALS = 24
+# Evaluations per trial by scheduler (the `evaluations` setting; --set evaluations=N overrides).
+# Every evaluation scores the validation split and writes the checkpoint Ray keeps, so it is
+# what a trial's progress curve, a scheduler's decisions and crash recovery are made of, and
+# what they cost. FIFO needs them only for the curve and recovery; ASHA and HyperBand (reduction
+# factor 3, grace period 1) decide at 1, 3 and 9 evaluations; PBT exploits every max_t // 4.
+COSTED_EVALUATIONS = 10  # the evaluations trial_cost counts (TrainConfig's default)
+SWEEP_EVALUATIONS = {
+    "fifo": (4, "(ours) 4 evaluations per trial with FIFO: a progress curve and crash recovery "
+                "at every quarter, evaluation under 10% of a trial (bench/README.md eval_cadence)"),
+    "asha": (9, "(ours) 9 evaluations per trial: ASHA's rungs at 1, 3 and 9 (reduction factor 3)"),
+    "hyperband": (9, "(ours) 9 evaluations per trial: HyperBand's rungs at 1, 3 and 9 "
+                     "(reduction factor 3)"),
+    "pbt": (8, "(ours) 8 evaluations per trial: PBT exploits and explores every 2"),
+}
 SEARCHES = ("grid", "random", "optuna")
 # PBT may change these in a running trial (they do not change the model's shape or the data).
 PBT_MUTABLE = ("lr", "wd", "momentum", "w_u", "eps_vat", "w_vat", "w_entmin")
@@ -141,7 +155,11 @@ def trial_cost(config: Mapping[str, Any], sizes: Sizes) -> float:
     epochs = float(get("epochs"))
     steps = max(1, math.ceil(round(epochs * max(1, sizes.labeled) / batch, 9)))
     eval_every = float(get("eval_every"))
-    evals = min(steps, 10) if eval_every <= 0 else max(1, min(steps, int(epochs / eval_every)))
+    # Evaluations are costed at the trainer's default cadence whatever the sweep's: an upper
+    # bound (2-4% of a digits trial, bench/README.md eval_cadence), kept so that the points the
+    # main command picks by cost, and the digits results built from them, stay what they were.
+    evals = (min(steps, COSTED_EVALUATIONS) if eval_every <= 0
+             else max(1, min(steps, int(epochs / eval_every))))
     method = METHOD_COST.get(str(get("method")), 4.0)
     train = steps * step_seconds(depth, width, batch * method)
     per_image = step_seconds(depth, width, 1) - step_seconds(depth, width, 0)
@@ -229,8 +247,10 @@ def _typed_overrides(raw: Mapping[str, str]) -> dict[str, Any]:
     return {k: parse_value(k, v, hints[k]) for k, v in raw.items()}
 
 
-def resolve_space(name: str, labels: str | None, raw_set: Mapping[str, str]):
-    """The space that runs: the named space with --labels and --set applied."""
+def resolve_space(name: str, labels: str | None, raw_set: Mapping[str, str],
+                  scheduler: str = "fifo"):
+    """The space that runs: the named space with --labels and --set applied, and the sweep's
+    evaluation cadence for `scheduler` unless --set gives one (SWEEP_EVALUATIONS)."""
     base = get_space(name)
     overrides = _typed_overrides(raw_set)
     if labels is not None:
@@ -252,6 +272,8 @@ def resolve_space(name: str, labels: str | None, raw_set: Mapping[str, str]):
         sources[key] = "command line (--labels)" if key == "labels" and labels else "--set"
     for key in pinned:
         sources[key] = f"--set (pins the axis {key!r} of {name})"
+    if "evaluations" not in fixed and "evaluations" not in axis_keys:
+        fixed["evaluations"], sources["evaluations"] = SWEEP_EVALUATIONS[scheduler]
     space = dataclasses.replace(
         base,
         fixed=fixed,
@@ -372,6 +394,7 @@ def make_plan(
     concurrency: int = 2,
     protocol: str = "scaled",
     data=None,
+    scheduler: str = "fifo",
 ) -> Plan:
     """What a sweep runs. With `data` (the loaded dataset, as a sweep has it) the protocol and
     the split sizes are measured on it; without (a --dry-run) on the embedded digits, or from
@@ -383,7 +406,7 @@ def make_plan(
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     n_req = parse_max_trials(None if max_trials is None else str(max_trials))
-    base, space, pinned, overrides = resolve_space(space_name, labels, raw_set or {})
+    base, space, pinned, overrides = resolve_space(space_name, labels, raw_set or {}, scheduler)
     if data is not None:
         facts = measured_facts(dataset, data_dir, space.fixed, data)
     else:

@@ -38,7 +38,8 @@ def teacher_config(cfg: TrainConfig) -> TrainConfig:
     if cfg.teacher_epochs is not None:
         teach["warmup_epochs"] *= cfg.teacher_epochs / teach["epochs"]
         teach["epochs"] = cfg.teacher_epochs
-    # eval_every is in the retraining's epochs (over the full set): the teacher reports 10 times
+    # eval_every is in the retraining's epochs (over the full set): the teacher reports
+    # `evaluations` times
     return dataclasses.replace(cfg, decay_epochs=None, polyak=None, eval_every=0.0, **teach)
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from common import sync, write_result
+from trainer_throughput import DATASET_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,7 +59,7 @@ def measure(dataset: str, arch: str, width: float, device, threads: int, repeats
 
     cfg = TrainConfig.from_dict({
         "dataset": dataset, "labels": "10%", "arch": arch, "width": width, "epochs": 1,
-        "device": device.type, "threads": threads,
+        "device": device.type, "threads": threads, **DATASET_SETTINGS.get(dataset, {}),
     })
     trainer = Trainer(cfg, tmp / f"{dataset}-{arch}", log=lambda line: None)
     state = trainer.build()

@@ -41,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GOAL_RATIO = 0.95
+# ResNet-50 v2 at 224, bf16, on one H100/H200-class GPU: NVIDIA publishes 2,470 images/s on an A100
+# with AMP; MLPerf-tuned MXNet+DALI reaches ~7,950 per H200.
+GOAL_R50_GPU = 4000
 
 
 @dataclass
@@ -57,6 +60,9 @@ CPU_CASES = [
     Case("digits_resnet18_v2_x0.5_b64", "digits", "resnet18_v2", 0.5, 64, 120),
     Case("synthetic32_resnet18_v2_x0.25_b64", "synthetic32", "resnet18_v2", 0.25, 64, 60),
 ]
+# ImageNet-shaped synthetic data has 1,000 classes and a 1,000-image validation split: one image
+# per class, so only the 1-per-class tiny subset exists.
+DATASET_SETTINGS = {"synthetic224": {"tiny_k": [1]}}
 CUDA_CASES = [
     Case("synthetic224_resnet50_v2_b256", "synthetic224", "resnet50_v2", 1.0, 256, 120),
     Case("synthetic32_resnet18_v2_b256", "synthetic32", "resnet18_v2", 1.0, 256, 300),
@@ -78,7 +84,7 @@ def run_trainer(case: Case, device, threads: int, out: Path) -> dict:
         "method": "supervised", "dataset": case.dataset, "labels": "100%", "arch": case.arch,
         "width": case.width, "batch_size": case.batch, "epochs": epochs, "eval_every": epochs,
         "warmup_epochs": 0, "decay_epochs": [], "lr": 0.1, "wd": 1e-4, "device": device.type,
-        "threads": threads, "eval_batch_size": 1024,
+        "threads": threads, "eval_batch_size": 1024, **DATASET_SETTINGS.get(case.dataset, {}),
     })
     trainer = Trainer(cfg, out, log=lambda line: None)
     sync(device)
@@ -200,8 +206,8 @@ def main() -> int:
     }
     if device.type == "cuda":
         r50 = results.get("synthetic224_resnet50_v2_b256")
-        figures["goal_resnet50_224_images_per_s"] = 3000
-        figures["resnet50_224_meets_goal"] = bool(r50 and r50["trainer_images_per_s"] >= 3000)
+        figures["goal_resnet50_224_images_per_s"] = GOAL_R50_GPU
+        figures["resnet50_224_meets_goal"] = bool(r50 and r50["trainer_images_per_s"] >= GOAL_R50_GPU)
     path = write_result(name, figures)
     print(f"-> {path}")
     return 0

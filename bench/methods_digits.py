@@ -48,22 +48,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import mean_std, write_result  # noqa: E402
+from common import write_result  # noqa: E402
+from methods_table import run_one, summarize  # noqa: E402
 
-from s4l_models.config import TrainConfig  # noqa: E402
 from s4l_models.methods import PAPER_METHODS  # noqa: E402
-from s4l_models.predictions import load_predictions  # noqa: E402
 from s4l_models.recipes import scale_eps  # noqa: E402
-from s4l_models.run import train  # noqa: E402
 from search_spaces.protocol import DatasetFacts, labeled_count  # noqa: E402
 
 # Extra rows: a method with one setting changed, to explain a result (see the docstring).
 VARIANTS = {"s4l_rotation_upright": ("s4l_rotation", dict(sup_on_rotated=False))}
-KEYS = ("val_full_top1", "val_full_top5", "val_1pc_top1", "val_5pc_top1", "test_top1", "test_top5")
-EXTRA_KEYS = ("val_full_rot4_top1", "test_rot4_top1")
 
 
 def settings(name: str, args, seed: int, runs: Path) -> dict:
@@ -104,24 +98,6 @@ def settings(name: str, args, seed: int, runs: Path) -> dict:
     return {**common, **per_method[method], **variant}
 
 
-def run_one(job) -> dict:
-    method, seed, values, out = job
-    t0 = time.time()
-    m = train(TrainConfig.from_dict(values), out, log=lambda line: None)
-    pred = load_predictions(Path(out) / "val_predictions.npz")
-    per_class = [float(pred["top1"][pred["label"] == c].mean()) for c in range(10)]
-    row = {k: m.get(k) for k in (*KEYS, *EXTRA_KEYS, "status", "message") if k in m}
-    row.update(train_seconds=m["train_seconds"], wall_seconds=time.time() - t0,
-               per_class_top1=per_class, method=method, seed=seed)
-    print(f"{method:17s} seed {seed}: val_full_top1 {m['val_full_top1']:.4f} test_top1 "
-          f"{m.get('test_top1', float('nan')):.4f} ({row['wall_seconds']:.0f}s)", flush=True)
-    return row
-
-
-def fmt(s: dict) -> str:
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", default=[*PAPER_METHODS, *VARIANTS])
@@ -154,41 +130,7 @@ def main() -> None:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             for phase in phases:  # pseudolabel labels with the supervised runs of phase 1
                 rows.extend(pool.map(run_one, phase))
-    table = {}
-    for m in methods:
-        runs_m = [r for r in rows if r["method"] == m]
-        keys = [k for k in (*KEYS, *EXTRA_KEYS) if all(r.get(k) is not None for r in runs_m)]
-        table[m] = {
-            "runs": runs_m,
-            **{k: mean_std([r[k] for r in runs_m]) for k in (*keys, "train_seconds")},
-            "per_class_top1": np.mean([r["per_class_top1"] for r in runs_m], axis=0).tolist(),
-        }
-    base = table.get("supervised")
-    lines = [
-        "| method | val_full top-1 | val_full top-5 | test top-1 | test top-5 | Δ val top-1 vs "
-        "supervised | train s/run |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for m, t in table.items():
-        delta = ""
-        if base is not None:
-            d = [r["val_full_top1"] - b["val_full_top1"] for r, b in zip(t["runs"], base["runs"])]
-            t["delta_val_full_top1_vs_supervised"] = mean_std(d)
-            delta = f"{100 * np.mean(d):+.1f} ({sum(x > 0 for x in d)}/{len(d)} seeds better)"
-        lines.append(
-            f"| {m} | {fmt(t['val_full_top1'])} | {fmt(t['val_full_top5'])} | "
-            f"{fmt(t['test_top1'])} | {fmt(t['test_top5'])} | {delta} | "
-            f"{t['train_seconds']['mean']:.0f} |"
-        )
-    if "s4l_rotation" in table and "val_full_rot4_top1" in table["s4l_rotation"]:
-        r = table["s4l_rotation"]
-        lines.append(f"\ns4l_rotation with 4-rotation test-time averaging: val_full top-1 "
-                     f"{fmt(r['val_full_rot4_top1'])}, test top-1 {fmt(r['test_rot4_top1'])}")
-    if base is not None:
-        lines.append("\nper-class val top-1 (mean over seeds), classes 0-9:")
-        for m, t in table.items():
-            lines.append(f"  {m:17s} " + " ".join(f"{100 * v:5.1f}" for v in t["per_class_top1"]))
-    text = "\n".join(lines)
+    table, text = summarize(rows, methods)
     print(text)
     path = write_result(
         "methods_digits",

@@ -107,7 +107,7 @@ class TrainConfig:
     workers: int = 4  # DataLoader workers for file-backed datasets (imagenet)
     skip_bad_images: bool = False  # skip unreadable image files (counted) instead of failing
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # channels_last memory format on CUDA
+    channels_last: bool = True  # channels_last memory format on CUDA; on a CPU, for scoring only
     compile: bool = False  # torch.compile the model
 
     # ------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
-from .evaluate import correctness, rotations4, subset_metrics
+from .evaluate import correctness, rotations4, scoring_layout, subset_metrics
 from .io import atomic_write_text
 from .methods import Batch, Method, StepContext, get_method
 from .methods.base import polyak_for
@@ -410,6 +410,11 @@ class Trainer:
 
     # --- evaluation --------------------------------------------------------------------
     def evaluate(self, model: nn.Module, final: bool) -> dict[str, float]:
+        # on a CPU the scoring passes run with channels_last weights (faster with oneDNN)
+        with scoring_layout(model, self.device.type == "cpu" and self.cfg.channels_last):
+            return self._evaluate(model, final)
+
+    def _evaluate(self, model: nn.Module, final: bool) -> dict[str, float]:
         cfg = self.cfg
         top1, top5, labels = correctness(
             model,

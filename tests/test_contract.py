@@ -15,6 +15,7 @@ from scipy import stats as sps
 from analysis import cli
 from analysis.load import FULL, load_sweep
 from tune.results import RESULTS_VERSION, read_table
+from tune.sweep_plan import SWEEP_EVALUATIONS
 
 
 def _sweep(tmp_path, name, *extra):
@@ -58,10 +59,10 @@ def test_a_real_sweep_goes_through_the_report(ray_session, tmp_path):
     # the tiny subsets the analysis reads from splits.npz reproduce the table's scores, and the
     # predictions reproduce val_full_top1: no note says otherwise
     assert not [n for n in sweep.notes if "disagree" in n or "cannot be located" in n]
-    # every completed trial records the part of its wall time spent scoring (4 evaluations,
-    # the sweep's FIFO cadence)
+    # every completed trial records the part of its wall time spent scoring, at the sweep's
+    # FIFO cadence
     done = sweep.completed
-    assert (done["evaluations"] == 4).all()
+    assert (done["evaluations"] == SWEEP_EVALUATIONS["fifo"][0]).all()
     assert ((done["eval_seconds"] > 0) & (done["eval_seconds"] < done["train_seconds"])).all()
     for k in (1, 5):
         got = preds.top1[:, preds.tiny[k]].mean(axis=1)

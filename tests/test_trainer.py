@@ -120,6 +120,25 @@ def test_the_scoring_batch_is_chosen_by_device_unless_given(tmp_path):
     assert trainer.eval_batch == AUTO_EVAL_BATCH["cpu"]
 
 
+def test_cpu_scoring_in_channels_last_leaves_training_untouched(tmp_path):
+    from s4l_models.evaluate import scoring_layout
+
+    runs = {cl: train(cfg(epochs=4, evaluations=3, device="cpu", channels_last=cl),
+                      tmp_path / str(cl), **quiet) for cl in (True, False)}
+    a = torch.load(tmp_path / "True/checkpoint/state.pt", weights_only=True)
+    b = torch.load(tmp_path / "False/checkpoint/state.pt", weights_only=True)
+    # the weights go back to the contiguous layout after every scoring pass: the same training
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(a["model"][k].is_contiguous() for k in a["model"])
+    # the same model scored in either layout: the same predictions up to float rounding
+    assert abs(runs[True]["val_full_top1"] - runs[False]["val_full_top1"]) <= 0.01
+    model = torch.nn.Conv2d(3, 4, 3)
+    with scoring_layout(model, True):
+        assert model.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not model.weight.is_contiguous()
+    assert model.weight.is_contiguous()
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     train(cfg(epochs=2), tmp_path, **quiet)
     with pytest.raises(UserError, match="other settings"):

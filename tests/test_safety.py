@@ -211,7 +211,8 @@ def test_resume_of_a_finished_sweep_changes_nothing(ray_session, tmp_path, capsy
 def test_errored_trials_rerun_only_when_asked(ray_session, tmp_path, capsys):
     # a fresh trial exits its process at its first evaluation from step 20 on; with no retries
     # the trial errors
-    assert sweep(tmp_path, "err", "--fail-at-step", "20", "--max-failures", "0") == 0
+    assert sweep(tmp_path, "err", "--fail-at-step", "20", "--max-failures", "0",
+                 "--set", "evaluations=10") == 0
     d = tmp_path / "err"
     df = pd.read_parquet(d / "results.parquet")
     assert (df["status"] == "errored").all() and len(df) == 2

@@ -97,7 +97,6 @@ def pseudo_labels(
     )
 
 
-@torch.no_grad()
 @contextmanager
 def scoring_layout(model: torch.nn.Module, channels_last: bool):
     """Hold `model`'s weights in channels_last for the block, then give them back contiguous.
@@ -116,6 +115,7 @@ def scoring_layout(model: torch.nn.Module, channels_last: bool):
         model.to(memory_format=torch.contiguous_format)
 
 
+@torch.no_grad()
 def correctness(
     model: torch.nn.Module,
     batches,

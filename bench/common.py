@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Settings a benchmark's trainer config needs for a dataset: ImageNet-shaped synthetic data has
+# 1,000 classes and a 1,000-image validation split, one image per class, so only the
+# 1-per-class tiny subset exists.
+DATASET_SETTINGS = {"synthetic224": {"tiny_k": [1]}}
 
 
 def machine() -> dict:

@@ -21,6 +21,7 @@ cuda: methods_fashion_mnist_gpu.json, the GPU named in `machine`).
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import sys
 import tempfile
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import write_result  # noqa: E402
 from methods_table import run_one, summarize  # noqa: E402
 
-from tune.results import RESULTS_PARQUET  # noqa: E402
+from tune.results import RESULTS_PARQUET, meaningful, read_table  # noqa: E402
 
 METHODS = ("supervised", "s4l_rotation", "s4l_exemplar", "vat_entmin")
 # The recipe: these settings of the sweep's best trial are kept as they are.
@@ -52,15 +53,13 @@ PER_METHOD = {
 
 def best_recipe(sweep_dir: Path) -> dict:
     """The recipe of the sweep's best completed, not short, trial (by val_full_top1)."""
-    df = pd.read_parquet(sweep_dir / RESULTS_PARQUET)
-    ok = df[(df["status"] == "completed") & ~df["short_run"].fillna(False).astype(bool)]
+    df = read_table(sweep_dir / RESULTS_PARQUET)
+    ok = df[meaningful(df)]
     if ok.empty:
         raise SystemExit(f"{sweep_dir}: no completed trial to take the recipe from")
     best = ok.sort_values("val_full_top1", ascending=False).iloc[0]
     recipe = {k: best[k] for k in RECIPE if k in best and pd.notna(best[k])}
-    if isinstance(recipe.get("decay_epochs"), str):
-        import json
-
+    if isinstance(recipe.get("decay_epochs"), str):  # lists are stored as JSON in the table
         recipe["decay_epochs"] = json.loads(recipe["decay_epochs"])
     recipe = {k: (v.item() if hasattr(v, "item") else v) for k, v in recipe.items()}
     return {"trial_id": best["trial_id"], "val_full_top1": float(best["val_full_top1"]),

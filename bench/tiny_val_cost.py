@@ -30,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import sync, write_result
-from trainer_throughput import DATASET_SETTINGS
+from common import DATASET_SETTINGS, sync, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import sync, write_result
+from common import DATASET_SETTINGS, sync, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,9 +60,6 @@ CPU_CASES = [
     Case("digits_resnet18_v2_x0.5_b64", "digits", "resnet18_v2", 0.5, 64, 120),
     Case("synthetic32_resnet18_v2_x0.25_b64", "synthetic32", "resnet18_v2", 0.25, 64, 60),
 ]
-# ImageNet-shaped synthetic data has 1,000 classes and a 1,000-image validation split: one image
-# per class, so only the 1-per-class tiny subset exists.
-DATASET_SETTINGS = {"synthetic224": {"tiny_k": [1]}}
 CUDA_CASES = [
     Case("synthetic224_resnet50_v2_b256", "synthetic224", "resnet50_v2", 1.0, 256, 120),
     Case("synthetic32_resnet18_v2_b256", "synthetic32", "resnet18_v2", 1.0, 256, 300),

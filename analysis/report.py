@@ -28,6 +28,7 @@ import pandas as pd
 
 from s4l_models.errors import UserError
 
+from . import cost
 from . import figure3 as fig3
 from . import leaderboard as lb
 from . import sensitivity as sens
@@ -429,6 +430,26 @@ def build_report(
                  f"between configurations smaller than that are not resolved.")
         body.append(_p(words))
         key.append(words)
+
+    # --- cost and provenance ---------------------------------------------------------------
+    body.append("<h2>What the sweeps cost and what produced them</h2>")
+    body.append(_p(
+        "Cost: per trial, the CPUs and GPUs Ray reserved for it times its wall time "
+        "(device-seconds; errored and stopped trials count: they were paid for), summed per "
+        "sweep and per value of each axis (cost_by_axis.csv). Provenance: each session that "
+        "ran the sweep (the first run and every --resume), from space.json."))
+    by_axis = pd.concat([cost.cost_by_axis(s) for s in sweeps], ignore_index=True)
+    by_axis.to_csv(out / "cost_by_axis.csv", index=False)
+    for s in sweeps:
+        words = cost.sweep_cost(s).words()
+        body.append(_p(words))
+        key.append(f"Cost: {words}.")
+        lines = cost.provenance_lines(s)
+        body.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>"
+                    if lines else _p(f"{s.name}: space.json records no provenance (a sweep "
+                                     "written before it was recorded)."))
+    if len(by_axis):
+        body.append(_table(by_axis.drop(columns=[] if multi else ["sweep"])))
 
     # --- notes and page --------------------------------------------------------------------
     notes = [f"{s.name}: {n}" for s in sweeps for n in s.notes]

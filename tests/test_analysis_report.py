@@ -42,7 +42,8 @@ def test_report_writes_every_file(report):
         assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     csvs = {p.name for p in out.glob("*.csv")}
     assert csvs == {"sweeps.csv", "tiny_subsets.csv", "valsize.csv", "sensitivity.csv",
-                    "sensitivity_values.csv", "leaderboard.csv", "configurations.csv"}
+                    "sensitivity_values.csv", "leaderboard.csv", "configurations.csv",
+                    "cost_by_axis.csv"}
     tiny = pd.read_csv(out / "tiny_subsets.csv")
     # one row per subset and yardstick: the full split (nested) and the rest of it (disjoint)
     assert list(zip(tiny["subset"], tiny["yardstick"])) == [
@@ -156,7 +157,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "no version": ([str(_table(tmp / "old", _good_rows().drop(columns="results_version")))],
                        "older or unknown format"),
         "other version": ([str(_table(tmp / "v1", _good_rows(results_version=1)))],
-                          "has results_version 1 but this s4l-report reads version(s) 2, 3, 4"),
+                          "has results_version 1 but this s4l-report reads version(s) 2, 3, 4, 5"),
         "all short": ([str(_table(tmp / "short", _good_rows(short_run=True)))],
                       "too short to mean anything"),
         "missing column": ([str(_table(tmp / "nofull", _good_rows().drop(columns=FULL)))],

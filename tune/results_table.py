@@ -136,6 +136,14 @@ class ResultsTable:
         """The trial's estimated cost if it was computed already, else None (computes none)."""
         return self._costs.get(trial_id)
 
+    def resources_of(self, trial) -> dict[str, float]:
+        """The CPUs and GPUs Ray reserved for the trial (its cost is these x its wall time)."""
+        try:
+            req = trial.placement_group_factory.required_resources
+            return {"cpu": float(req.get("CPU", 0.0)), "gpu": float(req.get("GPU", 0.0))}
+        except Exception:  # no placement group (a test's trial object): the sweep's flags
+            return dict(self.setup.get("resources") or {})
+
     def trial_dir(self, trial) -> str:
         return str(Path(self.setup["trials_dir"]) / trial.trial_id)
 
@@ -251,7 +259,9 @@ class ResultsTable:
             status = self.status_of(trial)
             error = self.error_of(trial) if status == "errored" else ""
             row = make_row(trial.trial_id, status, self.resolved(trial), last,
-                           self.trial_dir(trial), error=error, tiny_k=self.tiny_k)
+                           self.trial_dir(trial), error=error, tiny_k=self.tiny_k,
+                           resources=self.resources_of(trial),
+                           code_version=self.setup.get("code_version", ""))
             cells = tuple(row[c] for c in self._columns)
             if trial.trial_id in self.finished:
                 self._rows[trial.trial_id] = cells

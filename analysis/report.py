@@ -30,6 +30,7 @@ from s4l_models.errors import UserError
 
 from . import cost
 from . import figure3 as fig3
+from . import hpo_views as hv
 from . import leaderboard as lb
 from . import sensitivity as sens
 from . import stats as st
@@ -383,6 +384,32 @@ def build_report(
         body.append(_table(ranking.drop(columns=["sweep"]) if not multi else ranking))
     pd.concat(rankings, ignore_index=True).to_csv(out / "sensitivity.csv", index=False)
     pd.concat(values, ignore_index=True).to_csv(out / "sensitivity_values.csv", index=False)
+    # Optuna's views beside ours: fANOVA importance and the parallel-coordinates plot
+    body.append("<h3>Optuna's fANOVA importance and parallel coordinates</h3>")
+    body.append(_p(
+        "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed as above): the share of the "
+        "variance of a random forest fitted to full-split top-1 that each of the sweep's own "
+        "axes explains, summing to 1. It is what Optuna and W&B users read; unlike ω² it is not "
+        "corrected for chance and has no p-value, so on a small sweep it gives noise a share "
+        "too: read it beside the permutation test above. Below it, Optuna's parallel-coordinates "
+        "plot: one line per completed trial through its axis values, coloured by its score."))
+    fanovas = []
+    for s in sweeps:
+        table = hv.fanova(s, seed=seed)
+        fanovas.append(table)
+        if multi:
+            body.append(f"<h4>{html.escape(s.name)}</h4>")
+        if len(table):
+            words = hv.fanova_words(table)
+            body.append(_p(words))
+            key.append((f"{s.name}: " if multi else "") + words)
+            fig = hv.plot_parallel(s)
+            save_figure(fig, stem("parallel", s))
+            body.append(_img(stem("parallel", s).with_suffix(".png"),
+                             f"parallel coordinates{' — ' + s.name if multi else ''}"))
+        else:
+            body.append(_p("Fewer than 3 completed trials or no varying axis: no fANOVA."))
+    pd.concat(fanovas, ignore_index=True).to_csv(out / "fanova.csv", index=False)
 
     # --- leaderboard -----------------------------------------------------------------------
     best, configs = lb.leaderboard(sweeps)

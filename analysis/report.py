@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from s4l_models.errors import UserError
+from s4l_models.io import atomic_write
 
 from . import cost
 from . import figure3 as fig3
@@ -52,6 +53,10 @@ td:first-child,th:first-child{text-align:left}
 .wide{overflow-x:auto} .rec{font-weight:600} .note{color:#8a6d3b;font-size:0.9em}
 code{background:#f4f4f4;padding:0 3px}
 """
+
+
+def _write_utf8(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _slug(name: str) -> str:
@@ -201,12 +206,15 @@ def build_report(
     seed: int = 0,
     log=None,
     include_short: bool = False,
+    refresh_s: int | None = None,
 ) -> Path:
     """Analyse the sweeps in `run_dirs`, write figures, CSVs and index.html to `out_dir`.
 
     Returns the path of index.html. Raises UserError (one line, names the fix) on bad input.
     `n_draws` random subsets per k in the validation-size study, `n_boot` bootstrap resamples.
     Trials too short to mean anything are left out unless `include_short` (a note says so).
+    `refresh_s`: a live report of a running sweep; the page reloads itself every that many
+    seconds and says so.
     """
     t0 = time.time()
     say = log or (lambda msg: None)
@@ -521,11 +529,18 @@ def build_report(
               "(keeps the overlap of subset and full split); second row and Welch's test, no "
               "difference; sensitivity, the axis has no effect (permutation, Holm-corrected)."
               "</li></ul>")
-    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+    reload = ""
+    if refresh_s:
+        reload = f"<meta http-equiv='refresh' content='{int(refresh_s)}'>"
+        head.insert(1, "<div class='note'><b>Live report of a running sweep</b>: rebuilt as "
+                    f"trials finish; this page reloads itself every {int(refresh_s)} s. The "
+                    "numbers are those of the trials finished so far.</div>")
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>" + reload
+            + f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
             + "".join(head) + "".join(body) + method + "</body></html>")
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    (out / "summary.txt").write_text("".join(f"{k}\n" for k in key), encoding="utf-8")
+    # replaced atomically: a browser reloading a live report never reads half a page
+    _write_utf8(index, page)
+    _write_utf8(out / "summary.txt", "".join(f"{k}\n" for k in key))
     say(f"wrote {index} in {elapsed:.1f} s")
     return index

@@ -104,6 +104,7 @@ class ResultsTable:
         self.disk_full: DiskFullError | None = None
         self._carried: dict[str, tuple] = {}  # trial id -> row of a resumed sweep's old table
         self._kept: list[tuple] = []  # rows of an earlier phase (the search, before seed repeats)
+        self.written_finished = 0  # completed trials in the table last written (live report)
 
     # --- per-trial facts -------------------------------------------------------------------
     def resolved(self, trial) -> dict[str, Any]:
@@ -273,6 +274,8 @@ class ResultsTable:
         t0 = time.monotonic()
         rows = self.rows(final=final)
         write_results(self.sweep_dir, results_frame(rows, self.tiny_k))
+        i_status = self._columns.index("status")
+        self.written_finished = sum(1 for r in rows if r[i_status] == "completed")
         now = time.monotonic()
         self._last_table, self._dirty_table = now, False
         self._table_wait = TABLE_COST_FACTOR * (now - t0)

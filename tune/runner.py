@@ -437,6 +437,7 @@ def _run_tuner(
     callback = SweepCallback(
         str(sweep_dir), setup, flags["metric"], plan.axes, plan.num_trials, sizes, tiny_k,
         quiet=quiet, concurrency=concurrency, planned_costs=planned_costs(plan),
+        live_report=report,
     )
     # Every evaluation checkpoints (num_to_keep=1), which forces frequent experiment snapshots
     # on fast trials; Ray's warning about it would drown the progress line.
@@ -583,6 +584,7 @@ def _fit(tuner, callback, sweep_dir: Path) -> bool:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            callback.stop_live_report()
             if callback.trials:
                 try:
                     callback.write(final=True)
@@ -626,6 +628,7 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
     callback = SweepCallback(
         str(sweep_dir), setup, flags["metric"], list(plan.axes) + ["seed"], len(doc["points"]),
         sizes, tiny_k, quiet=quiet, concurrency=concurrency,
+        live_report=flags.get("report", True),
     )
     callback.keep_rows(df[search])
     pruner = CheckpointPruner(flags["metric"], enabled=not keep_all)

@@ -12,8 +12,12 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
   runtime settings that do not change a result, `config_id()`; trials that differ only in seed
   share it), `status` (completed | errored | diverged | stopped_early; `running` while a
   sweep is under way or after it was interrupted), `error` (str, "" when none);
-- every `TrainConfig` setting of the trial's resolved config, one column each (tuples and lists
-  as JSON strings, e.g. `tiny_k` = "[1, 5]");
+- every `TrainConfig` setting of the trial's resolved config, one column each, except one that
+  is empty in every row (a setting no trial uses, e.g. `eps_vat` in a supervised sweep); list
+  settings (`tiny_k`, `decay_epochs`) as lists in the parquet file and as JSON in the CSV
+  (`file_form`). The project's readers (`read_table`, analysis/load.py) turn a table back into
+  the form its code works with, every setting a column and lists as JSON strings
+  (`internal_form`, what `make_row` builds);
 - every metric key of the trainer (`METRIC_KEYS`; NaN when the trial never reported it);
 - `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had fewer than
   50 optimizer steps or all of them inside the warmup, so its scores mean little; the report
@@ -243,22 +247,71 @@ def upgrade_table(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a results.parquet that the sweep may be replacing at this moment.
+def read_table(path: str | os.PathLike, columns: list[str] | None = None,
+               complete: bool = True) -> pd.DataFrame:
+    """Read a results.parquet that the sweep may be replacing at this moment, in the form the
+    project's code works with (`internal_form`: list settings as JSON strings, every setting a
+    column).
 
     The file is replaced atomically, so any one version is complete; but `pd.read_parquet(path)`
     opens the path twice (footer, then data) and can pair one version's footer with the next
     one's data (bench/chaos.py saw 312 failures in 11,739 tight-loop reads). Reading through one
-    open file reads one version (0 failures in 6,143)."""
+    open file reads one version (0 failures in 6,143). `complete=False` leaves out the
+    settings the file left out (the analysis, which reads a missing setting as not swept)."""
     with open(path, "rb") as f:
-        return pd.read_parquet(f, columns=columns)
+        if columns is not None and not set(columns) & set(TrainConfig.field_names()):
+            return pd.read_parquet(f, columns=columns)  # outcome columns are always written
+        df = internal_form(pd.read_parquet(f), complete=complete)
+    return df[columns] if columns is not None else df
+
+
+# Settings whose values are sequences (TrainConfig tuples): lists in results.parquet.
+LIST_SETTINGS = ("tiny_k", "decay_epochs")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def file_form(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as results.parquet/.csv hold it, for a pandas user: a setting that is empty in
+    every row (one that does not apply to any trial, e.g. eps_vat in a supervised sweep) is left
+    out, and list settings (`LIST_SETTINGS`) are lists (the CSV writes them as JSON)."""
+    empty = [c for c in TrainConfig.field_names() if c in df.columns and df[c].map(_missing).all()]
+    out = df.drop(columns=empty)
+    for c in LIST_SETTINGS:
+        if c in out.columns:
+            out[c] = out[c].map(lambda v: None if _missing(v) else
+                                json.loads(v) if isinstance(v, str) else list(v))
+    return out
+
+
+def internal_form(df: pd.DataFrame, complete: bool = True) -> pd.DataFrame:
+    """The inverse of `file_form` for the project's code: list settings as JSON strings (as
+    `make_row` writes them, so rows compare and hash as before) and, when `complete`, every
+    setting a column (None where the file left it out)."""
+    df = df.copy()
+    for c in LIST_SETTINGS:
+        if c in df.columns:
+            df[c] = df[c].map(lambda v: v if _missing(v) or isinstance(v, str) else
+                              json.dumps([x.item() if hasattr(x, "item") else x for x in v]))
+    if complete:
+        fields = TrainConfig.field_names()
+        for c in fields:
+            if c not in df.columns:
+                df[c] = None
+        head = [c for c in df.columns if c in HEAD_COLUMNS]
+        rest = [c for c in df.columns if c not in HEAD_COLUMNS and c not in fields]
+        df = df[head + list(fields) + rest]  # the order `columns()` gives
+    return df
 
 
 def write_results(sweep_dir: str | os.PathLike, df: pd.DataFrame) -> tuple[Path, Path]:
-    """Atomically replace results.parquet and results.csv in `sweep_dir`."""
+    """Atomically replace results.parquet and results.csv in `sweep_dir` (in `file_form`)."""
     d = Path(sweep_dir)
-    parquet = atomic_write(d / RESULTS_PARQUET, lambda tmp: df.to_parquet(tmp, index=False))
-    csv = atomic_write(d / RESULTS_CSV, lambda tmp: df.to_csv(tmp, index=False))
+    files = file_form(df)
+    parquet = atomic_write(d / RESULTS_PARQUET, lambda tmp: files.to_parquet(tmp, index=False))
+    csv = atomic_write(d / RESULTS_CSV, lambda tmp: files.to_csv(tmp, index=False))
     return parquet, csv
 
 

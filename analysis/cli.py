@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "or every step in the warmup; left out by default)")
     p.add_argument("--quiet", action="store_true",
                    help="print only the report's path, not progress and key numbers")
+    p.add_argument("--watch", action="store_true",
+                   help="keep rebuilding the report while the sweeps run (when their tables "
+                   "change; the page reloads itself), then build the final one and exit")
+    p.add_argument("--every", type=float, default=60.0, metavar="S",
+                   help="with --watch: look for changes every S seconds, and rebuild no more "
+                   "often than 20x the last build's time (default 60)")
+    p.add_argument("--refresh", type=int, metavar="S",
+                   help="the page reloads itself every S seconds (a live report; the sweep "
+                   "sets it while it runs)")
     return p
 
 
@@ -65,15 +74,72 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--draws and --permutations must be >= 1 and --boot >= 0")
     from .report import build_report  # heavy imports after argument checks
 
+    if args.every <= 0 or (args.refresh is not None and args.refresh < 1):
+        raise UserError("--every must be > 0 and --refresh >= 1 seconds")
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    index = build_report(args.run_dirs, out, n_draws=args.draws, n_boot=args.boot,
-                         n_permutations=args.permutations, seed=args.seed, log=log,
-                         include_short=args.include_short_runs)
+
+    def build(refresh_s):
+        return build_report(args.run_dirs, out, n_draws=args.draws, n_boot=args.boot,
+                            n_permutations=args.permutations, seed=args.seed, log=log,
+                            include_short=args.include_short_runs, refresh_s=refresh_s)
+
+    if args.watch:
+        return watch(args, out, build)
+    index = build(args.refresh)
     if not args.quiet:
         print((index.parent / "summary.txt").read_text(encoding="utf-8"), end="")
     print(f"report: {index}", flush=True)
     return 0
+
+
+def running(run_dir: Path) -> bool:
+    """Whether a sweep is still running: its last session (space.json provenance) has no end
+    recorded; a sweep without provenance is running while its table lacks planned trials or
+    has running ones."""
+    import json
+
+    from tune.results import SPACE_JSON
+    from tune.summary import sweep_state
+
+    try:
+        space = json.loads((run_dir / SPACE_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    sessions = (space.get("provenance") or {}).get("sessions") or []
+    if sessions:
+        return sessions[-1].get("finished") is None and "outcome" not in sessions[-1]
+    return not sweep_state(run_dir, int(space.get("num_trials") or 0))[0]
+
+
+def watch(args, out: Path, build) -> int:
+    """Rebuild while any sweep runs and its table changed, at most every 20x the last build's
+    time (and no more often than --every); the final build has no reload. Ctrl-C stops."""
+    import time
+
+    dirs = [Path(d) for d in args.run_dirs]
+    seen, wait = None, args.every
+    try:
+        while True:
+            live = any(running(d) for d in dirs)
+            stamp = tuple((d / "results.parquet").stat().st_mtime_ns
+                          if (d / "results.parquet").is_file() else 0 for d in dirs)
+            if stamp != seen or not live:
+                t0 = time.monotonic()
+                try:
+                    index = build(max(1, int(args.every)) if live else None)
+                    print(f"report: {index}" + (" (live)" if live else ""), flush=True)
+                except UserError as err:  # e.g. no completed trial yet: wait for one
+                    if not live:
+                        raise
+                    print(f"report: not yet ({err})", flush=True)
+                seen = stamp
+                wait = max(args.every, 20 * (time.monotonic() - t0))
+            if not live:
+                return 0
+            time.sleep(wait)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from tune.results import (  # the results-table format it reads
     RESULTS_PARQUET,
     RESULTS_VERSION,
     SPACE_JSON,
+    internal_form,
     read_table,
     upgrade_table,
 )
@@ -109,8 +110,10 @@ def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path]:
         if path.is_file():
             try:
                 if name.endswith(".parquet"):
-                    return read_table(path), path  # safe while a sweep rewrites it
-                return pd.read_csv(path, keep_default_na=True), path
+                    # safe while a sweep rewrites it; a setting left out was not used
+                    return read_table(path, complete=False), path
+                return internal_form(pd.read_csv(path, keep_default_na=True),
+                                     complete=False), path
             except pd.errors.EmptyDataError:
                 return pd.DataFrame(), path
             except Exception as err:  # corrupt file: name it and how to get a good one

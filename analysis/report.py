@@ -27,8 +27,11 @@ import numpy as np
 import pandas as pd
 
 from s4l_models.errors import UserError
+from s4l_models.io import atomic_write
 
+from . import cost
 from . import figure3 as fig3
+from . import hpo_views as hv
 from . import leaderboard as lb
 from . import sensitivity as sens
 from . import stats as st
@@ -50,6 +53,10 @@ td:first-child,th:first-child{text-align:left}
 .wide{overflow-x:auto} .rec{font-weight:600} .note{color:#8a6d3b;font-size:0.9em}
 code{background:#f4f4f4;padding:0 3px}
 """
+
+
+def _write_utf8(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _slug(name: str) -> str:
@@ -199,12 +206,15 @@ def build_report(
     seed: int = 0,
     log=None,
     include_short: bool = False,
+    refresh_s: int | None = None,
 ) -> Path:
     """Analyse the sweeps in `run_dirs`, write figures, CSVs and index.html to `out_dir`.
 
     Returns the path of index.html. Raises UserError (one line, names the fix) on bad input.
     `n_draws` random subsets per k in the validation-size study, `n_boot` bootstrap resamples.
     Trials too short to mean anything are left out unless `include_short` (a note says so).
+    `refresh_s`: a live report of a running sweep; the page reloads itself every that many
+    seconds and says so.
     """
     t0 = time.time()
     say = log or (lambda msg: None)
@@ -382,6 +392,32 @@ def build_report(
         body.append(_table(ranking.drop(columns=["sweep"]) if not multi else ranking))
     pd.concat(rankings, ignore_index=True).to_csv(out / "sensitivity.csv", index=False)
     pd.concat(values, ignore_index=True).to_csv(out / "sensitivity_values.csv", index=False)
+    # Optuna's views beside ours: fANOVA importance and the parallel-coordinates plot
+    body.append("<h3>Optuna's fANOVA importance and parallel coordinates</h3>")
+    body.append(_p(
+        "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed as above): the share of the "
+        "variance of a random forest fitted to full-split top-1 that each of the sweep's own "
+        "axes explains, summing to 1. It is what Optuna and W&B users read; unlike ω² it is not "
+        "corrected for chance and has no p-value, so on a small sweep it gives noise a share "
+        "too: read it beside the permutation test above. Below it, Optuna's parallel-coordinates "
+        "plot: one line per completed trial through its axis values, coloured by its score."))
+    fanovas = []
+    for s in sweeps:
+        table = hv.fanova(s, seed=seed)
+        fanovas.append(table)
+        if multi:
+            body.append(f"<h4>{html.escape(s.name)}</h4>")
+        if len(table):
+            words = hv.fanova_words(table)
+            body.append(_p(words))
+            key.append((f"{s.name}: " if multi else "") + words)
+            fig = hv.plot_parallel(s)
+            save_figure(fig, stem("parallel", s))
+            body.append(_img(stem("parallel", s).with_suffix(".png"),
+                             f"parallel coordinates{' — ' + s.name if multi else ''}"))
+        else:
+            body.append(_p("Fewer than 3 completed trials or no varying axis: no fANOVA."))
+    pd.concat(fanovas, ignore_index=True).to_csv(out / "fanova.csv", index=False)
 
     # --- leaderboard -----------------------------------------------------------------------
     best, configs = lb.leaderboard(sweeps)
@@ -430,6 +466,26 @@ def build_report(
         body.append(_p(words))
         key.append(words)
 
+    # --- cost and provenance ---------------------------------------------------------------
+    body.append("<h2>What the sweeps cost and what produced them</h2>")
+    body.append(_p(
+        "Cost: per trial, the CPUs and GPUs Ray reserved for it times its wall time "
+        "(device-seconds; errored and stopped trials count: they were paid for), summed per "
+        "sweep and per value of each axis (cost_by_axis.csv). Provenance: each session that "
+        "ran the sweep (the first run and every --resume), from space.json."))
+    by_axis = pd.concat([cost.cost_by_axis(s) for s in sweeps], ignore_index=True)
+    by_axis.to_csv(out / "cost_by_axis.csv", index=False)
+    for s in sweeps:
+        words = cost.sweep_cost(s).words()
+        body.append(_p(words))
+        key.append(f"Cost: {words}.")
+        lines = cost.provenance_lines(s)
+        body.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>"
+                    if lines else _p(f"{s.name}: space.json records no provenance (a sweep "
+                                     "written before it was recorded)."))
+    if len(by_axis):
+        body.append(_table(by_axis.drop(columns=[] if multi else ["sweep"])))
+
     # --- notes and page --------------------------------------------------------------------
     notes = [f"{s.name}: {n}" for s in sweeps for n in s.notes]
     elapsed = time.time() - t0
@@ -473,11 +529,18 @@ def build_report(
               "(keeps the overlap of subset and full split); second row and Welch's test, no "
               "difference; sensitivity, the axis has no effect (permutation, Holm-corrected)."
               "</li></ul>")
-    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+    reload = ""
+    if refresh_s:
+        reload = f"<meta http-equiv='refresh' content='{int(refresh_s)}'>"
+        head.insert(1, "<div class='note'><b>Live report of a running sweep</b>: rebuilt as "
+                    f"trials finish; this page reloads itself every {int(refresh_s)} s. The "
+                    "numbers are those of the trials finished so far.</div>")
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>" + reload
+            + f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
             + "".join(head) + "".join(body) + method + "</body></html>")
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    (out / "summary.txt").write_text("".join(f"{k}\n" for k in key), encoding="utf-8")
+    # replaced atomically: a browser reloading a live report never reads half a page
+    _write_utf8(index, page)
+    _write_utf8(out / "summary.txt", "".join(f"{k}\n" for k in key))
     say(f"wrote {index} in {elapsed:.1f} s")
     return index

@@ -59,9 +59,11 @@ from stand_in import (
     read_time_log,
 )
 
+from tune.results import read_table  # noqa: E402
+
 REPORTS = 3
 # Columns that differ between two runs of the same sweep by design.
-RUN_COLUMNS = ("trial_id", "trial_dir", "train_seconds")
+RUN_COLUMNS = ("trial_id", "trial_dir", "train_seconds", "cpu_seconds", "gpu_seconds")
 # Trial actors of our trainable: `ray::ImplicitFunc` idle, `ray::ImplicitFunc.train` running.
 WORKER_MARKS = ("ImplicitFunc", "run_trial")
 
@@ -471,7 +473,7 @@ def check_sweep(sweep_dir: Path, trials: int) -> dict:
     import pandas as pd
 
     sweep_dir = Path(sweep_dir)
-    df = pd.read_parquet(sweep_dir / "results.parquet")
+    df = read_table(sweep_dir / "results.parquet")  # lists as JSON: rows compare and hash
     csv = pd.read_csv(sweep_dir / "results.csv")
     ids = set(df["trial_id"].astype(str))
     cfg = config_columns(df)
@@ -578,7 +580,6 @@ def bench(tmp: Path, trials: int, worker_kills: int, driver_kill_at: float = 0.4
     `parallel` (the quick test): the undisturbed run goes beside the chaos run, in another
     sweep directory (the stand-in's scores do not depend on it; its `splits_path` column is
     then left out of the comparison) instead of before it in the same one."""
-    import pandas as pd
 
     tmp = Path(tmp)
     storage, name = tmp / "runs", "chaos"
@@ -590,7 +591,7 @@ def bench(tmp: Path, trials: int, worker_kills: int, driver_kill_at: float = 0.4
     def calm_run() -> None:
         try:
             calm_box["figures"] = run_calm(calm_storage, name, trials, calm_env)
-            calm_box["table"] = pd.read_parquet(calm_storage / name / "results.parquet")
+            calm_box["table"] = read_table(calm_storage / name / "results.parquet")
             calm_box["check"] = check_sweep(calm_storage / name, trials)
         except BaseException as err:  # noqa: BLE001 - raised in the main thread below
             calm_box["error"] = err
@@ -614,7 +615,7 @@ def bench(tmp: Path, trials: int, worker_kills: int, driver_kill_at: float = 0.4
         raise calm_box["error"]
     check = check_sweep(sweep_dir, trials)
     ignore = RUN_COLUMNS + (("splits_path",) if parallel else ())
-    comparison = compare_tables(calm_box["table"], pd.read_parquet(sweep_dir / "results.parquet"),
+    comparison = compare_tables(calm_box["table"], read_table(sweep_dir / "results.parquet"),
                                 ignore=ignore)
     return {
         "trials": trials,

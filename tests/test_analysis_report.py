@@ -37,12 +37,13 @@ def test_report_writes_every_file(report):
     run, index = report
     out = index.parent
     assert index == out / "index.html"
-    for name in ("figure3", "valsize", "sensitivity"):
+    for name in ("figure3", "valsize", "sensitivity", "parallel"):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     csvs = {p.name for p in out.glob("*.csv")}
     assert csvs == {"sweeps.csv", "tiny_subsets.csv", "valsize.csv", "sensitivity.csv",
-                    "sensitivity_values.csv", "leaderboard.csv", "configurations.csv"}
+                    "sensitivity_values.csv", "leaderboard.csv", "configurations.csv",
+                    "cost_by_axis.csv", "fanova.csv"}
     tiny = pd.read_csv(out / "tiny_subsets.csv")
     # one row per subset and yardstick: the full split (nested) and the rest of it (disjoint)
     assert list(zip(tiny["subset"], tiny["yardstick"])) == [
@@ -75,7 +76,7 @@ def test_report_states_the_key_numbers_in_words(report):
     assert "(n=2)" in page and " ± " in page  # leaderboard over 2 seeds
     assert "pooled standard deviation" in page  # seeds were repeated
     assert "1 of 24 trials are left out (errored 1)" in page
-    assert page.count("data:image/png;base64,") == 3  # self-contained
+    assert page.count("data:image/png;base64,") == 4  # self-contained: Figure 3, valsize, sensitivity, parallel coordinates
 
 
 def test_several_sweeps_get_suffixed_files(tmp_path):
@@ -156,7 +157,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "no version": ([str(_table(tmp / "old", _good_rows().drop(columns="results_version")))],
                        "older or unknown format"),
         "other version": ([str(_table(tmp / "v1", _good_rows(results_version=1)))],
-                          "has results_version 1 but this s4l-report reads version(s) 2, 3, 4"),
+                          "has results_version 1 but this s4l-report reads version(s) 2, 3, 4, 5"),
         "all short": ([str(_table(tmp / "short", _good_rows(short_run=True)))],
                       "too short to mean anything"),
         "missing column": ([str(_table(tmp / "nofull", _good_rows().drop(columns=FULL)))],
@@ -286,7 +287,7 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
     m = re.search(r'<pre id="imgcheck">(.*?)</pre>', dom, re.S)
     assert m, f"the page did not finish loading in Chromium: {dom[-500:]}"
     result = json.loads(m.group(1).replace("&quot;", '"'))
-    assert result["n"] == 3 and result["bad"] == [], result
+    assert result["n"] == 4 and result["bad"] == [], result
     assert all(w > 500 for w in result["width"]) and result["tables"] >= 5
     shot = tmp_path / "screenshot.png"
     subprocess.run(flags + ["--window-size=1300,5000", f"--screenshot={shot}", index.as_uri()],

@@ -45,6 +45,8 @@ def test_a_stand_in_sweep_goes_through_the_report(ray_session, tmp_path):
     assert row["pearson"] == pytest.approx(r)
     # no per-example predictions from a stand-in: no p-value against the wrong null
     assert np.isnan(row["pearson_p"])
+    # the report left at the end is the final one, not a live page that reloads itself
+    assert "http-equiv='refresh'" not in (d / "report" / "index.html").read_text()
     _same_report(d, tmp_path)
 
 

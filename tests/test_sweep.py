@@ -23,7 +23,9 @@ from tune.results import (
     METRIC_KEYS,
     RESULTS_VERSION,
     columns,
+    config_id,
     make_row,
+    read_table,
     results_frame,
     trial_status,
     write_results,
@@ -175,9 +177,22 @@ def test_status_and_row_from_a_trials_last_result(tmp_path):
     assert list(df.columns) == columns()
     assert df.loc[0, "tiny_k"] == "[1, 5]" and math.isnan(df.loc[0, "test_top1"])
     write_results(tmp_path, df)
+    # the files, as a pandas user reads them: lists as lists, no setting that is empty in every
+    # row (here e.g. eps_vat and teacher), `error` empty
     back = pd.read_parquet(tmp_path / "results.parquet")
-    assert list(back.columns) == columns() and back.loc[0, "val_full_top1"] == 0.5
-    assert len(pd.read_csv(tmp_path / "results.csv")) == 1
+    empty = {c for c in TrainConfig.field_names() if cfg.get(c) is None}
+    assert {"eps_vat", "teacher", "decay_epochs"} <= empty
+    assert list(back.columns) == [c for c in columns() if c not in empty]
+    assert list(back.loc[0, "tiny_k"]) == [1, 5] and back.loc[0, "val_full_top1"] == 0.5
+    assert back.loc[0, "error"] == ""
+    csv = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
+    assert len(csv) == 1 and csv.loc[0, "tiny_k"] == "[1, 5]" and csv.loc[0, "error"] == ""
+    assert list(csv.columns) == list(back.columns)
+    # the project's reader gives back the table as it was built (rows hash to their config_id)
+    internal = read_table(tmp_path / "results.parquet")
+    assert set(internal.columns) == set(columns()) and internal.loc[0, "tiny_k"] == "[1, 5]"
+    assert internal.loc[0, "eps_vat"] is None
+    assert config_id(internal.loc[0].to_dict()) == df.loc[0, "config_id"]
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
@@ -190,7 +205,7 @@ def run_sweep(storage, name, *extra):
 
 
 def table(sweep_dir) -> pd.DataFrame:
-    return pd.read_parquet(sweep_dir / "results.parquet")
+    return read_table(sweep_dir / "results.parquet")
 
 
 def test_grid_sweep_of_four_trials_writes_every_output(ray_session, tmp_path, capsys):

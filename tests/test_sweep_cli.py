@@ -67,6 +67,29 @@ def test_dry_run_counts_the_trials_the_flags_ask_for(capsys):
     assert "compute: 48 trial-epochs" in out  # 24 trials x 2 epochs
 
 
+def test_the_cost_estimate_is_calibrated_to_the_image_size():
+    from tune.sweep_plan import IMAGE_COST_FACTOR, Sizes, image_cost_factor, trial_cost
+
+    assert image_cost_factor(8) == 1.0 and image_cost_factor(28) == IMAGE_COST_FACTOR[28] > 1
+    assert image_cost_factor(32) == pytest.approx(IMAGE_COST_FACTOR[28] * (32 / 28) ** 2)
+    sizes = Sizes(labeled=130, val=5000, test=10000, train=55000)
+    cfg = {"arch": "resnet18_v2", "width": 0.5, "batch_size": 16, "epochs": 100.0}
+    raw = trial_cost({**cfg, "dataset": "fashion_mnist"}, sizes, calibrated=False)
+    assert raw == trial_cost({**cfg, "dataset": "digits"}, sizes)  # 8x8: the model as measured
+    fashion = trial_cost({**cfg, "dataset": "fashion_mnist"}, sizes)
+    overhead = 3.0  # TRIAL_OVERHEAD_S is not scaled
+    assert fashion - overhead == pytest.approx(IMAGE_COST_FACTOR[28] * (raw - overhead))
+
+
+def test_the_dry_run_says_device_hours_and_wall_time(capsys):
+    assert main(["--space", "baseline_1pct", "--dataset", "fashion_mnist", "--dry-run",
+                 "--set", "arch=resnet18_v2", "--set", "width=0.5", "--set", "epochs=100",
+                 "--max-trials", "48"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("compute:"))
+    assert "CPU-hours on fashion_mnist" in line and "of wall time at 2 at a time" in line
+    assert "calibrated to 28x28 images" in line
+
+
 BAD_INPUTS = [
     (["--space", "no_such_space"], "baseline_1pct"),  # lists the names
     (["--space", "baseline_10pct", "--search", "bayes"], "invalid choice"),

@@ -12,14 +12,22 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
   runtime settings that do not change a result, `config_id()`; trials that differ only in seed
   share it), `status` (completed | errored | diverged | stopped_early; `running` while a
   sweep is under way or after it was interrupted), `error` (str, "" when none);
-- every `TrainConfig` setting of the trial's resolved config, one column each (tuples and lists
-  as JSON strings, e.g. `tiny_k` = "[1, 5]");
+- every `TrainConfig` setting of the trial's resolved config, one column each, except one that
+  is empty in every row (a setting no trial uses, e.g. `eps_vat` in a supervised sweep); list
+  settings (`tiny_k`, `decay_epochs`) as lists in the parquet file and as JSON in the CSV
+  (`file_form`). The project's readers (`read_table`, analysis/load.py) turn a table back into
+  the form its code works with, every setting a column and lists as JSON strings
+  (`internal_form`, what `make_row` builds);
 - every metric key of the trainer (`METRIC_KEYS`; NaN when the trial never reported it);
 - `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had fewer than
   50 optimizer steps or all of them inside the warmup, so its scores mean little; the report
   leaves such trials out), `train_seconds` (the run's wall time), `eval_seconds` (the part of
-  it spent scoring: validation passes and the final test pass), `trial_dir` (the trial's
-  trainer directory `<sweep>/trials/<trial_id>`), `results_version` (4).
+  it spent scoring: validation passes and the final test pass), `cpus`, `gpus` (the Ray
+  resources the trial held), `cpu_seconds`, `gpu_seconds` (its device-seconds: resources x
+  `train_seconds`, what the trial cost whether or not it used them fully), `trial_dir` (the
+  trial's trainer directory `<sweep>/trials/<trial_id>`), `code_version` (the s4l-tune version
+  that wrote the row, with its git commit and `.dirty` when run from a modified checkout;
+  tune/provenance.py), `results_version` (5).
 
 `<sweep>/predictions.npz` holds the per-example correctness (top-1/top-5 on the full validation
 split) of every **completed** trial's final evaluation, written with
@@ -54,9 +62,11 @@ from s4l_models.predictions import (
 # 2: short_run column; label fractions count over the whole training split
 # 3: config_id column (seeds of one configuration share it)
 # 4: eval_seconds column and the `evaluations` setting
-RESULTS_VERSION = 4
-# Versions the analysis still reads (a version-2 table gets its config_id computed on reading).
-READABLE_VERSIONS = (2, 3, 4)
+# 5: cpus, gpus, cpu_seconds, gpu_seconds (cost) and code_version (provenance) columns
+RESULTS_VERSION = 5
+# Versions the analysis still reads (a version-2 table gets its config_id computed on reading;
+# tables before 5 get empty cost and provenance columns).
+READABLE_VERSIONS = (2, 3, 4, 5)
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 SPACE_JSON = "space.json"
@@ -87,9 +97,17 @@ TAIL_COLUMNS = (
     "short_run",
     "train_seconds",
     "eval_seconds",
+    "cpus",
+    "gpus",
+    "cpu_seconds",
+    "gpu_seconds",
     "trial_dir",
+    "code_version",
     "results_version",
 )
+# Columns a table older than version 5 lacks, and what they read as in it.
+ADDED_IN_5 = {"cpus": math.nan, "gpus": math.nan, "cpu_seconds": math.nan,
+              "gpu_seconds": math.nan, "code_version": ""}
 
 
 def metric_keys(tiny_k: Iterable[int] = (1, 5)) -> list[str]:
@@ -160,8 +178,11 @@ def make_row(
     trial_dir: str,
     error: str = "",
     tiny_k: Iterable[int] = (1, 5),
+    resources: Mapping[str, float] | None = None,
+    code_version: str = "",
 ) -> dict[str, Any]:
-    """One table row from a trial's resolved TrainConfig dict and its last reported result."""
+    """One table row from a trial's resolved TrainConfig dict and its last reported result.
+    `resources`: the trial's Ray resources ({"cpu": .., "gpu": ..}) for its cost columns."""
     last = dict(last or {})
     row: dict[str, Any] = {"trial_id": str(trial_id), "config_id": config_id(config),
                            "status": status, "error": error or ""}
@@ -178,7 +199,13 @@ def make_row(
     row["short_run"] = bool(last.get("short_run", False))
     row["train_seconds"] = _float(last.get("train_seconds", 0.0) or 0.0)
     row["eval_seconds"] = _float(last.get("eval_seconds", 0.0) or 0.0)
+    resources = resources or {}
+    row["cpus"] = _float(resources.get("cpu"))
+    row["gpus"] = _float(resources.get("gpu", 0.0))
+    row["cpu_seconds"] = row["cpus"] * row["train_seconds"]
+    row["gpu_seconds"] = row["gpus"] * row["train_seconds"]
     row["trial_dir"] = str(trial_dir)
+    row["code_version"] = str(code_version or "")
     row["results_version"] = RESULTS_VERSION
     return row
 
@@ -186,11 +213,12 @@ def make_row(
 def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) -> pd.DataFrame:
     cols = columns(tiny_k)
     df = pd.DataFrame(rows, columns=cols)
-    for key in metric_keys(tiny_k) + ["epochs_done", "train_seconds", "eval_seconds"]:
+    for key in metric_keys(tiny_k) + ["epochs_done", "train_seconds", "eval_seconds", "cpus",
+                                      "gpus", "cpu_seconds", "gpu_seconds"]:
         df[key] = df[key].astype(float)
     for key in ("steps_done", "total_steps", "results_version"):
         df[key] = df[key].astype("int64")
-    for key in ("trial_id", "config_id", "status", "error", "trial_dir"):
+    for key in ("trial_id", "config_id", "status", "error", "trial_dir", "code_version"):
         df[key] = df[key].astype(str)
     df["short_run"] = df["short_run"].astype(bool)
     # Settings whose values are all None (e.g. data_dir on digits) stay as object columns;
@@ -206,30 +234,84 @@ def results_frame(rows: list[dict[str, Any]], tiny_k: Iterable[int] = (1, 5)) ->
 
 def upgrade_table(df: pd.DataFrame) -> pd.DataFrame:
     """A table of an earlier version in the current format: a version-2 table (no config_id)
-    gets each row's config_id computed from its settings."""
-    if "config_id" not in df.columns and len(df):
+    gets each row's config_id computed from its settings; a table before version 5 gets empty
+    cost and provenance columns (`ADDED_IN_5`: unknown, not zero). Its rows keep their
+    `results_version`: they were written by that version."""
+    missing = [c for c in ADDED_IN_5 if c not in df.columns]
+    if ("config_id" not in df.columns or missing) and len(df):
         df = df.copy()
-        df.insert(1, "config_id", [config_id(r) for r in df.to_dict("records")])
-        df["results_version"] = RESULTS_VERSION
+        if "config_id" not in df.columns:
+            df.insert(1, "config_id", [config_id(r) for r in df.to_dict("records")])
+        for c in missing:
+            df[c] = ADDED_IN_5[c]
     return df
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a results.parquet that the sweep may be replacing at this moment.
+def read_table(path: str | os.PathLike, columns: list[str] | None = None,
+               complete: bool = True) -> pd.DataFrame:
+    """Read a results.parquet that the sweep may be replacing at this moment, in the form the
+    project's code works with (`internal_form`: list settings as JSON strings, every setting a
+    column).
 
     The file is replaced atomically, so any one version is complete; but `pd.read_parquet(path)`
     opens the path twice (footer, then data) and can pair one version's footer with the next
     one's data (bench/chaos.py saw 312 failures in 11,739 tight-loop reads). Reading through one
-    open file reads one version (0 failures in 6,143)."""
+    open file reads one version (0 failures in 6,143). `complete=False` leaves out the
+    settings the file left out (the analysis, which reads a missing setting as not swept)."""
     with open(path, "rb") as f:
-        return pd.read_parquet(f, columns=columns)
+        if columns is not None and not set(columns) & set(TrainConfig.field_names()):
+            return pd.read_parquet(f, columns=columns)  # outcome columns are always written
+        df = internal_form(pd.read_parquet(f), complete=complete)
+    return df[columns] if columns is not None else df
+
+
+# Settings whose values are sequences (TrainConfig tuples): lists in results.parquet.
+LIST_SETTINGS = ("tiny_k", "decay_epochs")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def file_form(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as results.parquet/.csv hold it, for a pandas user: a setting that is empty in
+    every row (one that does not apply to any trial, e.g. eps_vat in a supervised sweep) is left
+    out, and list settings (`LIST_SETTINGS`) are lists (the CSV writes them as JSON)."""
+    empty = [c for c in TrainConfig.field_names() if c in df.columns and df[c].map(_missing).all()]
+    out = df.drop(columns=empty)
+    for c in LIST_SETTINGS:
+        if c in out.columns:
+            out[c] = out[c].map(lambda v: None if _missing(v) else
+                                json.loads(v) if isinstance(v, str) else list(v))
+    return out
+
+
+def internal_form(df: pd.DataFrame, complete: bool = True) -> pd.DataFrame:
+    """The inverse of `file_form` for the project's code: list settings as JSON strings (as
+    `make_row` writes them, so rows compare and hash as before) and, when `complete`, every
+    setting a column (None where the file left it out)."""
+    df = df.copy()
+    for c in LIST_SETTINGS:
+        if c in df.columns:
+            df[c] = df[c].map(lambda v: v if _missing(v) or isinstance(v, str) else
+                              json.dumps([x.item() if hasattr(x, "item") else x for x in v]))
+    if complete:
+        fields = TrainConfig.field_names()
+        for c in fields:
+            if c not in df.columns:
+                df[c] = None
+        head = [c for c in df.columns if c in HEAD_COLUMNS]
+        rest = [c for c in df.columns if c not in HEAD_COLUMNS and c not in fields]
+        df = df[head + list(fields) + rest]  # the order `columns()` gives
+    return df
 
 
 def write_results(sweep_dir: str | os.PathLike, df: pd.DataFrame) -> tuple[Path, Path]:
-    """Atomically replace results.parquet and results.csv in `sweep_dir`."""
+    """Atomically replace results.parquet and results.csv in `sweep_dir` (in `file_form`)."""
     d = Path(sweep_dir)
-    parquet = atomic_write(d / RESULTS_PARQUET, lambda tmp: df.to_parquet(tmp, index=False))
-    csv = atomic_write(d / RESULTS_CSV, lambda tmp: df.to_csv(tmp, index=False))
+    files = file_form(df)
+    parquet = atomic_write(d / RESULTS_PARQUET, lambda tmp: files.to_parquet(tmp, index=False))
+    csv = atomic_write(d / RESULTS_CSV, lambda tmp: files.to_csv(tmp, index=False))
     return parquet, csv
 
 

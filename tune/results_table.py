@@ -104,6 +104,7 @@ class ResultsTable:
         self.disk_full: DiskFullError | None = None
         self._carried: dict[str, tuple] = {}  # trial id -> row of a resumed sweep's old table
         self._kept: list[tuple] = []  # rows of an earlier phase (the search, before seed repeats)
+        self.written_finished = 0  # completed trials in the table last written (live report)
 
     # --- per-trial facts -------------------------------------------------------------------
     def resolved(self, trial) -> dict[str, Any]:
@@ -135,6 +136,14 @@ class ResultsTable:
     def cached_cost(self, trial_id: str) -> float | None:
         """The trial's estimated cost if it was computed already, else None (computes none)."""
         return self._costs.get(trial_id)
+
+    def resources_of(self, trial) -> dict[str, float]:
+        """The CPUs and GPUs Ray reserved for the trial (its cost is these x its wall time)."""
+        try:
+            req = trial.placement_group_factory.required_resources
+            return {"cpu": float(req.get("CPU", 0.0)), "gpu": float(req.get("GPU", 0.0))}
+        except Exception:  # no placement group (a test's trial object): the sweep's flags
+            return dict(self.setup.get("resources") or {})
 
     def trial_dir(self, trial) -> str:
         return str(Path(self.setup["trials_dir"]) / trial.trial_id)
@@ -251,7 +260,9 @@ class ResultsTable:
             status = self.status_of(trial)
             error = self.error_of(trial) if status == "errored" else ""
             row = make_row(trial.trial_id, status, self.resolved(trial), last,
-                           self.trial_dir(trial), error=error, tiny_k=self.tiny_k)
+                           self.trial_dir(trial), error=error, tiny_k=self.tiny_k,
+                           resources=self.resources_of(trial),
+                           code_version=self.setup.get("code_version", ""))
             cells = tuple(row[c] for c in self._columns)
             if trial.trial_id in self.finished:
                 self._rows[trial.trial_id] = cells
@@ -263,6 +274,8 @@ class ResultsTable:
         t0 = time.monotonic()
         rows = self.rows(final=final)
         write_results(self.sweep_dir, results_frame(rows, self.tiny_k))
+        i_status = self._columns.index("status")
+        self.written_finished = sum(1 for r in rows if r[i_status] == "completed")
         now = time.monotonic()
         self._last_table, self._dirty_table = now, False
         self._table_wait = TABLE_COST_FACTOR * (now - t0)

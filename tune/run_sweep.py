@@ -95,11 +95,12 @@ from tune.sweep_plan import (  # noqa: E402
     make_plan,
     planned_concurrency,
 )
+from tune.tracking import parse_logs  # noqa: E402
 
 # Flags that may change when a sweep is resumed; every other flag defines the sweep.
 RESUME_FREE_FLAGS = (
     "address", "dashboard", "storage", "name", "resume", "quiet", "report", "keep_checkpoints",
-    "retry_errored", "reseed_top", "seeds",
+    "retry_errored", "reseed_top", "seeds", "log",
 )
 # Flags that add seed repeats after the search (tune/reseed.py): given on --resume they add the
 # repeats to a finished sweep; not given, the sweep keeps the ones it was started with.
@@ -125,6 +126,7 @@ DEFAULTS: dict[str, Any] = {
     "protocol": "scaled",
     "reseed_top": 0,
     "seeds": 3,
+    "log": [],
     "stand_in_trainer": None,  # test-only: see --stand-in-trainer
     "fail_at_step": None,  # test-only: see --fail-at-step
 }
@@ -173,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="with --reseed-top: seeds per finalist, the search's own run included (default 3)")
     a("--keep-checkpoints", action="store_true",
       help="keep every trial's final checkpoint (default: only the best trial's)")
+    a("--log", action="append", metavar="TRACKER",
+      help="also log every trial to tensorboard | mlflow[=TRACKING_URI] | wandb[=PROJECT] "
+      "(repeatable; Ray Tune's logger callbacks; W&B offline unless WANDB_MODE is set; needs "
+      'pip install -e ".[tracking]"); default: no tracker')
     a("--no-report", dest="report", action="store_false", help="skip the analysis report")
     a("--quiet", action="store_true", help="no progress line")
     # Test-only, not a user feature (hidden from --help): every trial reports N evaluations at
@@ -190,6 +196,7 @@ def resolve_flags(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
     given = {k for k, v in vars(args).items() if k in DEFAULTS and v is not None}
     flags = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
     flags["set"] = list(flags["set"] or [])
+    flags["log"] = list(flags["log"] or [])
     return flags, given
 
 
@@ -276,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     flags.update(dashboard=args.dashboard, keep_checkpoints=args.keep_checkpoints,
                  report=args.report, quiet=args.quiet)
     check_flags(flags)
+    parse_logs(flags["log"])  # an unknown tracker or a missing library: one line, before Ray
     if args.retry_errored and args.resume is None:
         raise UserError("--retry-errored reruns the errored trials of a sweep: use it with --resume")
     if not flags["address"] and argv is None and "ray" not in sys.modules:
@@ -349,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     # The runner imports Ray, which reads the environment set above when first imported.
     from tune.runner import run
 
+    # provenance: the command as typed, or as a caller of main() would type it
+    command = None if argv is None else ["tune/run_sweep.py", *argv]
     return run(flags, sweep_dir, resuming, args.dashboard, args.quiet, args.report,
-               args.keep_checkpoints, retry_errored=args.retry_errored)
+               args.keep_checkpoints, retry_errored=args.retry_errored, command=command)
 
 
 def _axes_of(sweep_dir: Path) -> list[str]:

@@ -32,7 +32,7 @@ from s4l_models.data.datasets import DATASETS, load_dataset
 from s4l_models.data.splits import splits_for
 from s4l_models.errors import DiskFullError, UserError
 from s4l_models.io import atomic_write_text
-from tune import reseed
+from tune import provenance, reseed, tracking
 from tune.checkpoints import CheckpointPruner, prune_checkpoints
 from tune.memory_plan import (
     check_fits,
@@ -252,8 +252,50 @@ def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) 
     atomic_write_text(sweep_dir / SPACE_JSON, json.dumps(doc, indent=2, default=str))
 
 
+def trackers(flags: dict[str, Any], sweep_dir: Path, setup: dict[str, Any]) -> list:
+    """The `--log` trackers' Ray logger callbacks (tune/tracking.py); none without --log."""
+    return tracking.callbacks(tracking.parse_logs(flags.get("log")), sweep_dir, sweep_dir.name,
+                              fixed=setup["fixed"])
+
+
+def start_session(sweep_dir: Path, session: dict[str, Any]) -> None:
+    """Append this session's provenance (tune/provenance.py) to space.json's `provenance`."""
+    path = sweep_dir / SPACE_JSON
+    doc = json.loads(path.read_text())
+    sessions = doc.setdefault("provenance", {"sessions": []})["sessions"]
+    for i, old in enumerate(sessions):  # a session that never recorded its end was killed
+        if old.get("finished") is None:
+            sessions[i] = {**old, "outcome": "killed (no end recorded)"}
+    sessions.append(session)
+    atomic_write_text(path, json.dumps(doc, indent=2, default=str))
+
+
+def end_session(sweep_dir: Path, session: dict[str, Any], outcome: str) -> None:
+    """Close the session `start_session` recorded: its end time and outcome. Nothing to do when
+    the sweep stopped before the session was recorded."""
+    path = sweep_dir / SPACE_JSON
+    try:
+        doc = json.loads(path.read_text())
+        sessions = doc["provenance"]["sessions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for i, s in enumerate(sessions):
+        if s.get("id") == session["id"]:
+            sessions[i] = provenance.finish(s, outcome)
+            break
+    else:
+        return
+    try:
+        atomic_write_text(path, json.dumps(doc, indent=2, default=str))
+    except (OSError, DiskFullError):
+        pass  # a full disk: the sweep's results matter more than its end time
+
+
 def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
-        quiet: bool, report: bool, keep_all: bool = False, retry_errored: bool = False) -> int:
+        quiet: bool, report: bool, keep_all: bool = False, retry_errored: bool = False,
+        command: list[str] | None = None) -> int:
+    """Run (or resume) the sweep. `command`: the command line that started this session, for
+    the provenance in space.json (default: this process's)."""
 
     if flags["dataset"] not in DATASETS:
         raise UserError(
@@ -306,16 +348,20 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         if created and not has_ray_experiment(sweep_dir):
             shutil.rmtree(sweep_dir, ignore_errors=True)  # leave no half-made sweep behind
         raise
+    code = None
+    session = provenance.collect(command)  # after Ray started: it counts the cluster's nodes
     try:
-        return _run_tuner(
+        code = _run_tuner(
             plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
-            keep_all, data, retry_errored,
+            keep_all, data, retry_errored, session,
         )
+        return code
     except UserError:
         if created and not has_ray_experiment(sweep_dir):
             shutil.rmtree(sweep_dir, ignore_errors=True)
         raise
     finally:
+        end_session(sweep_dir, session, {0: "finished", 130: "interrupted"}.get(code, "failed"))
         if started:
             import ray
 
@@ -324,7 +370,7 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
 
 def _run_tuner(
     plan, flags, sweep_dir, resuming, sizes, tiny_k, cpus, gpus, quiet, report, scheduler,
-    keep_all, data=None, retry_errored=False,
+    keep_all, data=None, retry_errored=False, session=None,
 ) -> int:
     import ray
     from ray import tune
@@ -352,6 +398,9 @@ def _run_tuner(
         "mutable": PBT_MUTABLE if flags["scheduler"] == "pbt" else (),
         "stand_in": flags.get("stand_in_trainer"),
         "fail_at_step": flags.get("fail_at_step"),
+        # for the results table's cost and provenance columns (read on the driver only)
+        "resources": {"cpu": cpus, "gpu": gpus},
+        "code_version": provenance.code_version(),
     }
     if setup["stand_in"] and not STAND_IN_FILE.is_file():
         raise UserError(f"--stand-in-trainer is a test hook of a source checkout; {STAND_IN_FILE} "
@@ -383,9 +432,12 @@ def _run_tuner(
     )
     if not resuming:
         write_space_json(sweep_dir, plan, flags, flags["metric"])
+    if session is not None:
+        start_session(sweep_dir, session)
     callback = SweepCallback(
         str(sweep_dir), setup, flags["metric"], plan.axes, plan.num_trials, sizes, tiny_k,
         quiet=quiet, concurrency=concurrency, planned_costs=planned_costs(plan),
+        live_report=report,
     )
     # Every evaluation checkpoints (num_to_keep=1), which forces frequent experiment snapshots
     # on fast trials; Ray's warning about it would drown the progress line.
@@ -422,7 +474,7 @@ def _run_tuner(
     if not search_done:
         if resuming:
             # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
-            tuner = _restore(ray_dir(sweep_dir), trainable, [callback, pruner],
+            tuner = _restore(ray_dir(sweep_dir), trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)],
                              resume_unfinished=True, resume_errored=retry_errored)
             if (sweep_dir / RESULTS_PARQUET).is_file():
                 callback.carry_rows(upgrade_table(read_table(sweep_dir / RESULTS_PARQUET)))
@@ -432,7 +484,7 @@ def _run_tuner(
                 plan, flags["metric"], concurrency, flags["seed"]
             )
             tuner = _new_tuner(
-                trainable, sweep_dir, RAY_SUBDIR, [callback, pruner], flags,
+                trainable, sweep_dir, RAY_SUBDIR, [callback, pruner, *trackers(flags, sweep_dir, setup)], flags,
                 param_space=param_space, search_alg=search_alg, num_samples=num_samples,
                 scheduler=scheduler,
                 # our search algorithms carry the limit themselves (Ray ignores it for them)
@@ -532,6 +584,7 @@ def _fit(tuner, callback, sweep_dir: Path) -> bool:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            callback.stop_live_report()
             if callback.trials:
                 try:
                     callback.write(final=True)
@@ -575,12 +628,13 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
     callback = SweepCallback(
         str(sweep_dir), setup, flags["metric"], list(plan.axes) + ["seed"], len(doc["points"]),
         sizes, tiny_k, quiet=quiet, concurrency=concurrency,
+        live_report=flags.get("report", True),
     )
     callback.keep_rows(df[search])
     pruner = CheckpointPruner(flags["metric"], enabled=not keep_all)
     rdir = sweep_dir / reseed.RAY_SUBDIR
     if tune.Tuner.can_restore(str(rdir)):
-        tuner = _restore(rdir, trainable, [callback, pruner], resume_unfinished=True)
+        tuner = _restore(rdir, trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)], resume_unfinished=True)
         callback.carry_rows(df[~search])
     else:
         axes = {a.key: [encode_value(v) for v in a.values] for a in plan.space.axes}
@@ -589,7 +643,7 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
         param_space["seed"] = tune.choice(seeds)
         points = [{k: encode_value(v) for k, v in p.items()} for p in doc["points"]]
         tuner = _new_tuner(
-            trainable, sweep_dir, reseed.RAY_SUBDIR, [callback, pruner], flags,
+            trainable, sweep_dir, reseed.RAY_SUBDIR, [callback, pruner, *trackers(flags, sweep_dir, setup)], flags,
             param_space=param_space,
             search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=concurrency),
             num_samples=len(points),

@@ -24,6 +24,7 @@ from ray import tune
 
 from s4l_models.errors import DiskFullError
 
+from .live_report import LiveReport
 from .progress_line import ProgressLine
 from .results_table import ResultsTable
 from .sweep_plan import Sizes
@@ -57,6 +58,7 @@ class SweepCallback(tune.Callback):
         quiet: bool = False,
         concurrency: int = 1,
         planned_costs: Sequence[float] | None = None,
+        live_report: bool = False,
     ):
         """`concurrency`: trials at a time (the ETA schedules the remaining trials on that many
         slots; more trials seen running at once count too). `planned_costs`: the estimated cost
@@ -68,6 +70,7 @@ class SweepCallback(tune.Callback):
             tiny_k=tiny_k, table_every_s=table_every_s, log_every_s=log_every_s,
             predictions_every_s=predictions_every_s, quiet=quiet, concurrency=concurrency,
             planned_costs=None if planned_costs is None else tuple(map(float, planned_costs)),
+            live_report=live_report,
         )
         self._init(**self._args)
 
@@ -81,7 +84,7 @@ class SweepCallback(tune.Callback):
 
     def _init(self, sweep_dir, setup, metric, axes, total, sizes, tiny_k, table_every_s,
               log_every_s, predictions_every_s, quiet, concurrency=1,
-              planned_costs=None) -> None:
+              planned_costs=None, live_report=False) -> None:
         self.metric = metric
         self.table = ResultsTable(
             sweep_dir, setup, total, sizes, tiny_k, table_every_s=table_every_s,
@@ -91,6 +94,8 @@ class SweepCallback(tune.Callback):
             self.table, metric, axes, log_every_s=log_every_s, quiet=quiet,
             concurrency=concurrency, planned_costs=planned_costs,
         )
+        # the report rebuilt while the sweep runs (tune/live_report.py); None: no report
+        self.live = LiveReport(sweep_dir) if live_report else None
 
     # --- what the driver reads and calls (tune/runner.py) ---------------------------------------
     @property
@@ -137,6 +142,13 @@ class SweepCallback(tune.Callback):
         self.table.trials = trials
         self.table.maybe_write()
         self.progress.print_progress()
+        if self.live is not None and self.table.written_finished:
+            self.live.maybe_start(self.table.written_finished)
+
+    def stop_live_report(self) -> None:
+        """Before the final report: a live rebuild still running would overwrite it."""
+        if self.live is not None:
+            self.live.stop()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.progress.trial_started(trial)

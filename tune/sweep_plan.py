@@ -104,6 +104,23 @@ TRIAL_OVERHEAD_S = 3.0
 # trial's share of the main command's 10-minute budget on 2 cores): e.g. every width-3 and
 # width-4 ResNet, whose >= 200 steps would take 4-25 minutes each.
 DIGITS_TRIAL_BUDGET_S = 200.0
+# The step times above were measured on 8x8 inputs. A trial on larger images costs more than
+# they say: measured / estimated seconds of every trial of a finished sweep, median
+# (bench/cost_calibration.py -> bench/results/cost_calibration.json). 8x8 stays at 1 (the digits
+# model overestimates by ~1.6x there, on purpose: it costs 10 evaluations whatever the
+# cadence, and the main command's subset is chosen by it). Sizes without a measurement are
+# extrapolated from the nearest measured one by pixel count, a rough upper bound.
+IMAGE_COST_FACTOR = {8: 1.0, 28: 3.98}
+
+
+def image_cost_factor(image_size: int) -> float:
+    """The calibration of `trial_cost` for square inputs of this side (IMAGE_COST_FACTOR)."""
+    if image_size in IMAGE_COST_FACTOR:
+        return IMAGE_COST_FACTOR[image_size]
+    near = min(IMAGE_COST_FACTOR, key=lambda s: abs(s - image_size))
+    return IMAGE_COST_FACTOR[near] * max(1.0, (image_size / near) ** 2)
+
+
 # Nominal test-split sizes (cost estimates of plans made without reading the files).
 NOMINAL_TEST_SIZE = {"digits": 297, "fashion_mnist": 10_000, "cifar10": 10_000,
                      "cifar100": 10_000, "imagenet": 50_000}
@@ -144,9 +161,11 @@ class Sizes:
     train: int = 0
 
 
-def trial_cost(config: Mapping[str, Any], sizes: Sizes) -> float:
+def trial_cost(config: Mapping[str, Any], sizes: Sizes, calibrated: bool = True) -> float:
     """Rough seconds of one trial on one CPU core beside another trial (ratios drive subset
-    choice and the ETA)."""
+    choice and the ETA; the dry run sums them). `calibrated`: scaled to the dataset's image
+    size by IMAGE_COST_FACTOR (False: the 8x8 model as measured, for calibrating it)."""
+    from s4l_models.data.datasets import DATASETS
     from s4l_models.resnet import parse_arch
 
     defaults = TrainConfig()
@@ -166,7 +185,9 @@ def trial_cost(config: Mapping[str, Any], sizes: Sizes) -> float:
     train = steps * step_seconds(depth, width, batch * method)
     per_image = step_seconds(depth, width, 1) - step_seconds(depth, width, 0)
     evaluate = (evals * sizes.val + sizes.test) * per_image / 3.0  # forward only
-    return TRIAL_OVERHEAD_S + CONCURRENT_SLOWDOWN * (train + evaluate)
+    spec = DATASETS.get(str(get("dataset")))
+    factor = image_cost_factor(spec.image_size) if calibrated and spec is not None else 1.0
+    return TRIAL_OVERHEAD_S + CONCURRENT_SLOWDOWN * factor * (train + evaluate)
 
 
 def report_count(config: Mapping[str, Any], sizes: Sizes) -> int:
@@ -535,6 +556,23 @@ def short_line(plan: Plan) -> str | None:
     )
 
 
+def image_size_of(dataset: str) -> int:
+    from s4l_models.data.datasets import DATASETS
+
+    spec = DATASETS.get(dataset)
+    return spec.image_size if spec is not None else 0
+
+
+def device_hours(cpu_seconds: float) -> str:
+    h = cpu_seconds / 3600
+    return f"{h * 60:.3g} CPU-minutes" if h < 1 else f"{h:.3g} CPU-hours"
+
+
+def wall_hours(cpu_seconds: float, at_once: int) -> str:
+    h = cpu_seconds / 3600 / at_once
+    return f"{h * 60:.3g} minutes" if h < 1 else f"{h:.3g} hours"
+
+
 def estimate_epochs(plan: Plan) -> float:
     """Trial-epochs the plan would run (the compute estimate of --dry-run)."""
     space = plan.space
@@ -588,7 +626,14 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
             seconds = sum(plan.cost(p) for p in plan.points)
         else:
             seconds = plan.cost(space.point_at(0)) * plan.num_trials  # very rough
-        est += f" (about {seconds / 60:.1f} CPU-minutes on {plan.dataset}, rough)"
+        at_once = max(1, concurrency or 1)
+        spec_size = image_size_of(plan.dataset)
+        est += (f" (about {device_hours(seconds)} on {plan.dataset}, {wall_hours(seconds, at_once)}"
+                f" of wall time at {at_once} at a time; the cost model of one-thread step times"
+                f" {'measured on 8x8 images' if spec_size == 8 else 'calibrated to ' + str(spec_size) + 'x' + str(spec_size) + ' images'}"
+                f" (bench/cost_calibration.py); rough: the machine's load moves it"
+                + ("; GPU-hours are not estimated: a GPU sweep runs far faster than this"
+                   if gpus else "") + ")")
     if scheduler in ("asha", "hyperband"):
         est += f"; at most this, {scheduler} stops poor trials early"
     lines.append(est)

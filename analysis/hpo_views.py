@@ -1,0 +1,106 @@
+"""The views HPO users expect beside our sensitivity analysis, from Optuna itself.
+
+* fANOVA importance (Hutter et al. 2014) via `optuna.importance.FanovaImportanceEvaluator`: a
+  random forest fitted to (axis values -> full-split top-1) and the share of its variance each
+  axis explains, summing to 1 over the axes. It is not chance-corrected and has no p-value: with
+  few trials it hands out importance to noise too, which is why the report puts it beside ω²
+  and the permutation test (analysis/sensitivity.py) rather than in their place.
+* the parallel-coordinates plot of the axes against the metric
+  (`optuna.visualization.matplotlib.plot_parallel_coordinate`).
+
+Both see the completed trials as an Optuna study: one finished trial per sweep trial, each axis
+a categorical parameter (a grid's values are categories; the order of numbers is kept for the
+plot), the value its full-split top-1. Only the sweep's own axes that vary take part (not the
+derived depth/version, which would split an architecture's importance between copies).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .load import FULL, Sweep
+
+
+def _value(v):
+    if isinstance(v, (list, tuple, dict, np.ndarray)):
+        return json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def varying_axes(sweep: Sweep) -> list[str]:
+    df = sweep.completed
+    return [a for a in sweep.axes
+            if a in df.columns and df[a].map(lambda v: str(_value(v))).nunique() > 1]
+
+
+def as_study(sweep: Sweep):
+    """The completed trials as an Optuna study (maximising full-split top-1, in percent)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    axes = varying_axes(sweep)
+    df = sweep.completed
+    choices = {}
+    for a in axes:
+        vals = list(dict.fromkeys(_value(v) for v in df[a]))
+        try:
+            vals = sorted(vals, key=float)
+        except (TypeError, ValueError):
+            vals = sorted(vals, key=str)
+        choices[a] = tuple(vals)
+    study = optuna.create_study(direction="maximize", study_name=sweep.name)
+    dists = {a: CategoricalDistribution(choices[a]) for a in axes}
+    study.add_trials([
+        optuna.trial.create_trial(params={a: _value(r[a]) for a in axes}, distributions=dists,
+                                  value=100 * float(r[FULL]))
+        for _, r in df.iterrows()
+    ])
+    return study, axes
+
+
+def fanova(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
+    """fANOVA importance per varying axis (sums to 1), most important first; empty when fewer
+    than 2 axes vary or fewer than 3 trials completed."""
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    study, axes = as_study(sweep)
+    if len(axes) < 1 or len(study.trials) < 3:
+        return pd.DataFrame(columns=["sweep", "axis", "fanova_importance"])
+    imp = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed),
+                                normalize=True)
+    return pd.DataFrame([{"sweep": sweep.name, "axis": a, "fanova_importance": float(v)}
+                         for a, v in imp.items()])
+
+
+def fanova_words(table: pd.DataFrame) -> str:
+    parts = ", ".join(f"{r.axis} {r.fanova_importance:.2f}" for r in table.itertuples())
+    return (f"Optuna's fANOVA importance (share of a random forest's variance, not "
+            f"chance-corrected, no p-value): {parts}.")
+
+
+def plot_parallel(sweep: Sweep):
+    """Optuna's parallel-coordinates plot of the varying axes against full-split top-1."""
+    import matplotlib.pyplot as plt
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    study, axes = as_study(sweep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        ax = plot_parallel_coordinate(study, params=axes, target_name="full-split top-1 [%]")
+    fig = ax.figure
+    fig.set_size_inches(max(6.0, 1.6 * len(axes) + 2), 4.2)
+    ax.set_title(f"{sweep.name}: axes against full-split top-1 (one line per trial)", pad=14)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+__all__ = ["as_study", "fanova", "fanova_words", "plot_parallel", "varying_axes"]

@@ -1,0 +1,115 @@
+"""Experiment tracking, opt-in: `--log tensorboard|mlflow[=URI]|wandb[=PROJECT]`, repeatable.
+
+Each kind is Ray Tune's own logger callback, so every trial appears as a run with its
+configuration as parameters and every evaluation's metrics as a series (one point per report:
+`evaluations` per trial, 2 under FIFO by default):
+
+- `tensorboard`: `ray.tune.logger.TBXLoggerCallback` (tensorboardX) writes event files into each
+  trial's Ray directory, `<sweep>/ray/<trial>/events.out.tfevents.*`:
+  `tensorboard --logdir <sweep>/ray`.
+- `mlflow[=URI]`: `ray.air.integrations.mlflow.MLflowLoggerCallback`, one MLflow experiment
+  named after the sweep; the tracking URI defaults to a SQLite store in the sweep,
+  `sqlite:///<sweep>/mlflow.db` (`mlflow ui --backend-store-uri ...`).
+- `wandb[=PROJECT]`: `ray.air.integrations.wandb.WandbLoggerCallback`, project = the sweep's
+  name unless given; offline (`<sweep>/wandb/offline-run-*`, `wandb sync` uploads them) unless
+  WANDB_MODE is set, so nothing leaves the machine by default.
+
+With no `--log` no logger runs (Ray's default loggers stay off: tune/runner.py says why).
+The libraries are the optional extra `pip install -e ".[tracking]"`; asking for one that is not
+installed is a one-line error before anything runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from s4l_models.errors import UserError
+
+KINDS = {
+    # kind: (module that must be importable, pip name)
+    "tensorboard": ("tensorboardX", "tensorboardX"),
+    "mlflow": ("mlflow", "mlflow"),
+    "wandb": ("wandb", "wandb"),
+}
+
+
+def parse_logs(specs: list[str] | None) -> list[tuple[str, str | None]]:
+    """`["tensorboard", "mlflow=sqlite:///x.db"]` -> [("tensorboard", None), ("mlflow", "...")];
+    an unknown kind or a missing library is a UserError naming the fix."""
+    out: list[tuple[str, str | None]] = []
+    for spec in specs or []:
+        kind, _, value = str(spec).partition("=")
+        kind = kind.strip().lower()
+        if kind not in KINDS:
+            raise UserError(
+                f"--log {spec!r}: unknown tracker; choose tensorboard, mlflow[=TRACKING_URI] or "
+                "wandb[=PROJECT]"
+            )
+        if kind == "tensorboard" and value:
+            raise UserError("--log tensorboard takes no value (event files go into each trial's "
+                            "Ray directory)")
+        module, pip_name = KINDS[kind]
+        if importlib.util.find_spec(module) is None:
+            raise UserError(
+                f"--log {kind} needs {pip_name}, which is not installed; "
+                'pip install -e ".[tracking]" (or drop --log ' + kind + ")"
+            )
+        if kind in (k for k, _ in out):
+            raise UserError(f"--log {kind} is given twice; give each tracker once")
+        out.append((kind, value.strip() or None))
+    return out
+
+
+def mlflow_uri(value: str | None, sweep_dir: Path) -> str:
+    return value or f"sqlite:///{Path(sweep_dir).resolve() / 'mlflow.db'}"
+
+
+def _mlflow_callback(fixed: Mapping[str, Any], **kwargs):
+    """Ray's MLflow callback, which logs a trial's config (the swept axes) as parameters, also
+    logging the sweep's fixed settings, so that each run carries its whole configuration."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    class WholeConfigMLflow(MLflowLoggerCallback):
+        def log_trial_start(self, trial):
+            new = trial not in self._trial_runs
+            super().log_trial_start(trial)
+            if new:
+                rest = {k: v for k, v in fixed.items() if k not in trial.config}
+                self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=rest)
+
+    return WholeConfigMLflow(**kwargs)
+
+
+def callbacks(logs: list[tuple[str, str | None]], sweep_dir: Path, name: str,
+              fixed: Mapping[str, Any] | None = None) -> list:
+    """Ray Tune logger callbacks for the parsed `--log` values of a sweep called `name`;
+    `fixed`: the settings every trial shares (logged as MLflow parameters with the axes)."""
+    out = []
+    for kind, value in logs:
+        if kind == "tensorboard":
+            from ray.tune.logger import TBXLoggerCallback
+
+            out.append(TBXLoggerCallback())
+        elif kind == "mlflow":
+            out.append(_mlflow_callback(
+                fixed or {}, tracking_uri=mlflow_uri(value, sweep_dir), experiment_name=name,
+                tags={"s4l_sweep": name}, save_artifact=False,
+            ))
+        elif kind == "wandb":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+
+            # offline unless the user chose a mode: nothing is uploaded without being asked.
+            # The driver reads the mode (no API key needed offline); the logging actors, in
+            # worker processes started before this, get it as wandb.init's `mode`.
+            mode = os.environ.setdefault("WANDB_MODE", "offline")
+            # wandb.init(dir=D) writes into D/wandb/
+            out.append(WandbLoggerCallback(project=value or name, group=name,
+                                           dir=str(Path(sweep_dir).resolve()), mode=mode))
+    return out
+
+
+__all__ = ["KINDS", "parse_logs", "callbacks", "mlflow_uri"]

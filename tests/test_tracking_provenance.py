@@ -34,9 +34,6 @@ TINY = ["--space", "baseline_10pct", "--max-trials", "2", "--no-report", "--quie
 
 @pytest.fixture(scope="module")
 def logged_sweep(ray_session, tmp_path_factory):
-    pytest.importorskip("mlflow")
-    pytest.importorskip("wandb")
-    pytest.importorskip("tensorboard")
     st = tmp_path_factory.mktemp("tracked")
     mp = pytest.MonkeyPatch()
     mp.setenv("WANDB_MODE", "offline")

@@ -110,7 +110,7 @@ DIGITS_TRIAL_BUDGET_S = 200.0
 # model overestimates by ~1.6x there, on purpose: it costs 10 evaluations whatever the
 # cadence, and the main command's subset is chosen by it). Sizes without a measurement are
 # extrapolated from the nearest measured one by pixel count, a rough upper bound.
-IMAGE_COST_FACTOR = {8: 1.0, 28: 3.98}
+IMAGE_COST_FACTOR = {8: 1.0, 28: 4.05}
 
 
 def image_cost_factor(image_size: int) -> float:

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
+from tune.results import SPACE_JSON
+from tune.summary import sweep_state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,9 +102,6 @@ def running(run_dir: Path) -> bool:
     has running ones."""
     import json
 
-    from tune.results import SPACE_JSON
-    from tune.summary import sweep_state
-
     try:
         space = json.loads((run_dir / SPACE_JSON).read_text())
     except (OSError, ValueError):
@@ -112,11 +112,14 @@ def running(run_dir: Path) -> bool:
     return not sweep_state(run_dir, int(space.get("num_trials") or 0))[0]
 
 
+def _pause(seconds: float) -> None:
+    """The wait between looks at a watched sweep (replaced in tests)."""
+    time.sleep(seconds)
+
+
 def watch(args, out: Path, build) -> int:
     """Rebuild while any sweep runs and its table changed, at most every 20x the last build's
     time (and no more often than --every); the final build has no reload. Ctrl-C stops."""
-    import time
-
     dirs = [Path(d) for d in args.run_dirs]
     seen, wait = None, args.every
     try:
@@ -137,7 +140,7 @@ def watch(args, out: Path, build) -> int:
                 wait = max(args.every, 20 * (time.monotonic() - t0))
             if not live:
                 return 0
-            time.sleep(wait)
+            _pause(wait)
     except KeyboardInterrupt:
         return 130
 

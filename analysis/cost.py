@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tune.provenance import describe
+
 from .load import Sweep
 
 
@@ -105,8 +107,6 @@ def cost_by_axis(s: Sweep) -> pd.DataFrame:
 
 def provenance_lines(s: Sweep) -> list[str]:
     """One line per session that ran the sweep (space.json `provenance`), for the page."""
-    from tune.provenance import describe
-
     sessions = ((s.space.get("provenance") or {}).get("sessions")) or []
     return describe(sessions).splitlines() if sessions else []
 

@@ -70,7 +70,7 @@ def test_watch_builds_live_pages_until_the_sweep_ends_then_a_final_one(sweep_dir
         pages.append((sweep_dir / "report" / "index.html").read_text())
         _mark_running(sweep_dir, False)  # the sweep ends while we wait
 
-    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(cli, "_pause", sleep)
     assert cli.main([str(sweep_dir), "--watch", "--every", "5", "--quiet"]) == 0
     assert len(pages) == 1 and f"{RELOAD} content='5'" in pages[0]
     final = (sweep_dir / "report" / "index.html").read_text()
@@ -86,6 +86,6 @@ def test_running_reads_the_last_session(sweep_dir):
 
 def test_a_finished_sweep_is_built_once_without_reload(sweep_dir, monkeypatch):
     _mark_running(sweep_dir, False)
-    monkeypatch.setattr(time, "sleep", lambda _: pytest.fail("no waiting for a finished sweep"))
+    monkeypatch.setattr(cli, "_pause", lambda _: pytest.fail("no waiting for a finished sweep"))
     assert cli.main([str(sweep_dir), "--watch", "--quiet"]) == 0
     assert RELOAD not in (sweep_dir / "report" / "index.html").read_text()

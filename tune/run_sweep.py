@@ -158,10 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--concurrency", type=int, help="trials at a time (default: CPUs / cpus-per-trial)")
     a("--address", help="connect to a running Ray cluster (e.g. auto or HOST:PORT)")
     a("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
-    a("--storage", help="where sweeps are written (default ./runs)")
+    a("--storage", help="where sweeps are written: a folder (default ./runs) or an object-store "
+      "URI such as s3://bucket/prefix (tune/storage.py)")
     a("--name", help="sweep name (default <space>-<dataset>-<time>)")
     a("--resume", nargs="?", const="", metavar="SWEEP_DIR",
-      help="continue an interrupted sweep: SWEEP_DIR, or <storage>/<name>; a finished sweep "
+      help="continue an interrupted sweep: SWEEP_DIR or its URI, or <storage>/<name>; a finished sweep "
       "is left as it is")
     a("--retry-errored", action="store_true",
       help="with --resume: also rerun the errored trials (from their last checkpoint)")
@@ -338,10 +339,10 @@ def main(argv: list[str] | None = None) -> int:
             if finished and not (args.retry_errored and n_errored):
                 # Nothing to run: say so and touch nothing (no file of the sweep is rewritten).
                 text, _ = summarize(sweep_dir, flags["metric"], _axes_of(sweep_dir), planned)
-                print(f"{sweep_dir} is finished; nothing to resume", flush=True)
+                print(f"{uri or sweep_dir} is finished; nothing to resume", flush=True)
                 print(text, flush=True)
                 if n_errored:
-                    print(retry_hint(sweep_dir, n_errored), flush=True)
+                    print(retry_hint(uri or sweep_dir, n_errored), flush=True)
                 return 0
     else:
         if not flags["space"]:

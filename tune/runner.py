@@ -260,6 +260,13 @@ def remote_of(flags: dict[str, Any], sweep_dir: Path):
     return RemoteSweep(f"{str(flags['storage']).rstrip('/')}/{sweep_dir.name}", sweep_dir)
 
 
+def where_of(flags: dict[str, Any], sweep_dir: Path) -> str:
+    """What a user passes to --resume: the sweep's URI on an object store (not the local
+    mirror, which another machine does not have), else its directory."""
+    return f"{str(flags['storage']).rstrip('/')}/{sweep_dir.name}" if is_uri(
+        flags.get("storage")) else str(sweep_dir)
+
+
 def trackers(flags: dict[str, Any], sweep_dir: Path, setup: dict[str, Any]) -> list:
     """The `--log` trackers' Ray logger callbacks (tune/tracking.py); none without --log."""
     return tracking.callbacks(tracking.parse_logs(flags.get("log")), sweep_dir, sweep_dir.name,
@@ -336,9 +343,12 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
             "--dashboard needs Ray's dashboard packages (ray[default]), which are not installed "
             "here; install them or drop --dashboard"
         )
-    if not resuming and (sweep_dir / SPACE_JSON).exists():
+    remote = remote_of(flags, sweep_dir)
+    if not resuming and ((sweep_dir / SPACE_JSON).exists()
+                         or (remote is not None and remote.exists(SPACE_JSON))):
+        held = sweep_dir if (sweep_dir / SPACE_JSON).exists() else where_of(flags, sweep_dir)
         raise UserError(
-            f"{sweep_dir} already holds a sweep; pass --resume to continue it or choose another --name"
+            f"{held} already holds a sweep; pass --resume to continue it or choose another --name"
         )
     created = not sweep_dir.exists()
     try:
@@ -517,9 +527,11 @@ def _run_tuner(
             f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
             flush=True,
         )
-        if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
+        if _fit(tuner, callback, sweep_dir, where_of(flags, sweep_dir)) \
+                or not callback.all_finished():
             _stopped(sweep_dir, flags["metric"], plan.axes, plan.num_trials,
-                     "the sweep stopped before all trials finished; continue it with")
+                     "the sweep stopped before all trials finished; continue it with",
+                     where_of(flags, sweep_dir))
             return 130
 
     planned = plan.num_trials
@@ -533,7 +545,7 @@ def _run_tuner(
     print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
     _, n_errored = sweep_state(sweep_dir, planned)
     if n_errored:
-        print(retry_hint(sweep_dir, n_errored), flush=True)
+        print(retry_hint(where_of(flags, sweep_dir), n_errored), flush=True)
     if report and n_completed:
         print(make_report(sweep_dir), flush=True)
     if remote is not None:
@@ -598,14 +610,15 @@ def _restore(rdir: Path, trainable, callbacks, remote=None, **kwargs):
     return tuner
 
 
-def _stopped(sweep_dir: Path, metric: str, axes, planned: int, what: str) -> None:
-    """The summary of an interrupted sweep and the command that continues it."""
+def _stopped(sweep_dir: Path, metric: str, axes, planned: int, what: str, where: str) -> None:
+    """The summary of an interrupted sweep and the command that continues it (`where`: its
+    directory or URI, `where_of`)."""
     text, _ = summarize(sweep_dir, metric, axes, planned)
     print(text, flush=True)
-    print(f"{what}: python tune/run_sweep.py --resume {sweep_dir}", flush=True)
+    print(f"{what}: python tune/run_sweep.py --resume {where}", flush=True)
 
 
-def _fit(tuner, callback, sweep_dir: Path) -> bool:
+def _fit(tuner, callback, sweep_dir: Path, where: str) -> bool:
     """Run a Tuner to its end; True when interrupted (Ctrl-C). The table is written in full
     at the end; a full disk raises DiskFullError (one line, exit 2) with the resume command."""
     interrupted = False
@@ -624,7 +637,7 @@ def _fit(tuner, callback, sweep_dir: Path) -> bool:
             callback.end_line()
         if callback.disk_full is not None:  # the table on disk is the last one written in full
             raise DiskFullError(
-                f"{callback.disk_full}: python tune/run_sweep.py --resume {sweep_dir}"
+                f"{callback.disk_full}: python tune/run_sweep.py --resume {where}"
             )
         if not (sweep_dir / RESULTS_PARQUET).is_file():
             callback.write(final=True)
@@ -686,9 +699,11 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
     print(f"seed repeats: the {len(doc['finalists'])} best configurations by "
           f"{flags['metric']} ({names}) with {doc['seeds']} seeds each: "
           f"{len(doc['points'])} more trials", flush=True)
-    if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
+    if _fit(tuner, callback, sweep_dir, where_of(flags, sweep_dir)) \
+            or not callback.all_finished():
         _stopped(sweep_dir, flags["metric"], plan.axes, planned,
-                 "the seed repeats stopped before all finished; continue them with")
+                 "the seed repeats stopped before all finished; continue them with",
+                 where_of(flags, sweep_dir))
         return 130, planned
     return 0, planned
 

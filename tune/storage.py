@@ -45,8 +45,8 @@ def filesystem(uri: str):
         return pafs.FileSystem.from_uri(uri)
     except Exception as err:  # unknown scheme, missing credentials library, bad URI
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"--storage {uri}: cannot open it ({first}); give an s3://, gs:// or "
-                        "file:// URI that pyarrow can reach, or a local folder") from None
+        raise UserError(f"{uri}: cannot open this storage URI ({first}); give an s3://, gs:// "
+                        "or file:// URI that pyarrow can reach, or a local folder") from None
 
 
 def mirror_dir(uri: str) -> Path:
@@ -100,6 +100,9 @@ class RemoteSweep:
                 continue
             data = self.read_bytes(rel)
             dst = self.local / rel
+            if dst.is_file() and dst.read_bytes() == data:
+                got.append(rel)  # unchanged: keep its time stamp (s4l-report --watch)
+                continue
             dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.tmp")
             tmp.write_bytes(data)

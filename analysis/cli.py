@@ -13,7 +13,10 @@ the split, with the paper's nested construction dashed beside it and a one-line 
 with its Monte-Carlo error), the sensitivity per sweep axis (ω² and a permutation p per axis;
 DIR/sensitivity*.png/.svg), the leaderboard by seed means and the seed repeats' finalists, and
 every table as CSV. It prints the key numbers (also in DIR/summary.txt), then the page's path.
-Without --out it writes to RUN_DIR/report. Trials marked short_run (too short to mean anything)
+Without --out it writes to RUN_DIR/report.
+A RUN_DIR may be an object-store URI (`s3://bucket/prefix/name`, a sweep run with
+`--storage s3://...`): its files are downloaded into a local mirror first, and the report is
+uploaded to URI/report when it is written to its default place. Trials marked short_run (too short to mean anything)
 are left out and counted on the page unless --include-short-runs.
 
 Every resampled figure carries its Monte-Carlo standard error; the defaults (2,000 draws,
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
 from tune.results import SPACE_JSON
+from tune.storage import SWEEP_FILES, RemoteSweep, is_uri
 from tune.summary import sweep_state
 
 
@@ -41,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="s4l-report",
         description="Figure 3, validation-size study, sensitivity and leaderboard of sweeps.",
     )
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="sweep directories")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="sweep directories, or object-store URIs of sweeps (s3://...)")
     p.add_argument("--out", help="output directory (default: the first RUN_DIR/report)")
     # Monte-Carlo sizes default to the analysis modules' own (valsize.DRAWS, stats.BOOT,
     # sensitivity.PERMUTATIONS: an error <= 0.005 on a probability near 0.95), which the sweep's
@@ -79,16 +84,31 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.every <= 0 or (args.refresh is not None and args.refresh < 1):
         raise UserError("--every must be > 0 and --refresh >= 1 seconds")
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
+    # sweeps on an object store are read from a local mirror, refreshed before each build
+    remotes = [RemoteSweep(d) if is_uri(d) else None for d in args.run_dirs]
+    dirs = [r.local if r is not None else Path(d) for r, d in zip(remotes, args.run_dirs)]
+    out = Path(args.out) if args.out else dirs[0] / "report"
+    upload = remotes[0] if not args.out and remotes[0] is not None else None
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
+    def sync():
+        for r in remotes:
+            if r is not None and not r.pull(*SWEEP_FILES):
+                raise UserError(f"{r.uri}: no sweep there (no {SPACE_JSON} or results table); "
+                                "check the URI and the store's credentials")
+
     def build(refresh_s):
-        return build_report(args.run_dirs, out, n_draws=args.draws, n_boot=args.boot,
-                            n_permutations=args.permutations, seed=args.seed, log=log,
-                            include_short=args.include_short_runs, refresh_s=refresh_s)
+        sync()
+        index = build_report(dirs, out, n_draws=args.draws, n_boot=args.boot,
+                             n_permutations=args.permutations, seed=args.seed, log=log,
+                             include_short=args.include_short_runs, refresh_s=refresh_s)
+        if upload is not None:
+            upload.push("report")
+            log and log(f"report uploaded to {upload.uri_of('report')}")
+        return index
 
     if args.watch:
-        return watch(args, out, build)
+        return watch(args, dirs, build, sync)
     index = build(args.refresh)
     if not args.quiet:
         print((index.parent / "summary.txt").read_text(encoding="utf-8"), end="")
@@ -117,13 +137,13 @@ def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def watch(args, out: Path, build) -> int:
+def watch(args, dirs: list[Path], build, sync=lambda: None) -> int:
     """Rebuild while any sweep runs and its table changed, at most every 20x the last build's
     time (and no more often than --every); the final build has no reload. Ctrl-C stops."""
-    dirs = [Path(d) for d in args.run_dirs]
     seen, wait = None, args.every
     try:
         while True:
+            sync()  # sweeps on an object store: their latest files into the mirror
             live = any(running(d) for d in dirs)
             stamp = tuple((d / "results.parquet").stat().st_mtime_ns
                           if (d / "results.parquet").is_file() else 0 for d in dirs)

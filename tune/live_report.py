@@ -31,8 +31,12 @@ def report_command(sweep_dir: Path, refresh_s: int | None) -> list[str]:
 
 class LiveReport:
     def __init__(self, sweep_dir: str | Path, min_wait_s: float = MIN_WAIT_S,
-                 cost_factor: float = COST_FACTOR, refresh_s: int = REFRESH_S):
+                 cost_factor: float = COST_FACTOR, refresh_s: int = REFRESH_S,
+                 on_built=None):
+        """`on_built`: called after each successful build (a sweep on an object store uploads
+        the report)."""
         self.sweep_dir = Path(sweep_dir)
+        self.on_built = on_built
         self.min_wait_s = min_wait_s
         self.cost_factor = cost_factor
         self.refresh_s = refresh_s
@@ -48,9 +52,15 @@ class LiveReport:
             took = time.monotonic() - self.started_at
             self.wait_s = max(self.min_wait_s, self.cost_factor * took)
             self.last_end = time.monotonic()
-            if self.proc.returncode == 0:
-                self.builds += 1
+            ok = self.proc.returncode == 0
             self.proc = None
+            if ok:
+                self.builds += 1
+                if self.on_built is not None:
+                    try:
+                        self.on_built()
+                    except OSError:
+                        pass  # the store is unreachable now: the next build uploads again
 
     def maybe_start(self, n_finished: int) -> bool:
         """Start a rebuild if one is due: none running, the pace's wait is over, and more than

@@ -332,10 +332,18 @@ def write_predictions(
     for trial_id, tdir in trial_dirs.items():
         pred = cache.get(trial_id)
         if pred is None:
-            path = Path(tdir) / TRIAL_PREDICTIONS
-            if not path.is_file():
-                continue
-            pred = load_predictions(path)
+            if "://" in str(tdir):  # a trial of a sweep on an object store (tune/storage.py)
+                from tune.storage import open_uri
+
+                try:
+                    pred = load_predictions(open_uri(f"{tdir}/{TRIAL_PREDICTIONS}"))
+                except (OSError, FileNotFoundError):
+                    continue  # not uploaded yet
+            else:
+                path = Path(tdir) / TRIAL_PREDICTIONS
+                if not path.is_file():
+                    continue
+                pred = load_predictions(path)
             cache[trial_id] = pred
         if index is None:
             index, label = pred["index"], pred["label"]

@@ -30,6 +30,10 @@ from s4l_models.errors import DiskFullError
 from .memory_plan import gib
 from .ray_fixes import MEMORY_KILL_TEXT
 from .results import (
+    RAY_SUBDIR,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
+    SWEEP_PREDICTIONS,
     columns,
     make_row,
     results_frame,
@@ -72,6 +76,7 @@ class ResultsTable:
         table_every_s: float = 10.0,
         predictions_every_s: float = 30.0,
         on_disk_full: Callable[[], None] | None = None,
+        after_write: Callable[[list[str]], None] | None = None,
     ):
         """`total`: the trials the sweep runs. `sizes`: the cost model's (`trial_cost`; None:
         every trial costs 1). `on_disk_full`: called once when a rewrite inside Ray's loop
@@ -84,6 +89,8 @@ class ResultsTable:
         self.table_every_s = table_every_s
         self.predictions_every_s = predictions_every_s
         self.on_disk_full = on_disk_full
+        # called with the files a write replaced (the upload of a sweep on an object store)
+        self.after_write = after_write
         self.trials: list = []
         # Trials Ray finished (completed, stopped by a scheduler, errored). A sweep interrupted
         # by Ctrl-C has Ray mark its running trials TERMINATED without finishing them; they
@@ -146,6 +153,10 @@ class ResultsTable:
             return dict(self.setup.get("resources") or {})
 
     def trial_dir(self, trial) -> str:
+        """The trial's trainer directory: `<sweep>/trials/<id>`, or for a sweep on an object
+        store the URI its files are uploaded to, `<uri>/ray/<id>/trainer` (tune/storage.py)."""
+        if self.setup.get("remote_uri"):
+            return f"{self.setup['remote_uri']}/{RAY_SUBDIR}/{trial.trial_id}/trainer"
         return str(Path(self.setup["trials_dir"]) / trial.trial_id)
 
     def error_of(self, trial) -> str:
@@ -274,6 +285,7 @@ class ResultsTable:
         t0 = time.monotonic()
         rows = self.rows(final=final)
         write_results(self.sweep_dir, results_frame(rows, self.tiny_k))
+        written = [RESULTS_PARQUET, RESULTS_CSV]
         i_status = self._columns.index("status")
         self.written_finished = sum(1 for r in rows if r[i_status] == "completed")
         now = time.monotonic()
@@ -287,6 +299,9 @@ class ResultsTable:
             write_predictions(self.sweep_dir, dirs, self._pred_cache)
             self._last_pred = time.monotonic()
             self._dirty_pred = False
+            written.append(SWEEP_PREDICTIONS)
+        if self.after_write is not None:
+            self.after_write(written)
 
     def maybe_write(self) -> None:
         """Rewrite the table if it changed and the last rewrite is long enough ago."""

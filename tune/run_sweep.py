@@ -82,12 +82,14 @@ from tune.memory_plan import (  # noqa: E402
 )
 from tune.reseed import load_reseed, reseed_finished  # noqa: E402
 from tune.results import (  # noqa: E402
+    RAY_SUBDIR,
     RESULTS_PARQUET,
     SPACE_JSON,
     check_metric,
     ray_dir,
     read_table,
 )
+from tune.storage import SWEEP_FILES, RemoteSweep, is_uri, mirror_dir  # noqa: E402
 from tune.summary import retry_hint, summarize, sweep_state  # noqa: E402
 from tune.sweep_plan import (  # noqa: E402
     describe,
@@ -156,10 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--concurrency", type=int, help="trials at a time (default: CPUs / cpus-per-trial)")
     a("--address", help="connect to a running Ray cluster (e.g. auto or HOST:PORT)")
     a("--dashboard", action="store_true", help="start Ray's dashboard (on 127.0.0.1)")
-    a("--storage", help="where sweeps are written (default ./runs)")
+    a("--storage", help="where sweeps are written: a folder (default ./runs) or an object-store "
+      "URI such as s3://bucket/prefix (tune/storage.py)")
     a("--name", help="sweep name (default <space>-<dataset>-<time>)")
     a("--resume", nargs="?", const="", metavar="SWEEP_DIR",
-      help="continue an interrupted sweep: SWEEP_DIR, or <storage>/<name>; a finished sweep "
+      help="continue an interrupted sweep: SWEEP_DIR or its URI, or <storage>/<name>; a finished sweep "
       "is left as it is")
     a("--retry-errored", action="store_true",
       help="with --resume: also rerun the errored trials (from their last checkpoint)")
@@ -232,18 +235,37 @@ def check_flags(flags: dict[str, Any]) -> None:
 
 
 def sweep_dir_for(flags: dict[str, Any], resume: str | None) -> Path:
+    """The sweep directory; for one on an object store, its local mirror (tune/storage.py)."""
     if resume:
-        return Path(resume).expanduser().resolve()
+        return mirror_dir(resume) if is_uri(resume) else Path(resume).expanduser().resolve()
+    if is_uri(flags["storage"]):
+        return mirror_dir(f"{str(flags['storage']).rstrip('/')}/{flags['name']}")
     return (Path(flags["storage"]).expanduser() / flags["name"]).resolve()
 
 
-def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str]) -> dict[str, Any]:
-    """The flags a sweep was started with; flags given now must agree with them."""
+def sweep_uri_of(resume: str | None, flags: dict[str, Any]) -> str | None:
+    """The object-store URI of the sweep, or None on a local or shared disk."""
+    if resume and is_uri(resume):
+        return resume.rstrip("/")
+    if not resume and is_uri(flags.get("storage")) and flags.get("name"):
+        return f"{str(flags['storage']).rstrip('/')}/{flags['name']}"
+    return None
+
+
+def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
+                       uri: str | None = None) -> dict[str, Any]:
+    """The flags a sweep was started with; flags given now must agree with them. `uri`: the
+    sweep is on an object store; its files are first downloaded into `sweep_dir`, its mirror."""
     from ray import tune
 
     space_json = sweep_dir / SPACE_JSON
-    if (not sweep_dir.is_dir() or not space_json.is_file()
-            or not tune.Tuner.can_restore(str(ray_dir(sweep_dir)))):
+    if uri is not None:
+        remote = RemoteSweep(uri, sweep_dir)
+        remote.pull(*SWEEP_FILES)
+        can = tune.Tuner.can_restore(remote.remote(RAY_SUBDIR), storage_filesystem=remote.fs)
+    else:
+        can = tune.Tuner.can_restore(str(ray_dir(sweep_dir)))
+    if not sweep_dir.is_dir() or not space_json.is_file() or not can:
         raise UserError(
             f"--resume: {sweep_dir} holds no sweep to resume (no {SPACE_JSON} and Ray Tune "
             "experiment); check --storage/--name or start a new sweep without --resume"
@@ -301,9 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.resume and not flags["name"]:
             raise UserError("--resume needs the sweep: --resume SWEEP_DIR, or --storage and --name")
         sweep_dir = sweep_dir_for(flags, args.resume or None)
-        flags = load_resumed_flags(sweep_dir, flags, given)
+        uri = sweep_uri_of(args.resume or None, flags)
+        flags = load_resumed_flags(sweep_dir, flags, given, uri)
         flags["name"] = sweep_dir.name
-        flags["storage"] = str(sweep_dir.parent)
+        flags["storage"] = uri.rsplit("/", 1)[0] if uri else str(sweep_dir.parent)
         if not args.dry_run:
             planned = int(json.loads((sweep_dir / SPACE_JSON).read_text()).get("num_trials", 0))
             finished, n_errored = sweep_state(sweep_dir, planned)
@@ -316,10 +339,10 @@ def main(argv: list[str] | None = None) -> int:
             if finished and not (args.retry_errored and n_errored):
                 # Nothing to run: say so and touch nothing (no file of the sweep is rewritten).
                 text, _ = summarize(sweep_dir, flags["metric"], _axes_of(sweep_dir), planned)
-                print(f"{sweep_dir} is finished; nothing to resume", flush=True)
+                print(f"{uri or sweep_dir} is finished; nothing to resume", flush=True)
                 print(text, flush=True)
                 if n_errored:
-                    print(retry_hint(sweep_dir, n_errored), flush=True)
+                    print(retry_hint(uri or sweep_dir, n_errored), flush=True)
                 return 0
     else:
         if not flags["space"]:

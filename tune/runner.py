@@ -56,6 +56,7 @@ from tune.results import (
     read_table,
     upgrade_table,
 )
+from tune.storage import RemoteSweep, is_uri
 from tune.summary import make_report, retry_hint, summarize, sweep_state
 from tune.sweep_callback import SweepCallback
 from tune.sweep_plan import (
@@ -252,6 +253,20 @@ def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) 
     atomic_write_text(sweep_dir / SPACE_JSON, json.dumps(doc, indent=2, default=str))
 
 
+def remote_of(flags: dict[str, Any], sweep_dir: Path):
+    """The sweep's object store (tune/storage.py) when --storage is a URI, else None."""
+    if not is_uri(flags.get("storage")):
+        return None
+    return RemoteSweep(f"{str(flags['storage']).rstrip('/')}/{sweep_dir.name}", sweep_dir)
+
+
+def where_of(flags: dict[str, Any], sweep_dir: Path) -> str:
+    """What a user passes to --resume: the sweep's URI on an object store (not the local
+    mirror, which another machine does not have), else its directory."""
+    return f"{str(flags['storage']).rstrip('/')}/{sweep_dir.name}" if is_uri(
+        flags.get("storage")) else str(sweep_dir)
+
+
 def trackers(flags: dict[str, Any], sweep_dir: Path, setup: dict[str, Any]) -> list:
     """The `--log` trackers' Ray logger callbacks (tune/tracking.py); none without --log."""
     return tracking.callbacks(tracking.parse_logs(flags.get("log")), sweep_dir, sweep_dir.name,
@@ -328,9 +343,12 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
             "--dashboard needs Ray's dashboard packages (ray[default]), which are not installed "
             "here; install them or drop --dashboard"
         )
-    if not resuming and (sweep_dir / SPACE_JSON).exists():
+    remote = remote_of(flags, sweep_dir)
+    if not resuming and ((sweep_dir / SPACE_JSON).exists()
+                         or (remote is not None and remote.exists(SPACE_JSON))):
+        held = sweep_dir if (sweep_dir / SPACE_JSON).exists() else where_of(flags, sweep_dir)
         raise UserError(
-            f"{sweep_dir} already holds a sweep; pass --resume to continue it or choose another --name"
+            f"{held} already holds a sweep; pass --resume to continue it or choose another --name"
         )
     created = not sweep_dir.exists()
     try:
@@ -362,6 +380,12 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         raise
     finally:
         end_session(sweep_dir, session, {0: "finished", 130: "interrupted"}.get(code, "failed"))
+        remote = remote_of(flags, sweep_dir)
+        if remote is not None and (sweep_dir / SPACE_JSON).is_file():
+            try:
+                remote.push(SPACE_JSON)  # the session's end
+            except OSError:
+                pass
         if started:
             import ray
 
@@ -402,6 +426,9 @@ def _run_tuner(
         "resources": {"cpu": cpus, "gpu": gpus},
         "code_version": provenance.code_version(),
     }
+    remote = remote_of(flags, sweep_dir)
+    if remote is not None:
+        setup["remote_uri"] = remote.uri
     if setup["stand_in"] and not STAND_IN_FILE.is_file():
         raise UserError(f"--stand-in-trainer is a test hook of a source checkout; {STAND_IN_FILE} "
                         "is missing: run it from a clone of the repository")
@@ -434,6 +461,8 @@ def _run_tuner(
         write_space_json(sweep_dir, plan, flags, flags["metric"])
     if session is not None:
         start_session(sweep_dir, session)
+    if remote is not None:  # before any trial starts: trials read the splits from the store
+        remote.push(SPACE_JSON, "splits.npz", "splits.json")
     callback = SweepCallback(
         str(sweep_dir), setup, flags["metric"], plan.axes, plan.num_trials, sizes, tiny_k,
         quiet=quiet, concurrency=concurrency, planned_costs=planned_costs(plan),
@@ -474,7 +503,7 @@ def _run_tuner(
     if not search_done:
         if resuming:
             # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
-            tuner = _restore(ray_dir(sweep_dir), trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)],
+            tuner = _restore(ray_dir(sweep_dir), trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)], remote=remote,
                              resume_unfinished=True, resume_errored=retry_errored)
             if (sweep_dir / RESULTS_PARQUET).is_file():
                 callback.carry_rows(upgrade_table(read_table(sweep_dir / RESULTS_PARQUET)))
@@ -498,9 +527,11 @@ def _run_tuner(
             f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
             flush=True,
         )
-        if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
+        if _fit(tuner, callback, sweep_dir, where_of(flags, sweep_dir)) \
+                or not callback.all_finished():
             _stopped(sweep_dir, flags["metric"], plan.axes, plan.num_trials,
-                     "the sweep stopped before all trials finished; continue it with")
+                     "the sweep stopped before all trials finished; continue it with",
+                     where_of(flags, sweep_dir))
             return 130
 
     planned = plan.num_trials
@@ -514,9 +545,12 @@ def _run_tuner(
     print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
     _, n_errored = sweep_state(sweep_dir, planned)
     if n_errored:
-        print(retry_hint(sweep_dir, n_errored), flush=True)
+        print(retry_hint(where_of(flags, sweep_dir), n_errored), flush=True)
     if report and n_completed:
         print(make_report(sweep_dir), flush=True)
+    if remote is not None:
+        remote.push(RESULTS_PARQUET, "results.csv", "predictions.npz", "reseed.json", "report")
+        print(f"sweep files uploaded to {remote.uri}", flush=True)
     return 0
 
 
@@ -527,6 +561,7 @@ def _new_tuner(trainable, sweep_dir: Path, name: str, callbacks, flags, *, param
     `<sweep>/<name>/`, our callbacks, retries from checkpoints, reused worker processes."""
     from ray import tune
 
+    remote = remote_of(flags, sweep_dir)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -542,7 +577,10 @@ def _new_tuner(trainable, sweep_dir: Path, name: str, callbacks, flags, *, param
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=str(sweep_dir),
+            # a sweep on an object store keeps Ray's experiment (state, checkpoints, trial
+            # directories) in the store itself (tune/storage.py)
+            storage_path=remote.root if remote is not None else str(sweep_dir),
+            storage_filesystem=remote.fs if remote is not None else None,
             verbose=0,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),
@@ -554,27 +592,33 @@ def _new_tuner(trainable, sweep_dir: Path, name: str, callbacks, flags, *, param
     )
 
 
-def _restore(rdir: Path, trainable, callbacks, **kwargs):
+def _restore(rdir: Path, trainable, callbacks, remote=None, **kwargs):
     """`Tuner.restore` with this session's callbacks. Ray 2.60 has no public way to give a
     restored Tuner new callbacks (the pickled ones would work too), so they are set on its run
-    config where it has one."""
+    config where it has one. `remote`: the sweep is on an object store; `rdir` is then the
+    experiment's subfolder name in it."""
     from ray import tune
 
-    tuner = tune.Tuner.restore(str(rdir), trainable, **kwargs)
+    if remote is not None:
+        tuner = tune.Tuner.restore(remote.remote(Path(rdir).name), trainable,
+                                   storage_filesystem=remote.fs, **kwargs)
+    else:
+        tuner = tune.Tuner.restore(str(rdir), trainable, **kwargs)
     run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
     if run_config is not None:
         run_config.callbacks = callbacks
     return tuner
 
 
-def _stopped(sweep_dir: Path, metric: str, axes, planned: int, what: str) -> None:
-    """The summary of an interrupted sweep and the command that continues it."""
+def _stopped(sweep_dir: Path, metric: str, axes, planned: int, what: str, where: str) -> None:
+    """The summary of an interrupted sweep and the command that continues it (`where`: its
+    directory or URI, `where_of`)."""
     text, _ = summarize(sweep_dir, metric, axes, planned)
     print(text, flush=True)
-    print(f"{what}: python tune/run_sweep.py --resume {sweep_dir}", flush=True)
+    print(f"{what}: python tune/run_sweep.py --resume {where}", flush=True)
 
 
-def _fit(tuner, callback, sweep_dir: Path) -> bool:
+def _fit(tuner, callback, sweep_dir: Path, where: str) -> bool:
     """Run a Tuner to its end; True when interrupted (Ctrl-C). The table is written in full
     at the end; a full disk raises DiskFullError (one line, exit 2) with the resume command."""
     interrupted = False
@@ -593,7 +637,7 @@ def _fit(tuner, callback, sweep_dir: Path) -> bool:
             callback.end_line()
         if callback.disk_full is not None:  # the table on disk is the last one written in full
             raise DiskFullError(
-                f"{callback.disk_full}: python tune/run_sweep.py --resume {sweep_dir}"
+                f"{callback.disk_full}: python tune/run_sweep.py --resume {where}"
             )
         if not (sweep_dir / RESULTS_PARQUET).is_file():
             callback.write(final=True)
@@ -633,8 +677,11 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
     callback.keep_rows(df[search])
     pruner = CheckpointPruner(flags["metric"], enabled=not keep_all)
     rdir = sweep_dir / reseed.RAY_SUBDIR
-    if tune.Tuner.can_restore(str(rdir)):
-        tuner = _restore(rdir, trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)], resume_unfinished=True)
+    remote = remote_of(flags, sweep_dir)
+    can = (tune.Tuner.can_restore(remote.remote(reseed.RAY_SUBDIR), storage_filesystem=remote.fs)
+           if remote is not None else tune.Tuner.can_restore(str(rdir)))
+    if can:
+        tuner = _restore(rdir, trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)], remote=remote, resume_unfinished=True)
         callback.carry_rows(df[~search])
     else:
         axes = {a.key: [encode_value(v) for v in a.values] for a in plan.space.axes}
@@ -652,9 +699,11 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
     print(f"seed repeats: the {len(doc['finalists'])} best configurations by "
           f"{flags['metric']} ({names}) with {doc['seeds']} seeds each: "
           f"{len(doc['points'])} more trials", flush=True)
-    if _fit(tuner, callback, sweep_dir) or not callback.all_finished():
+    if _fit(tuner, callback, sweep_dir, where_of(flags, sweep_dir)) \
+            or not callback.all_finished():
         _stopped(sweep_dir, flags["metric"], plan.axes, planned,
-                 "the seed repeats stopped before all finished; continue them with")
+                 "the seed repeats stopped before all finished; continue them with",
+                 where_of(flags, sweep_dir))
         return 130, planned
     return 0, planned
 

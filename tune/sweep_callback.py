@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -27,6 +28,7 @@ from s4l_models.errors import DiskFullError
 from .live_report import LiveReport
 from .progress_line import ProgressLine
 from .results_table import ResultsTable
+from .storage import RemoteSweep
 from .sweep_plan import Sizes
 
 
@@ -86,16 +88,22 @@ class SweepCallback(tune.Callback):
               log_every_s, predictions_every_s, quiet, concurrency=1,
               planned_costs=None, live_report=False) -> None:
         self.metric = metric
+        # a sweep on an object store: every file the table writes is uploaded after it
+        remote = (RemoteSweep(setup["remote_uri"], Path(sweep_dir))
+                  if setup.get("remote_uri") else None)
         self.table = ResultsTable(
             sweep_dir, setup, total, sizes, tiny_k, table_every_s=table_every_s,
             predictions_every_s=predictions_every_s, on_disk_full=self._stop_on_full_disk,
+            after_write=(lambda names: remote.push(*names)) if remote is not None else None,
         )
         self.progress = ProgressLine(
             self.table, metric, axes, log_every_s=log_every_s, quiet=quiet,
             concurrency=concurrency, planned_costs=planned_costs,
         )
         # the report rebuilt while the sweep runs (tune/live_report.py); None: no report
-        self.live = LiveReport(sweep_dir) if live_report else None
+        self.live = LiveReport(
+            sweep_dir, on_built=(lambda: remote.push("report")) if remote is not None else None,
+        ) if live_report else None
 
     # --- what the driver reads and calls (tune/runner.py) ---------------------------------------
     @property

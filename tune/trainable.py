@@ -15,11 +15,13 @@ removed once reported).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +108,20 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     # a killed process at its first evaluation at or after that step, before reporting it; a
     # trial restarted from a checkpoint runs normally.
     crash_at = setup.get("fail_at_step") if tune.get_checkpoint() is None else None
-    out_dir = Path(setup["trials_dir"]) / str(trial_id)
-    cfg = TrainConfig.from_dict(resolve_config(config, setup))
+    values = resolve_config(config, setup)
+    if setup.get("remote_uri"):
+        # a sweep on an object store (tune/storage.py): the trainer writes into Ray's trial
+        # directory, which Ray uploads to the store at every report; the shared splits come
+        # from the store, once per node
+        from tune.storage import fetch_splits
+
+        out_dir = Path(tune.get_context().get_trial_dir()) / "trainer"
+        cache = Path(tempfile.gettempdir()) / "s4l-tune-splits" / hashlib.sha1(
+            setup["remote_uri"].encode()).hexdigest()[:12]
+        values["splits_path"] = str(fetch_splits(setup["remote_uri"], cache))
+    else:
+        out_dir = Path(setup["trials_dir"]) / str(trial_id)
+    cfg = TrainConfig.from_dict(values)
     log_path = out_dir / "train.log"
 
     def log(line: str) -> None:

@@ -1,0 +1,137 @@
+"""Sweeps on an object store: `--storage s3://bucket/prefix` (any URI pyarrow's filesystems take).
+
+On a Ray cluster without a shared disk (KubeRay, most clouds) the only storage every node
+reaches is an object store. A sweep there works like this:
+
+* Ray Tune keeps its experiment in the store (`storage_path` + `storage_filesystem`): its state,
+  every trial's checkpoints (a killed trial resumes from the store on any node) and each trial's
+  directory, which Ray uploads at every report (the artifacts): the trainer writes its files
+  (config, progress, metrics, per-example predictions) into `<trial dir>/trainer/`, so they
+  reach `<uri>/ray/<trial_id>/trainer/`.
+* The driver writes every file it owns (space.json, splits, results table, predictions.npz,
+  reseed.json, the report) into a local mirror of the sweep directory, as on a local disk, and
+  uploads each one after writing it (`RemoteSweep.push`).
+* Trials read the shared splits from the store (`fetch_splits`, once per node).
+* `--resume URI` and `s4l-report URI` first download the sweep's own files into the mirror.
+
+Credentials and endpoint come from the environment as for any pyarrow/boto client
+(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL` for an S3-compatible server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from s4l_models.errors import UserError
+
+# The sweep directory's own files (everything else lives in Ray's experiment in the store).
+SWEEP_FILES = ("space.json", "splits.npz", "splits.json", "results.parquet", "results.csv",
+               "predictions.npz", "reseed.json")
+
+
+def is_uri(value) -> bool:
+    return value is not None and "://" in str(value)
+
+
+def filesystem(uri: str):
+    """(pyarrow filesystem, path inside it) of a URI; a one-line error when it cannot be used."""
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except Exception as err:  # unknown scheme, missing credentials library, bad URI
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{uri}: cannot open this storage URI ({first}); give an s3://, gs:// "
+                        "or file:// URI that pyarrow can reach, or a local folder") from None
+
+
+def mirror_dir(uri: str) -> Path:
+    """The local mirror of a remote sweep directory (one per URI on this machine)."""
+    key = hashlib.sha1(uri.rstrip("/").encode()).hexdigest()[:12]
+    base = Path(os.environ.get("S4L_MIRROR_DIR") or Path(tempfile.gettempdir()) / "s4l-tune")
+    return base / key / uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+class RemoteSweep:
+    """A sweep directory in an object store and its local mirror."""
+
+    def __init__(self, uri: str, local: Path | None = None):
+        self.uri = uri.rstrip("/")
+        self.fs, self.root = filesystem(self.uri)
+        self.local = Path(local) if local is not None else mirror_dir(self.uri)
+
+    def remote(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def uri_of(self, rel: str) -> str:
+        return f"{self.uri}/{rel}" if rel else self.uri
+
+    def exists(self, rel: str) -> bool:
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(self.remote(rel)).type != pafs.FileType.NotFound
+
+    def push(self, *rels: str) -> None:
+        """Upload these files or folders of the mirror (those that exist) to the store."""
+        for rel in rels:
+            src = self.local / rel
+            if src.is_dir():
+                for f in sorted(p for p in src.rglob("*") if p.is_file()):
+                    self._put(f, f.relative_to(self.local).as_posix())
+            elif src.is_file():
+                self._put(src, rel)
+
+    def _put(self, src: Path, rel: str) -> None:
+        parent = self.remote(rel).rsplit("/", 1)[0]
+        self.fs.create_dir(parent, recursive=True)
+        with self.fs.open_output_stream(self.remote(rel)) as out:
+            out.write(src.read_bytes())
+
+    def pull(self, *rels: str) -> list[str]:
+        """Download these files of the store into the mirror (those that exist); returns them."""
+        got = []
+        self.local.mkdir(parents=True, exist_ok=True)
+        for rel in rels:
+            if not self.exists(rel):
+                continue
+            data = self.read_bytes(rel)
+            dst = self.local / rel
+            if dst.is_file() and dst.read_bytes() == data:
+                got.append(rel)  # unchanged: keep its time stamp (s4l-report --watch)
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, dst)
+            got.append(rel)
+        return got
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self.remote(rel)) as f:
+            return f.read()
+
+
+def read_uri_bytes(uri: str) -> bytes:
+    """The bytes of one file given by URI (a trial's predictions in the store)."""
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def open_uri(uri: str) -> io.BytesIO:
+    return io.BytesIO(read_uri_bytes(uri))
+
+
+def fetch_splits(uri: str, cache: Path) -> Path:
+    """The sweep's split files from the store into a node-local folder (once); returns it."""
+    if not (cache / "splits.npz").is_file():
+        RemoteSweep(uri, cache).pull("splits.npz", "splits.json")
+    return cache
+
+
+__all__ = ["SWEEP_FILES", "RemoteSweep", "is_uri", "filesystem", "mirror_dir", "open_uri",
+           "read_uri_bytes", "fetch_splits"]

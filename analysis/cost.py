@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tune.provenance import describe
+from tune.units import hours
 
 from .load import Sweep
 
@@ -40,14 +41,6 @@ class Cost:
         # (wall time is in the provenance lines, not here: the sweep's own report is built
         # before its session ends, and one directory must give one set of key numbers)
         return f"{self.sweep}: {self.trials} trials used {hours(self.cpu_hours, 'CPU')}{gpu}{how}"
-
-
-def hours(h: float, device: str) -> str:
-    """3 significant figures, in minutes below an hour: `1.23 CPU-hours`, `4.5 CPU-minutes`."""
-    unit = f"{device}-" if device else ""
-    if h < 1:
-        return f"{h * 60:.3g} {unit}minutes"
-    return f"{h:.3g} {unit}hours"
 
 
 def device_seconds(s: Sweep) -> tuple[pd.DataFrame, str]:
@@ -111,4 +104,4 @@ def provenance_lines(s: Sweep) -> list[str]:
     return describe(sessions).splitlines() if sessions else []
 
 
-__all__ = ["Cost", "hours", "sweep_cost", "cost_by_axis", "device_seconds", "provenance_lines"]
+__all__ = ["Cost", "sweep_cost", "cost_by_axis", "device_seconds", "provenance_lines"]

@@ -16,27 +16,18 @@ derived depth/version, which would split an architecture's importance between co
 
 from __future__ import annotations
 
-import json
 import warnings
 
-import numpy as np
 import pandas as pd
 
 from .load import FULL, Sweep
-
-
-def _value(v):
-    if isinstance(v, (list, tuple, dict, np.ndarray)):
-        return json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+from .sensitivity import axis_cell
 
 
 def varying_axes(sweep: Sweep) -> list[str]:
     df = sweep.completed
     return [a for a in sweep.axes
-            if a in df.columns and df[a].map(lambda v: str(_value(v))).nunique() > 1]
+            if a in df.columns and df[a].map(lambda v: str(axis_cell(v))).nunique() > 1]
 
 
 def as_study(sweep: Sweep):
@@ -49,7 +40,7 @@ def as_study(sweep: Sweep):
     df = sweep.completed
     choices = {}
     for a in axes:
-        vals = list(dict.fromkeys(_value(v) for v in df[a]))
+        vals = list(dict.fromkeys(axis_cell(v) for v in df[a]))
         try:
             vals = sorted(vals, key=float)
         except (TypeError, ValueError):
@@ -58,7 +49,7 @@ def as_study(sweep: Sweep):
     study = optuna.create_study(direction="maximize", study_name=sweep.name)
     dists = {a: CategoricalDistribution(choices[a]) for a in axes}
     study.add_trials([
-        optuna.trial.create_trial(params={a: _value(r[a]) for a in axes}, distributions=dists,
+        optuna.trial.create_trial(params={a: axis_cell(r[a]) for a in axes}, distributions=dists,
                                   value=100 * float(r[FULL]))
         for _, r in df.iterrows()
     ])

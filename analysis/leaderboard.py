@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .load import FULL, Sweep, setting_columns
-from .sensitivity import _cell
+from .sensitivity import axis_cell
 
 METRICS = (FULL, "val_full_top5", "test_top1", "test_top5")
 
@@ -42,7 +42,7 @@ def _trials(sweeps: list[Sweep]) -> tuple[pd.DataFrame, list[str], dict[str, lis
             df[m] = np.nan
     config = [c for c in settings if c not in ("seed", "method")]
     for c in config:
-        df[c] = df[c].map(_cell).map(lambda v: "" if v is None or (
+        df[c] = df[c].map(axis_cell).map(lambda v: "" if v is None or (
             isinstance(v, float) and np.isnan(v)) else str(v))
     return df, config, axes
 

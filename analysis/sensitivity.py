@@ -78,10 +78,12 @@ LABELS = {"wd": "weight decay", "lr": "learning rate", "epochs": "epochs (schedu
           "color_aug": "color augmentation", "batch_size": "batch size"}
 
 
-def _cell(v) -> object:
-    """Hashable, readable axis value (lists and dicts as JSON)."""
+def axis_cell(v) -> object:
+    """Hashable, readable axis value (lists and dicts as JSON, numpy scalars as Python's)."""
     if isinstance(v, (list, tuple, dict, np.ndarray)):
         return json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
+    if isinstance(v, np.generic):
+        return v.item()
     return v
 
 
@@ -103,7 +105,7 @@ def axis_frame(sweep: Sweep) -> tuple[pd.DataFrame, list[str]]:
         at = axes.index("arch") + 1
         axes[at:at] = [d for d in derived if d not in axes]
     for a in axes:
-        df[a] = df[a].map(_cell)
+        df[a] = df[a].map(axis_cell)
     varying = [a for a in axes if df[a].map(str).nunique() > 1]
     return df, varying
 

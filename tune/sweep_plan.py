@@ -43,6 +43,7 @@ from search_spaces import (
 )
 from search_spaces.protocol import DatasetFacts, adapt, labeled_count
 from tune.memory_plan import memory_lines
+from tune.units import hours
 
 DIGITS = "digits"
 DIGITS_DEFAULT_TRIALS = 24
@@ -563,16 +564,6 @@ def image_size_of(dataset: str) -> int:
     return spec.image_size if spec is not None else 0
 
 
-def device_hours(cpu_seconds: float) -> str:
-    h = cpu_seconds / 3600
-    return f"{h * 60:.3g} CPU-minutes" if h < 1 else f"{h:.3g} CPU-hours"
-
-
-def wall_hours(cpu_seconds: float, at_once: int) -> str:
-    h = cpu_seconds / 3600 / at_once
-    return f"{h * 60:.3g} minutes" if h < 1 else f"{h:.3g} hours"
-
-
 def estimate_epochs(plan: Plan) -> float:
     """Trial-epochs the plan would run (the compute estimate of --dry-run)."""
     space = plan.space
@@ -628,7 +619,8 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
             seconds = plan.cost(space.point_at(0)) * plan.num_trials  # very rough
         at_once = max(1, concurrency or 1)
         spec_size = image_size_of(plan.dataset)
-        est += (f" (about {device_hours(seconds)} on {plan.dataset}, {wall_hours(seconds, at_once)}"
+        est += (f" (about {hours(seconds / 3600, 'CPU')} on {plan.dataset}, "
+                f"{hours(seconds / 3600 / at_once)}"
                 f" of wall time at {at_once} at a time; the cost model of one-thread step times"
                 f" {'measured on 8x8 images' if spec_size == 8 else 'calibrated to ' + str(spec_size) + 'x' + str(spec_size) + ' images'}"
                 f" (bench/cost_calibration.py); rough: the machine's load moves it"

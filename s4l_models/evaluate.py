@@ -2,8 +2,11 @@
 
 The validation split is scored once; the tiny subsets (k images per class) are read off the
 same per-example correctness, not a second forward pass. The per-example correctness of the
-full validation split is saved with every final evaluation (`val_predictions.npz`), so that any
-other subset can be scored later without the model (the validation-size study does that).
+full validation split is saved with every final evaluation (`val_predictions.npz`), with each
+example's predicted class and confidence (and, for models with a rotation head, how many of its
+rotations the head names), so that any other subset can be scored later without the model (the
+validation-size study does that) and few-label model selection can choose which images to label
+(analysis/select.py).
 
 Test-time views (`views=`): the model's logits are averaged over several views of each image,
 then turned into probabilities: the four rotations (S4L-Rotation's optional test-time averaging,
@@ -117,6 +120,56 @@ def scoring_layout(model: torch.nn.Module, channels_last: bool):
 
 
 @torch.no_grad()
+def scored_examples(
+    model: torch.nn.Module,
+    batches,
+    augment,
+    autocast: type[AbstractContextManager] | None = None,
+    topk: int = 5,
+    views=None,
+) -> dict[str, np.ndarray]:
+    """Per example of `batches`: `top1`, `topk` (correct, bool), `label`, `pred` (predicted
+    class) and `conf` (its softmax probability), what model selection with few labels needs
+    (analysis/select.py). With `views` (e.g. `rotations4`) the prediction is the softmax of the
+    logits averaged over the views."""
+    was_training = model.training
+    model.eval()
+    top1, topk_, labels, preds, confs = [], [], [], [], []
+    try:
+        for images, y in batches:
+            x = augment.eval_view(images)
+            if views is not None:
+                logits = view_average(model, x, views, autocast)  # probabilities: same argmax
+            elif autocast is not None:
+                with autocast():
+                    logits = model(x)
+            else:
+                logits = model(x)
+            logits = logits.float()
+            k = min(topk, logits.shape[1])
+            pred = logits.topk(k, dim=1).indices
+            hit = pred == y.view(-1, 1)
+            prob = logits if views is not None else torch.softmax(logits, dim=1)
+            top1.append(hit[:, 0].cpu())
+            topk_.append(hit.any(dim=1).cpu())
+            labels.append(y.cpu())
+            preds.append(pred[:, 0].cpu())
+            confs.append(prob.gather(1, pred[:, :1])[:, 0].cpu())
+    finally:
+        model.train(was_training)
+    if not labels:
+        empty = np.zeros(0, dtype=bool)
+        return {"top1": empty, "topk": empty, "label": np.zeros(0, dtype=np.int64),
+                "pred": np.zeros(0, dtype=np.int64), "conf": np.zeros(0, dtype=np.float32)}
+    return {
+        "top1": torch.cat(top1).numpy(),
+        "topk": torch.cat(topk_).numpy(),
+        "label": torch.cat(labels).numpy().astype(np.int64),
+        "pred": torch.cat(preds).numpy().astype(np.int64),
+        "conf": torch.cat(confs).numpy().astype(np.float32),
+    }
+
+
 def correctness(
     model: torch.nn.Module,
     batches,
@@ -125,40 +178,42 @@ def correctness(
     topk: int = 5,
     views=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-example (top-1 correct, top-k correct, label) for every example of `batches`.
+    """Per-example (top-1 correct, top-k correct, label) for every example of `batches`."""
+    s = scored_examples(model, batches, augment, autocast, topk, views)
+    return s["top1"], s["topk"], s["label"]
 
-    With `views` (e.g. `rotations4`) the prediction is the softmax of the logits averaged over
-    the views.
-    """
-    was_training = model.training
+
+@torch.no_grad()
+def rotation_hits(
+    model: torch.nn.Module,
+    head: torch.nn.Module,
+    batches,
+    augment,
+    autocast: type[AbstractContextManager] | None = None,
+) -> np.ndarray:
+    """Per example: how many of its four rotations (0-4) the rotation head names correctly,
+    the label-free signal that tracks classification accuracy (Deng, Gould and Zheng, ICML
+    2021); for models trained with a rotation head (S4L-Rotation, MOAM)."""
+    was = model.training, head.training
     model.eval()
-    top1, topk_, labels = [], [], []
+    head.eval()
+    out = []
     try:
-        for images, y in batches:
+        for images, _ in batches:
             x = augment.eval_view(images)
-            if views is not None:
-                logits = view_average(model, x, views, autocast)
-            elif autocast is not None:
-                with autocast():
-                    logits = model(x)
-            else:
-                logits = model(x)
-            k = min(topk, logits.shape[1])
-            pred = logits.float().topk(k, dim=1).indices
-            hit = pred == y.view(-1, 1)
-            top1.append(hit[:, 0].cpu())
-            topk_.append(hit.any(dim=1).cpu())
-            labels.append(y.cpu())
+            hits = torch.zeros(x.shape[0], dtype=torch.uint8, device=x.device)
+            for k, v in enumerate(rotations4(x)):
+                if autocast is not None:
+                    with autocast():
+                        logits = head(model.forward_features(v))
+                else:
+                    logits = head(model.forward_features(v))
+                hits += (logits.float().argmax(dim=1) == k).to(torch.uint8)
+            out.append(hits.cpu())
     finally:
-        model.train(was_training)
-    if not labels:
-        empty = np.zeros(0, dtype=bool)
-        return empty, empty, np.zeros(0, dtype=np.int64)
-    return (
-        torch.cat(top1).numpy(),
-        torch.cat(topk_).numpy(),
-        torch.cat(labels).numpy().astype(np.int64),
-    )
+        model.train(was[0])
+        head.train(was[1])
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.uint8)
 
 
 def subset_metrics(

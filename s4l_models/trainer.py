@@ -59,10 +59,18 @@ from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
-from .evaluate import correctness, rotations4, scoring_layout, subset_metrics
+from .evaluate import (
+    correctness,
+    rotation_hits,
+    rotations4,
+    scored_examples,
+    scoring_layout,
+    subset_metrics,
+)
 from .io import atomic_write_text
 from .methods import Batch, Method, StepContext, get_method
 from .methods.base import polyak_for
+from .methods.s4l_rotation import ROTATION_HEAD
 from .predictions import save_predictions
 from .resnet import create_model
 from .schedule import Schedule, report_steps
@@ -409,19 +417,24 @@ class Trainer:
         return list(payload["history"])
 
     # --- evaluation --------------------------------------------------------------------
-    def evaluate(self, model: nn.Module, final: bool) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, final: bool, state: RunState | None = None
+                 ) -> dict[str, float]:
+        """Score `model` on the validation split (and at the end the test split). `state`:
+        the run, whose network and extra heads give the final rotation hits."""
         # on a CPU the scoring passes run with channels_last weights (faster with oneDNN)
         with scoring_layout(model, self.device.type == "cpu" and self.cfg.channels_last):
-            return self._evaluate(model, final)
+            return self._evaluate(model, final, state)
 
-    def _evaluate(self, model: nn.Module, final: bool) -> dict[str, float]:
+    def _evaluate(self, model: nn.Module, final: bool, state: RunState | None = None
+                  ) -> dict[str, float]:
         cfg = self.cfg
-        top1, top5, labels = correctness(
+        scored = scored_examples(
             model,
             self.source.eval_batches(self.splits.val, self.eval_batch),
             self.augment,
             self.autocast,
         )
+        top1, top5, labels = scored["top1"], scored["topk"], scored["label"]
         metrics: dict[str, float] = {}
         for k, mask in self.val_positions.items():
             metrics.update(subset_metrics(f"val_{k}pc", top1, top5, mask))
@@ -439,7 +452,17 @@ class Trainer:
                 metrics.update(subset_metrics(f"val_{k}pc_rot4", r1, r5, mask))
             metrics.update(subset_metrics("val_full_rot4", r1, r5))
         if final:
-            save_predictions(self.out, self.splits.val, labels, top1, top5)
+            rot = None
+            if state is not None and ROTATION_HEAD in state.heads:
+                # label-free selection's signal (analysis/select.py): the trained network and
+                # its rotation head, as trained (not the Polyak copy, whose head is not averaged)
+                rot = rotation_hits(
+                    state.model, state.heads[ROTATION_HEAD],
+                    self.source.eval_batches(self.splits.val, self.eval_batch),
+                    self.augment, self.autocast,
+                )
+            save_predictions(self.out, self.splits.val, labels, top1, top5,
+                             scored["pred"], scored["conf"], rot)
             if self.test_source is not None:
                 n_test = len(self.data.test)
                 t1, t5, _ = correctness(
@@ -538,7 +561,7 @@ class Trainer:
                     stops.pop(0)
                     te = time.perf_counter()
                     final = state.step == total
-                    metrics = self.evaluate(state.eval_model, final=final)
+                    metrics = self.evaluate(state.eval_model, final=final, state=state)
                     eval_seconds += time.perf_counter() - te
                     metrics.update(
                         epoch=round(self.schedule.epoch(state.step), 4),
@@ -565,7 +588,7 @@ class Trainer:
         if start_step >= total and history:
             # resumed from the final checkpoint (e.g. a multi-stage run interrupted between
             # stages): score the finished model again so that the final files are written
-            metrics = {**history[-1], **self.evaluate(state.eval_model, final=True)}
+            metrics = {**history[-1], **self.evaluate(state.eval_model, final=True, state=state)}
         final = {
             **{k: v for k, v in metrics.items() if k not in ("lr", "train_loss")},
             "status": status,

@@ -50,6 +50,41 @@ def test_metrics_equal_the_saved_per_example_correctness(tmp_path):
     tiny = np.isin(pred["index"], splits.tiny[5])
     assert m["val_5pc_top1"] == pytest.approx(pred["top1"][tiny].mean())
     assert np.all(pred["top5"] | ~pred["top1"])  # top-1 correct implies top-5 correct
+    # what few-label selection reads: the predicted class is right exactly where top-1 is,
+    # its stored confidence is a probability (1/255 steps) and a supervised net has no
+    # rotation head
+    assert pred["pred"].dtype == np.uint8 and pred["conf"].dtype == np.uint8
+    assert np.array_equal(pred["pred"] == pred["label"], pred["top1"])
+    assert 255 // 10 <= pred["conf"].min() and "rot" not in pred
+
+
+def test_a_rotation_model_stores_how_many_rotations_its_head_names(tmp_path):
+    import torch
+
+    from s4l_models.evaluate import rotation_hits, rotations4
+
+    train(cfg(method="s4l_rotation", epochs=2), tmp_path, **quiet)
+    pred = load_predictions(tmp_path / "val_predictions.npz")
+    assert pred["rot"].dtype == np.uint8 and pred["rot"].max() <= 4
+    assert len(pred["rot"]) == len(pred["label"])
+
+    # rotation_hits counts, per image, the rotations whose head output names them
+    class Net(torch.nn.Module):
+        def forward_features(self, x):  # the rotation index, read off a marked pixel
+            return torch.stack([(x[:, 0, 0, 0] == k).float() for k in range(4)], dim=1)
+
+    class Aug:
+        def eval_view(self, x):
+            return x
+
+    x = torch.zeros(3, 1, 4, 4)
+    x[:, 0, 0, 0] = 0  # upright: pixel (0, 0) holds 0; the rotations move it
+    x[:, 0, 0, 3], x[:, 0, 3, 3], x[:, 0, 3, 0] = 1, 2, 3
+    # rot90 k times moves the corner holding k to (0, 0), except for the last image
+    assert [float(v[0, 0, 0, 0]) for v in rotations4(x)] == [0, 1, 2, 3]
+    x[2, 0, 0, 3] = 9  # image 2: its 90-degree copy shows 9, which no rotation names
+    hits = rotation_hits(Net(), torch.nn.Identity(), [(x, torch.zeros(3))], Aug())
+    assert hits.tolist() == [4, 4, 3]
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):

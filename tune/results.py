@@ -59,6 +59,8 @@ from s4l_models.predictions import (
     save_sweep_predictions,
 )
 
+from .storage import open_uri
+
 # 2: short_run column; label fractions count over the whole training split
 # 3: config_id column (seeds of one configuration share it)
 # 4: eval_seconds column and the `evaluations` setting
@@ -327,14 +329,12 @@ def write_predictions(
     predictions yet.
     """
     cache = {} if cache is None else cache
-    ids, top1, top5 = [], [], []
+    ids, top1, top5, preds = [], [], [], []
     index = label = None
     for trial_id, tdir in trial_dirs.items():
         pred = cache.get(trial_id)
         if pred is None:
             if "://" in str(tdir):  # a trial of a sweep on an object store (tune/storage.py)
-                from tune.storage import open_uri
-
                 try:
                     pred = load_predictions(open_uri(f"{tdir}/{TRIAL_PREDICTIONS}"))
                 except (OSError, FileNotFoundError):
@@ -352,10 +352,19 @@ def write_predictions(
         ids.append(trial_id)
         top1.append(pred["top1"])
         top5.append(pred["top5"])
+        preds.append(pred)
     if not ids:
         return None
+    # predicted classes and confidences when every trial has them (older trials have only bits)
+    full = all("pred" in p and "conf" in p for p in preds)
+    has_rot = np.array(["rot" in p for p in preds])
+    zeros = np.zeros(len(index), dtype=np.uint8)
     return save_sweep_predictions(
-        Path(sweep_dir) / SWEEP_PREDICTIONS, ids, index, label, np.stack(top1), np.stack(top5)
+        Path(sweep_dir) / SWEEP_PREDICTIONS, ids, index, label, np.stack(top1), np.stack(top5),
+        pred=np.stack([p["pred"] for p in preds]) if full else None,
+        conf=np.stack([p["conf"] for p in preds]) if full else None,
+        rot=np.stack([p.get("rot", zeros) for p in preds]) if has_rot.any() else None,
+        has_rot=has_rot if has_rot.any() else None,
     )
 
 

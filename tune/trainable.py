@@ -33,6 +33,7 @@ from s4l_models.config import TrainConfig
 from s4l_models.data.datasets import adopt_dataset
 from s4l_models.run import train
 from s4l_models.trainer import finished_result
+from tune.storage import fetch_splits
 
 ENCODED_PREFIX = "json:"
 # The test-only stand-in trainer (the sweep's hidden --stand-in-trainer N, for the machinery's
@@ -113,8 +114,6 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
         # a sweep on an object store (tune/storage.py): the trainer writes into Ray's trial
         # directory, which Ray uploads to the store at every report; the shared splits come
         # from the store, once per node
-        from tune.storage import fetch_splits
-
         out_dir = Path(tune.get_context().get_trial_dir()) / "trainer"
         cache = Path(tempfile.gettempdir()) / "s4l-tune-splits" / hashlib.sha1(
             setup["remote_uri"].encode()).hexdigest()[:12]

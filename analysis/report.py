@@ -33,6 +33,7 @@ from . import cost
 from . import figure3 as fig3
 from . import hpo_views as hv
 from . import leaderboard as lb
+from . import select_report as sel
 from . import sensitivity as sens
 from . import stats as st
 from . import valsize as vs
@@ -359,6 +360,47 @@ def build_report(
         body.append(_table(table.drop(columns=["sweep"]) if not multi else table))
     if vs_tables:
         pd.concat(vs_tables, ignore_index=True).to_csv(out / "valsize.csv", index=False)
+
+    # --- few-label selection (s4l-select) ----------------------------------------------------
+    body.append("<h2>How many labels does this sweep need?</h2>")
+    body.append(_p(
+        "A person labels validation images one at a time; which ones decides how few are "
+        "enough (s4l-select). Same yardstick as above: every draw halves the split, strategies "
+        "label images from the pool half only (true labels revealed only when asked for) and "
+        "the pick, the trial with the most correct labeled images, is judged on the held-out "
+        "half. random: uniformly; stratified: round-robin over the trials' voted class; "
+        "disagreement: the image whose label says most about which trial is best (maximum "
+        "entropy of the posterior-weighted vote under a one-parameter noise model, "
+        "analysis/select.py); dashed: the report's k random images per true class. Error bars "
+        "±2 Monte-Carlo SE. Below: label-free criteria, each trial ranked by mean confidence, "
+        "agreement with the trials' vote, rotation-prediction accuracy (trials with a rotation "
+        "head) or ATC (thresholds fitted on 1 random labeled image per class), with the regret "
+        "of the trial each ranks first (points, full split) and Spearman's rho with full-split "
+        "accuracy."))
+    sel_curves, sel_crit = [], []
+    for s in sweeps:
+        say(f"few-label selection for {s.name}")
+        got = sel.study(s, seed=seed)
+        if got is None:
+            body.append(_p(f"{s.name}: skipped: its predictions.npz stores only per-example "
+                           "correctness, not each trial's predicted class and confidence "
+                           "(written before s4l-tune stored them); rerun the sweep to see this.",
+                           "note"))
+            continue
+        table, crit, need, sv = got
+        save_figure(sel.curves_figure(table, s.name if multi else ""), stem("select", s))
+        if multi:
+            body.append(f"<h3>{html.escape(s.name)}</h3>")
+        body.append(_img(stem("select", s).with_suffix(".png"), "labels needed per strategy"))
+        text = sel.words(need, sv, crit, sel.pool_size(s))
+        body.append(_p(text, "rec"))
+        key.append((f"{s.name}: " if multi else "") + text)
+        body.append(_table(crit))
+        sel_curves.append(table.assign(sweep=s.name))
+        sel_crit.append(crit.assign(sweep=s.name))
+    if sel_curves:
+        pd.concat(sel_curves, ignore_index=True).to_csv(out / "select_curves.csv", index=False)
+        pd.concat(sel_crit, ignore_index=True).to_csv(out / "select_criteria.csv", index=False)
 
     # --- sensitivity -----------------------------------------------------------------------
     say("sensitivity per axis")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s4l_models.predictions import SWEEP_PREDICTIONS, save_sweep_predictions
+from s4l_models.predictions import SWEEP_PREDICTIONS, quantise_conf, save_sweep_predictions
 from tune.results import RESULTS_VERSION
 
 
@@ -56,12 +56,17 @@ def write_sweep(
     seed: int = 0,
     index: np.ndarray | None = None,
     splits: bool = True,
+    pred: np.ndarray | None = None,
+    conf: np.ndarray | None = None,
+    rot: np.ndarray | None = None,
 ) -> Path:
     """Write a sweep directory; trials whose status is not 'completed' get NaN metrics.
 
     `columns` overrides or adds whole columns of the results table (one value per trial),
     e.g. to plant tiny-subset scores. `index`: the example ids of the validation split
     (default 0..N-1). `splits=False` leaves out splits.npz/splits.json (as an older sweep).
+    `pred`/`conf`/`rot` [T, N]: predicted classes, confidences (probabilities) and rotation hits
+    stored beside the correctness (a sweep without them is one written before they existed).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,8 +119,13 @@ def write_sweep(
     (run_dir / "space.json").write_text(json.dumps(space, indent=2))
     done = [i for i in range(t) if status[i] == "completed"]
     index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
+    extra = {}
+    if pred is not None:
+        extra.update(pred=np.asarray(pred)[done], conf=quantise_conf(np.asarray(conf)[done]))
+    if rot is not None:
+        extra.update(rot=np.asarray(rot)[done], has_rot=np.ones(len(done), dtype=bool))
     save_sweep_predictions(run_dir / SWEEP_PREDICTIONS, [ids[i] for i in done],
-                           index, label, top1[done], top5[done])
+                           index, label, top1[done], top5[done], **extra)
     if splits:
         write_splits(run_dir, index, label, masks, seed=seed)
     return run_dir

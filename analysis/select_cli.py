@@ -1,0 +1,304 @@
+"""`s4l-select`: choose a sweep's model with as few validation labels as possible.
+
+    s4l-select SWEEP_DIR --budget 40                      # round 1: a sheet of images to label
+    s4l-select SWEEP_DIR --budget 40 --labels SHEET.csv   # next round, or the pick when spent
+    s4l-select SWEEP_DIR --simulate --out DIR             # labels each strategy needs here
+    s4l-select SWEEP_DIR --criterion confidence           # rank with no labels at all
+
+The candidates are the sweep's completed trials that are not too short to mean anything; the
+images are its custom validation split. Strategies, the statistical model and the criteria are
+described in analysis/select.py, the simulation in analysis/select_sim.py.
+
+The labeling loop: each round writes `labels_round<R>.csv` into --out (default
+SWEEP_DIR/select): the rows labeled so far with their labels, then the new images with an empty
+`label` column (class index 0..C-1) and, for image-folder datasets, each image's file. Fill in
+the labels and pass the sheet back with --labels. Once --budget labels are in, it names the
+selected trial with its settings, an interval for its accuracy and the probability that it is
+the best (also in selection.json). Rows left empty are proposed again. No file is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
+from s4l_models.predictions import load_sweep_predictions
+
+from .figure3 import save as save_figure
+from .load import PREDICTIONS_FILE, load_sweep
+from .select import (
+    CRITERIA,
+    STRATEGIES,
+    Candidates,
+    candidates_from,
+    criterion_scores,
+    default_eps,
+    pick,
+    posterior,
+    propose,
+)
+from .select_report import curves_figure
+from .select_sim import DRAWS, _criterion_row, criteria_table, needed, savings, simulate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="s4l-select",
+        description="Pick a sweep's best trial with few validation labels: what to label next, "
+        "label-free criteria, and a simulation of how many labels each strategy needs.",
+    )
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a finished sweep directory")
+    p.add_argument("--budget", type=int, help="validation labels to spend in all "
+                   "(default: 4 per class)")
+    p.add_argument("--strategy", default="disagreement", choices=STRATEGIES,
+                   help="which images to label: random, stratified (over the candidates' voted "
+                   "class) or disagreement (where the candidates disagree; default)")
+    p.add_argument("--batch", type=int, help="images per labeling round (default: one per "
+                   "class, at most what the budget leaves)")
+    p.add_argument("--labels", metavar="FILE", help="the filled-in sheet of the last round "
+                   "(CSV with columns id,label)")
+    p.add_argument("--simulate", action="store_true",
+                   help="measure every strategy and criterion on this sweep with its stored "
+                   "labels (held-out yardstick)")
+    p.add_argument("--draws", type=int, help="simulation draws (default 200: SE <= 0.015)")
+    p.add_argument("--criterion", choices=CRITERIA, action="append",
+                   help="rank the candidates without validation labels (repeatable): "
+                   "confidence, agreement, rotation (needs a rotation head), atc (needs "
+                   "--labels)")
+    p.add_argument("--out", help="where sheets and results go (default SWEEP_DIR/select)")
+    p.add_argument("--seed", type=int, default=0, help="seed of proposals and draws")
+    p.add_argument("--include-short-runs", action="store_true",
+                   help="keep trials too short to mean anything as candidates")
+    return p
+
+
+def load_candidates(sweep_dir: Path, include_short: bool = False) -> tuple[Candidates, object]:
+    """The sweep's candidates (completed, not short trials with stored predictions)."""
+    sweep = load_sweep(sweep_dir, with_predictions=False, include_short=include_short)
+    path = Path(sweep_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise UserError(f"{path} is missing: the sweep stores its trials' predictions there; "
+                        "rerun the sweep's last step (--resume) to write it")
+    raw = load_sweep_predictions(path)
+    have = set(np.asarray(raw["trial_ids"]).astype(str))
+    keep = [t for t in sweep.completed["trial_id"].astype(str) if t in have]
+    if len(keep) < 2:
+        raise UserError(f"{sweep_dir}: fewer than 2 completed trials with predictions; nothing "
+                        "to select from")
+    from s4l_models.data.datasets import DATASETS  # imports torch: only here
+
+    spec = DATASETS.get(str(sweep.space.get("dataset") or ""))
+    return candidates_from(raw, keep, spec.num_classes if spec is not None else None), sweep
+
+
+def _settings(sweep, trial_id: str) -> dict:
+    row = sweep.completed.set_index(sweep.completed["trial_id"].astype(str)).loc[trial_id]
+    return {a: (row[a].item() if hasattr(row[a], "item") else row[a])
+            for a in sweep.axes if a in row.index}
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("budget", "batch", "draws"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UserError(f"--{name} must be >= 1")
+    sweep_dir = Path(args.sweep_dir)
+    if not sweep_dir.is_dir():
+        raise UserError(f"{sweep_dir} is not a directory; give a sweep directory")
+    out = Path(args.out) if args.out else sweep_dir / "select"
+    c, sweep = load_candidates(sweep_dir, args.include_short_runs)
+    if args.simulate:
+        return simulate_cmd(c, sweep, out, args)
+    labeled, y = read_labels(args.labels, c) if args.labels else (np.zeros(0, np.int64),
+                                                                  np.zeros(0, np.int64))
+    if args.criterion:
+        return criteria_cmd(c, sweep, args.criterion, labeled, y)
+    return loop_cmd(c, sweep, out, labeled, y, args)
+
+
+# --- the labeling loop ----------------------------------------------------------------------------
+def read_labels(path: str, c: Candidates) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, labels) of the filled-in rows of a sheet; empty labels are skipped."""
+    import pandas as pd
+
+    try:
+        sheet = pd.read_csv(path, dtype={"label": "string"})
+    except (OSError, ValueError) as err:
+        raise UserError(f"--labels {path}: cannot read it ({err}); give the CSV sheet "
+                        "s4l-select wrote, with its label column filled in") from None
+    if not {"id", "label"} <= set(sheet.columns):
+        raise UserError(f"--labels {path}: needs columns id and label; use the sheet "
+                        "s4l-select wrote")
+    sheet = sheet[sheet["label"].notna() & (sheet["label"].str.strip() != "")]
+    pos = {int(v): i for i, v in enumerate(c.index)}
+    ids = pd.to_numeric(sheet["id"], errors="coerce")
+    unknown = [v for v in ids if pd.isna(v) or int(v) not in pos]
+    if unknown:
+        raise UserError(f"--labels {path}: id {unknown[0]} is not an image of this sweep's "
+                        "validation split; keep the ids of the sheet s4l-select wrote")
+    lab = pd.to_numeric(sheet["label"].str.strip(), errors="coerce")
+    bad = lab.isna() | (lab < 0) | (lab >= c.n_classes) | (lab != lab.round())
+    if bad.any():
+        raise UserError(f"--labels {path}: label {sheet['label'][bad].iloc[0]!r} is not a class "
+                        f"index 0..{c.n_classes - 1}; write each image's class as its index")
+    p = np.array([pos[int(v)] for v in ids], dtype=np.int64)
+    if len(np.unique(p)) < len(p):
+        raise UserError(f"--labels {path}: an id appears twice; keep one row per image")
+    return p, lab.to_numpy(dtype=np.int64)
+
+
+def image_paths(sweep) -> list[str] | None:
+    """The files of an image-folder dataset's training split (the validation split's ids index
+    it), or None for datasets held in memory."""
+    from s4l_models.data.datasets import DATASETS, load_dataset
+
+    name = str(sweep.space.get("dataset") or "")
+    spec = DATASETS.get(name)
+    if spec is None or spec.in_memory:
+        return None
+    data_dir = (sweep.space.get("flags") or {}).get("data_dir")
+    try:
+        return list(load_dataset(name, data_dir).train.paths)
+    except (UserError, OSError):
+        return None
+
+
+def free_path(path: Path) -> Path:
+    """`path`, or path with -2, -3, ... when it exists: nothing is overwritten."""
+    n, p = 2, path
+    while p.exists():
+        p = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return p
+
+
+def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:
+    import pandas as pd
+
+    budget = args.budget or 4 * c.n_classes
+    pool = np.arange(len(c.label))
+    if len(labeled) >= budget:
+        return final_cmd(c, sweep, out, labeled, y, pool, args)
+    rnd = 1 + (len(labeled) + (args.batch or c.n_classes) - 1) // (args.batch or c.n_classes)
+    rng = np.random.default_rng([args.seed, len(labeled)])
+    n = min(args.batch or c.n_classes, budget - len(labeled))
+    nxt = propose(args.strategy, c, pool, labeled, y, n, rng)
+    paths = image_paths(sweep)
+    rows = [{"id": int(c.index[p]), "label": str(int(v))} for p, v in zip(labeled, y)]
+    rows += [{"id": int(c.index[p]), "label": ""} for p in nxt]
+    sheet = pd.DataFrame(rows)
+    if paths is not None:
+        sheet["path"] = [paths[int(i)] for i in sheet["id"]]
+    out.mkdir(parents=True, exist_ok=True)
+    path = free_path(out / f"labels_round{rnd}.csv")
+    sheet.to_csv(path, index=False)
+    print(f"{len(labeled)} of {budget} labels in; strategy {args.strategy} asks for {len(nxt)} "
+          f"more: fill in the label column (class index 0..{c.n_classes - 1}) of {path}, then "
+          f"run: s4l-select {args.sweep_dir} --budget {budget} --strategy {args.strategy} "
+          f"--labels {path}")
+    return 0
+
+
+def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
+    rng = np.random.default_rng(args.seed)
+    pk = pick(c, labeled, y, pool, rng)
+    w = posterior(c.pred, labeled, y, default_eps(c), c.n_classes)
+    order = np.argsort(-w)[:5]
+    doc = {
+        "selected_trial": pk.trial_id, "settings": _settings(sweep, pk.trial_id),
+        "labels": pk.labeled, "correct_on_labeled": pk.hits, "tied_on_labeled": pk.tied,
+        "p_best": pk.p_best, "accuracy_on_labeled_95": [pk.labeled_low, pk.labeled_high],
+        "accuracy_model": pk.acc_mean, "accuracy_model_95": [pk.acc_low, pk.acc_high],
+        "model": "noise model: the best candidate names the true class with probability eps "
+                 f"= {default_eps(c):.3f} (the candidates' mean confidence), else a uniform "
+                 "wrong class; uniform prior over candidates (analysis/select.py)",
+        "top_candidates": [{"trial_id": str(c.trial_ids[i]), "p_best": float(w[i])}
+                           for i in order],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = free_path(out / "selection.json")
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    sets = ", ".join(f"{k}={v}" for k, v in doc["settings"].items())
+    print(f"selected trial {pk.trial_id} ({sets}) after {pk.labeled} labels: "
+          f"{pk.hits}/{pk.labeled} labeled images right"
+          + (f", tied with {pk.tied - 1} other(s), chosen at random" if pk.tied > 1 else ""))
+    print(f"accuracy on the labeled images {100 * pk.hits / max(1, pk.labeled):.1f}% (exact 95% "
+          f"interval {100 * pk.labeled_low:.1f}-{100 * pk.labeled_high:.1f}%"
+          + ("; these are the images the candidates disagree on, harder than the split"
+             if args.strategy == "disagreement" else "") + ")")
+    print(f"on the whole split, by the noise model: {100 * pk.acc_mean:.1f}% "
+          f"({100 * pk.acc_low:.1f}-{100 * pk.acc_high:.1f}%); probability it is the best of "
+          f"{len(c.trial_ids)} candidates {pk.p_best:.2f} (noise model; s4l-select --simulate "
+          "measures how often such picks are right)")
+    print(f"written: {path}")
+    return 0
+
+
+# --- criteria and simulation ----------------------------------------------------------------------
+def criteria_cmd(c: Candidates, sweep, criteria, labeled, y) -> int:
+    cols = np.arange(len(c.label))
+    acc = 100 * c.correct.mean(axis=1)
+    for crit in criteria:
+        score = criterion_scores(crit, c, cols, labeled, y)
+        order = np.argsort(-np.nan_to_num(score, nan=-np.inf))
+        best = str(c.trial_ids[order[0]])
+        sets = ", ".join(f"{k}={v}" for k, v in _settings(sweep, best).items())
+        print(f"{crit}: ranks first trial {best} ({sets}), score {score[order[0]]:.4f}")
+        r = _criterion_row(crit, score, acc)
+        print(f"  on this sweep's stored labels: regret {r['regret_pt']:.2f} pt, Spearman "
+              f"{r['spearman']:.2f} between {crit} and full-split accuracy")
+    return 0
+
+
+def simulate_cmd(c: Candidates, sweep, out: Path, args) -> int:
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    table = simulate(c, n_draws=args.draws or DRAWS, seed=args.seed, log=log)
+    crit = criteria_table(c, seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "select_curves.csv", index=False)
+    crit.to_csv(out / "select_criteria.csv", index=False)
+    need = {col: needed(table, col) for col in ("p_within_0.5pt", "p_within_1pt", "p_best")}
+    doc = {"sweep": str(sweep.run_dir), "candidates": len(c.trial_ids),
+           "images": len(c.label), "pool": int((np.bincount(c.label) // 2).sum()),
+           "draws": int(table["draws"].iloc[0]), "seed": args.seed,
+           "needed_for_0.95": need, "savings_within_0.5pt": savings(need["p_within_0.5pt"]),
+           "criteria": crit.to_dict(orient="records")}
+    (out / "select.json").write_text(json.dumps(doc, indent=2, default=float))
+    plot_curves(table, out / "select_curves")
+    print(summary_text(doc))
+    print(f"written: {out}")
+    return 0
+
+
+def summary_text(doc: dict) -> str:
+    lines = [f"{doc['candidates']} candidates, {doc['images']} validation images; strategies "
+             f"label from a {doc['pool']}-image half and are judged on the other half "
+             f"({doc['draws']} draws)"]
+    for col, per in doc["needed_for_0.95"].items():
+        parts = [f"{s} {n if n is not None else 'not reached'}" for s, n in per.items()]
+        lines.append(f"labels for P({col.replace('p_', '').replace('_', ' ')}) >= 0.95: "
+                     + ", ".join(parts))
+    sv = doc["savings_within_0.5pt"]
+    if sv["ratio"]:
+        lines.append(f"{sv['best_active']} needs {sv['active_images']} labels where the "
+                     f"report's k-per-class subsets need {sv['baseline_images']}: "
+                     f"{sv['ratio']:.1f}x fewer")
+    for r in doc["criteria"]:
+        lines.append(f"criterion {r['criterion']}: regret {r['regret_pt']:.2f} pt, Spearman "
+                     f"{r['spearman']:.2f} ({r['trials']} trials)")
+    return "\n".join(lines)
+
+
+def plot_curves(table, path: Path) -> None:
+    save_figure(curves_figure(table), path.with_suffix(""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The report's section "How many labels does this sweep need?" (analysis/select_sim.py's
+simulation and label-free criteria on every sweep that stores predicted classes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from s4l_models.errors import UserError
+from s4l_models.predictions import load_sweep_predictions
+
+from .load import PREDICTIONS_FILE, Sweep
+from .select import candidates_from
+from .select_sim import BASELINE, DRAWS, criteria_table, needed, savings, simulate
+
+ACTIVE = ("disagreement",)
+
+
+def curves_figure(table: pd.DataFrame, title: str = ""):
+    """P(pick within 0.5 pt of the held-out best) against labeled images, per strategy."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for s, g in table.groupby("strategy", sort=False):
+        g = g.sort_values("images")
+        ax.errorbar(g["images"], g["p_within_0.5pt"], yerr=2 * g["p_within_0.5pt_se"],
+                    label="report: k random images per class" if s == BASELINE else s,
+                    marker="o", ms=3, capsize=2, linestyle="--" if s == BASELINE else "-")
+    ax.axhline(0.95, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("labeled validation images (from the pool half)")
+    ax.set_ylabel("P(pick within 0.5 pt of the held-out best)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def study(sweep: Sweep, n_draws: int = DRAWS, seed: int = 0, log=None):
+    """(curves table, criteria table, labels needed, savings) for a sweep; None when its
+    predictions hold no predicted classes (a sweep written before they were stored)."""
+    if sweep.predictions is None:
+        return None
+    raw = load_sweep_predictions(Path(sweep.run_dir) / PREDICTIONS_FILE)
+    try:
+        c = candidates_from(raw, [str(t) for t in sweep.predictions.trial_ids])
+    except UserError:
+        return None
+    table = simulate(c, n_draws=n_draws, seed=seed, log=log)
+    crit = criteria_table(c, seed=seed)
+    need = {col: needed(table, col) for col in ("p_within_0.5pt", "p_within_1pt", "p_best")}
+    return table, crit, need, savings(need["p_within_0.5pt"], ACTIVE)
+
+
+def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
+    """One paragraph: labels needed per strategy, the saving, the criteria's regret."""
+    per = need["p_within_0.5pt"]
+    parts = [f"{'the report' + chr(39) + 's k-per-class subsets' if s == BASELINE else s} "
+             f"{n if n is not None else f'not within the {pool}-image pool'}"
+             for s, n in per.items()]
+    text = ("Labeled images needed to pick a trial within 0.5 pt of the held-out best with "
+            "probability >= 0.95: " + ", ".join(parts) + ".")
+    if sv["ratio"]:
+        text += (f" {sv['best_active']} needs {sv['ratio']:.1f}x fewer labels than the "
+                 "report's random stratified subsets.")
+    elif sv["baseline_images"] is None and sv["active_images"] is not None:
+        text += (f" {sv['best_active']} gets there with {sv['active_images']}; the random "
+                 "stratified subsets never do within the pool.")
+    if len(crit):
+        text += " Without labels: " + "; ".join(
+            f"{r.criterion} regret {r.regret_pt:.2f} pt (Spearman {r.spearman:.2f})"
+            for r in crit.itertuples()) + "."
+    return text
+
+
+def pool_size(sweep: Sweep) -> int:
+    return int((np.bincount(sweep.predictions.label) // 2).sum())
+
+
+__all__ = ["study", "words", "curves_figure", "pool_size"]

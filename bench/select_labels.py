@@ -1,0 +1,77 @@
+"""How many validation labels each selection strategy needs, on the committed sweeps.
+
+    python bench/select_labels.py [SWEEP_DIR ...]   # default: docs/figure3_digits docs/figure3_fashion_mnist
+
+For every sweep (analysis/select_sim.py, the held-out yardstick of the report's validation-size
+study): P(pick within 0.5 / 1 pt of the held-out best, or the best) against labeled images for
+random, stratified (by the trials' voted class), disagreement (ours) and the report's k random
+images per true class; the labels each needs for 0.95 and the best active strategy's saving
+over the report's subsets (the goal: >= 3x); every label-free criterion's regret and Spearman's
+rho. A sweep whose predictions hold no predicted classes (written before they were stored) is
+listed with the reason and measured for the label-only baseline only (its report numbers).
+Writes bench/results/select_labels.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analysis.load import load_sweep  # noqa: E402
+from analysis.select_report import pool_size, study  # noqa: E402
+from analysis.select_sim import DRAWS  # noqa: E402
+from bench.common import write_result  # noqa: E402
+
+DEFAULT = ("docs/figure3_digits", "docs/figure3_fashion_mnist")
+
+
+def measure(d: Path) -> dict:
+    sweep = load_sweep(d)
+    t0 = time.perf_counter()
+    got = study(sweep, n_draws=DRAWS, seed=0)
+    secs = time.perf_counter() - t0
+    out = {"sweep": str(d), "candidates": len(sweep.completed),
+           "images": int(len(sweep.predictions.label)) if sweep.predictions else None}
+    if got is None:
+        out["skipped"] = ("predictions.npz holds only per-example correctness (the sweep was "
+                          "written before predicted classes and confidences were stored); "
+                          "rerun it to measure the active strategies and criteria")
+        return out
+    table, crit, need, sv = got
+    out.update(pool=pool_size(sweep), draws=DRAWS, seconds=round(secs, 1),
+               needed_for_0_95=need, savings_within_0_5pt=sv,
+               meets_goal_3x=bool(sv["ratio"] and sv["ratio"] >= 3),
+               criteria=crit.to_dict(orient="records"),
+               curves=table.round(4).to_dict(orient="records"))
+    return out
+
+
+def main() -> None:
+    dirs = [Path(a) for a in sys.argv[1:]] or [ROOT / d for d in DEFAULT]
+    rows = []
+    for d in dirs:
+        r = measure(d)
+        rows.append(r)
+        if "skipped" in r:
+            print(f"{d.name}: skipped: {r['skipped']}")
+            continue
+        print(f"{d.name}: {r['candidates']} trials, pool {r['pool']} images, {r['draws']} draws, "
+              f"{r['seconds']} s")
+        for col, per in r["needed_for_0_95"].items():
+            print(f"  labels for {col} >= 0.95: {per}")
+        sv = r["savings_within_0_5pt"]
+        print(f"  best active {sv['best_active']}: {sv['active_images']} vs report "
+              f"{sv['baseline_images']} -> ratio {sv['ratio']}")
+        for c in r["criteria"]:
+            print(f"  criterion {c['criterion']}: regret {c['regret_pt']:.2f} pt, Spearman "
+                  f"{c['spearman']:.2f}")
+    path = write_result("select_labels", {"sweeps": rows, "goal_ratio": 3.0})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""s4l-select: strategies find a planted best with few labels, criteria rank a planted order,
+the simulation measures both on the held-out yardstick, and the labeling loop runs end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from planted_sweeps import write_sweep
+
+from analysis.select import Candidates, criterion_scores, pick, propose
+from analysis.select_cli import main
+from analysis.select_sim import criteria_table, needed, savings, simulate
+
+C = 10
+
+
+def contested(t=10, n=400, n_contested=20, best=3, seed=0):
+    """All candidates right on every image but `n_contested`; there the best is always right
+    and every other candidate right on a random half (wrong classes vary)."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % C
+    pred = np.tile(label, (t, 1))
+    hard = rng.choice(n, n_contested, replace=False)
+    for i in range(t):
+        if i == best:
+            continue
+        wrong = hard[rng.random(n_contested) < 0.5]
+        pred[i, wrong] = (label[wrong] + rng.integers(1, C, len(wrong))) % C
+    conf = np.where(pred == label, 0.9, 0.5).astype(np.float32)
+    return Candidates(np.array([f"t{i}" for i in range(t)]), pred, conf, label,
+                      np.arange(n), C), hard
+
+
+def run_loop(strategy, c, budget, seed):
+    rng = np.random.default_rng(seed)
+    pool = np.arange(len(c.label))
+    labeled = np.zeros(0, dtype=np.int64)
+    while len(labeled) < budget:
+        nxt = propose(strategy, c, pool, labeled, c.label[labeled], 1, rng)
+        labeled = np.concatenate([labeled, nxt])
+    return pick(c, labeled, c.label[labeled], pool, rng), labeled
+
+
+def test_disagreement_finds_the_planted_best_with_a_few_labels():
+    found = {"disagreement": 0, "random": 0}
+    for seed in range(20):
+        c, hard = contested(seed=seed)
+        for s in found:
+            pk, labeled = run_loop(s, c, 8, seed)
+            found[s] += pk.trial_id == "t3"
+            if s == "disagreement":  # it asks only where the candidates disagree
+                assert set(labeled) <= set(hard)
+                assert pk.p_best > 0.9 and pk.labeled_low <= pk.hits / 8 <= pk.labeled_high
+    assert found["disagreement"] >= 19  # 8 labels on contested images separate the best
+    assert found["random"] <= 8  # 8 random labels mostly land where all candidates agree
+
+
+def test_the_exact_interval_of_random_labels_covers_the_true_accuracy():
+    rng = np.random.default_rng(0)
+    label = np.arange(2000) % C
+    pred = np.where(rng.random((3, 2000)) < np.array([[0.7], [0.8], [0.75]]), label,
+                    (label + 1) % C)
+    c = Candidates(np.array(["a", "b", "c"]), pred, np.full((3, 2000), 0.8, np.float32), label,
+                   np.arange(2000), C)
+    covered = 0
+    for seed in range(40):
+        pk, _ = run_loop("random", c, 60, seed)
+        covered += pk.labeled_low <= c.correct[pk.trial].mean() <= pk.labeled_high
+    assert covered >= 34  # 95% nominal; the exact interval is conservative
+
+
+def test_stratified_spreads_labels_over_the_voted_classes():
+    c, _ = contested()
+    got = propose("stratified", c, np.arange(400), np.zeros(0, np.int64),
+                  np.zeros(0, np.int64), 20, np.random.default_rng(0))
+    assert np.bincount(c.label[got], minlength=C).tolist() == [2] * C
+
+
+def test_the_simulation_measures_the_savings_on_the_held_out_yardstick():
+    c, _ = contested(n=600, n_contested=60)
+    table = simulate(c, n_draws=40, seed=1)
+    need = needed(table)
+    assert set(table.strategy) == {"random", "stratified", "disagreement", "report"}
+    # the report's baseline only at whole images per class
+    assert (table.loc[table.strategy == "report", "images"] % C == 0).all()
+    sv = savings(need)
+    assert sv["best_active"] == "disagreement" and sv["ratio"] >= 3
+    d = table[table.strategy == "disagreement"].set_index("images")
+    assert d.loc[1, "p_within_0.5pt"] < 0.95 <= d.loc[need["disagreement"], "p_within_0.5pt"]
+    assert (table["p_within_0.5pt_se"] >= 0).all() and table["draws"].eq(40).all()
+
+
+def test_criteria_rank_a_planted_order():
+    rng = np.random.default_rng(0)
+    t, n = 8, 500
+    label = np.arange(n) % C
+    acc = np.linspace(0.6, 0.95, t)  # candidate i is the i-th best from the bottom
+    correct = rng.random((t, n)) < acc[:, None]
+    pred = np.where(correct, label, (label + 1) % C)
+    conf = np.clip(np.where(correct, 0.95, 0.3) + rng.normal(0, 0.02, (t, n)), 0, 1)
+    rot = np.where(rng.random((t, n)) < acc[:, None], 4, 1).astype(np.uint8)
+    c = Candidates(np.array([f"t{i}" for i in range(t)]), pred, conf.astype(np.float32),
+                   label, np.arange(n), C, rot=rot, has_rot=np.ones(t, bool))
+    cols = np.arange(n)
+    for crit in ("confidence", "agreement", "rotation"):
+        assert np.argsort(criterion_scores(crit, c, cols)).tolist() == list(range(t)), crit
+    lab = np.arange(40)
+    atc = criterion_scores("atc", c, cols, lab, label[lab])
+    assert np.corrcoef(atc, acc)[0, 1] > 0.9
+    tab = criteria_table(c, atc_draws=5).set_index("criterion")
+    assert tab.loc["confidence", "regret_pt"] == 0 and tab.loc["rotation", "spearman"] > 0.9
+
+
+def _planted_dir(tmp_path, with_pred=True):
+    c, _ = contested(n=300, n_contested=30)
+    settings = [{"lr": 0.1 * (i + 1), "seed": 0} for i in range(len(c.trial_ids))]
+    return write_sweep(tmp_path / "sw", settings, c.correct, c.label,
+                       pred=c.pred if with_pred else None, conf=c.conf if with_pred else None)
+
+
+def test_the_labeling_loop_names_the_planted_best(tmp_path, capsys):
+    d = _planted_dir(tmp_path)
+    truth = np.arange(300) % C
+    sheet = None
+    for _ in range(10):
+        argv = [str(d), "--budget", "12", "--batch", "4", "--out", str(tmp_path / "sel")]
+        assert main(argv + (["--labels", str(sheet)] if sheet else [])) == 0
+        out = capsys.readouterr().out
+        if "selected trial" in out:
+            break
+        sheet = out.split("--labels ")[-1].strip()
+        df = pd.read_csv(sheet, dtype={"label": "string"})
+        blank = df["label"].isna()
+        df.loc[blank, "label"] = [str(truth[i]) for i in df.loc[blank, "id"]]
+        df.to_csv(sheet, index=False)
+    assert "selected trial trial_00003" in out
+    doc = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert doc["labels"] == 12 and doc["selected_trial"] == "trial_00003"
+    assert doc["settings"] == {"lr": pytest.approx(0.4)}
+    # a second run of round 1 writes a new sheet, never over the first
+    assert main([str(d), "--budget", "12", "--out", str(tmp_path / "sel")]) == 0
+    assert (tmp_path / "sel" / "labels_round1-2.csv").is_file()
+
+
+def test_simulate_and_criterion_from_the_cli(tmp_path, capsys):
+    d = _planted_dir(tmp_path)
+    assert main([str(d), "--simulate", "--draws", "10", "--out", str(tmp_path / "sim")]) == 0
+    doc = json.loads((tmp_path / "sim" / "select.json").read_text())
+    assert doc["candidates"] == 10 and doc["draws"] == 10
+    for f in ("select_curves.csv", "select_criteria.csv", "select_curves.png"):
+        assert (tmp_path / "sim" / f).stat().st_size > 0
+    assert main([str(d), "--criterion", "agreement"]) == 0
+    assert "agreement: ranks first trial" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--criterion", "rotation"], "needs candidates with a rotation head"),
+    (["--criterion", "atc"], "fits its thresholds on labeled images"),
+    (["--budget", "0"], "--budget must be >= 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, fragment):
+    d = _planted_dir(tmp_path)
+    assert main([str(d), *argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_bad_labels_and_an_old_sweep_are_refused(tmp_path, capsys):
+    d = _planted_dir(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,label\n0,11\n")
+    assert main([str(d), "--labels", str(bad)]) == 2
+    assert "not a class index 0..9" in capsys.readouterr().err
+    bad.write_text("id,label\n99999,1\n")
+    assert main([str(d), "--labels", str(bad)]) == 2
+    assert "is not an image of this sweep" in capsys.readouterr().err
+    old = _planted_dir(tmp_path / "old", with_pred=False)
+    assert main([str(old), "--simulate"]) == 2
+    assert "holds only per-example correctness" in capsys.readouterr().err
+
+
+def test_the_sweep_file_gathers_classes_confidences_and_rotation_hits(tmp_path):
+    from s4l_models.predictions import load_sweep_predictions, save_predictions
+    from tune.results import write_predictions
+
+    rng = np.random.default_rng(0)
+    label = np.arange(50) % C
+    dirs = {}
+    for i in range(3):
+        d = tmp_path / f"t{i}"
+        d.mkdir()
+        pred = rng.integers(0, C, 50)
+        conf = rng.random(50)
+        save_predictions(d, np.arange(50), label, pred == label, np.ones(50, bool), pred, conf,
+                         rot=rng.integers(0, 5, 50) if i == 1 else None)
+        dirs[f"t{i}"] = str(d)
+    z = load_sweep_predictions(write_predictions(tmp_path, dirs))
+    assert z["pred"].shape == (3, 50) and np.array_equal(z["pred"] == label, z["top1"])
+    assert z["conf"].dtype == np.uint8 and z["has_rot"].tolist() == [False, True, False]
+    # a trial written before classes were stored: the sweep file keeps only the bits
+    old = tmp_path / "old"
+    old.mkdir()
+    save_predictions(old, np.arange(50), label, np.ones(50, bool), np.ones(50, bool))
+    z = load_sweep_predictions(write_predictions(tmp_path, {**dirs, "old": str(old)}))
+    assert "pred" not in z and z["top1"].shape == (4, 50)

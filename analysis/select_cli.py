@@ -43,7 +43,15 @@ from .select import (
     propose,
 )
 from .select_report import curves_figure
-from .select_sim import DRAWS, _criterion_row, criteria_table, needed, savings, simulate
+from .select_sim import (
+    DRAWS,
+    _criterion_row,
+    criteria_table,
+    needed,
+    needed_range,
+    savings,
+    simulate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,10 +273,12 @@ def simulate_cmd(c: Candidates, sweep, out: Path, args) -> int:
     table.to_csv(out / "select_curves.csv", index=False)
     crit.to_csv(out / "select_criteria.csv", index=False)
     need = {col: needed(table, col) for col in ("p_within_0.5pt", "p_within_1pt", "p_best")}
+    mc_range = needed_range(table, "p_within_0.5pt")
     doc = {"sweep": str(sweep.run_dir), "candidates": len(c.trial_ids),
            "images": len(c.label), "pool": int((np.bincount(c.label) // 2).sum()),
            "draws": int(table["draws"].iloc[0]), "seed": args.seed,
-           "needed_for_0.95": need, "savings_within_0.5pt": savings(need["p_within_0.5pt"]),
+           "needed_for_0.95": need, "needed_within_0.5pt_mc_range": mc_range,
+           "savings_within_0.5pt": savings(need["p_within_0.5pt"]),
            "criteria": crit.to_dict(orient="records")}
     (out / "select.json").write_text(json.dumps(doc, indent=2, default=float))
     plot_curves(table, out / "select_curves")

@@ -13,7 +13,15 @@ from s4l_models.predictions import load_sweep_predictions
 
 from .load import PREDICTIONS_FILE, Sweep
 from .select import candidates_from
-from .select_sim import BASELINE, DRAWS, criteria_table, needed, savings, simulate
+from .select_sim import (
+    BASELINE,
+    DRAWS,
+    criteria_table,
+    needed,
+    needed_range,
+    savings,
+    simulate,
+)
 
 ACTIVE = ("disagreement",)
 
@@ -52,14 +60,20 @@ def study(sweep: Sweep, n_draws: int = DRAWS, seed: int = 0, log=None):
     table = simulate(c, n_draws=n_draws, seed=seed, log=log)
     crit = criteria_table(c, seed=seed)
     need = {col: needed(table, col) for col in ("p_within_0.5pt", "p_within_1pt", "p_best")}
+    need["p_within_0.5pt_mc_range"] = needed_range(table, "p_within_0.5pt")
     return table, crit, need, savings(need["p_within_0.5pt"], ACTIVE)
 
 
 def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
     """One paragraph: labels needed per strategy, the saving, the criteria's regret."""
-    per = need["p_within_0.5pt"]
+    per, rng = need["p_within_0.5pt"], need["p_within_0.5pt_mc_range"]
+
+    def span(s):
+        lo, hi = rng[s]
+        return "" if lo == hi else f" (MC range {lo or '-'}-{hi or 'beyond the pool'})"
+
     parts = [f"{'the report' + chr(39) + 's k-per-class subsets' if s == BASELINE else s} "
-             f"{n if n is not None else f'not within the {pool}-image pool'}"
+             f"{n if n is not None else f'not within the {pool}-image pool'}{span(s)}"
              for s, n in per.items()]
     text = ("Labeled images needed to pick a trial within 0.5 pt of the held-out best with "
             "probability >= 0.95: " + ", ".join(parts) + ".")

@@ -142,17 +142,25 @@ def simulate(c: Candidates, strategies=("random", "stratified", "disagreement"),
     return pd.DataFrame(rows)
 
 
-def needed(table: pd.DataFrame, column: str = "p_within_0.5pt", target: float = TARGET
-           ) -> dict[str, int | None]:
-    """Per strategy: the smallest budget from which on `column` stays >= target (None: never)."""
+def needed(table: pd.DataFrame, column: str = "p_within_0.5pt", target: float = TARGET,
+           shift: float = 0.0) -> dict[str, int | None]:
+    """Per strategy: the smallest budget from which on `column` stays >= target (None: never).
+    `shift`: judge `column + shift x its SE` instead (+-2: the Monte-Carlo range of the answer)."""
     out = {}
     for s, g in table.groupby("strategy", sort=False):
         g = g.sort_values("images")
-        ok = (g[column] >= target).to_numpy()
+        ok = (g[column] + shift * g[f"{column}_se"] >= target).to_numpy()
         bad = np.nonzero(~ok)[0]
         first = 0 if len(bad) == 0 else bad[-1] + 1
         out[s] = int(g["images"].iloc[first]) if first < len(g) else None
     return out
+
+
+def needed_range(table: pd.DataFrame, column: str = "p_within_0.5pt"
+                 ) -> dict[str, list[int | None]]:
+    """Per strategy: [labels needed judged at estimate + 2 SE, at estimate - 2 SE]."""
+    lo, hi = needed(table, column, shift=2.0), needed(table, column, shift=-2.0)
+    return {s: [lo[s], hi[s]] for s in lo}
 
 
 def savings(need: dict[str, int | None], active=("disagreement",)) -> dict:
@@ -211,4 +219,4 @@ def _criterion_row(crit: str, score: np.ndarray, acc: np.ndarray) -> dict:
             "spearman": float(rho)}
 
 
-__all__ = ["criteria_table", "simulate", "needed", "savings", "budget_grid", "DRAWS", "BASELINE"]
+__all__ = ["criteria_table", "simulate", "needed", "needed_range", "savings", "budget_grid", "DRAWS", "BASELINE"]

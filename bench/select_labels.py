@@ -61,7 +61,7 @@ def main() -> None:
             continue
         print(f"{d.name}: {r['candidates']} trials, pool {r['pool']} images, {r['draws']} draws, "
               f"{r['seconds']} s")
-        for col, per in r["needed_for_0_95"].items():
+        for col, per in r["needed_for_0_95"].items():  # (and the MC range of the first)
             print(f"  labels for {col} >= 0.95: {per}")
         sv = r["savings_within_0_5pt"]
         print(f"  best active {sv['best_active']}: {sv['active_images']} vs report "

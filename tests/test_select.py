@@ -12,7 +12,7 @@ from planted_sweeps import write_sweep
 
 from analysis.select import Candidates, criterion_scores, pick, propose
 from analysis.select_cli import main
-from analysis.select_sim import criteria_table, needed, savings, simulate
+from analysis.select_sim import criteria_table, needed, needed_range, savings, simulate
 
 C = 10
 
@@ -91,6 +91,8 @@ def test_the_simulation_measures_the_savings_on_the_held_out_yardstick():
     d = table[table.strategy == "disagreement"].set_index("images")
     assert d.loc[1, "p_within_0.5pt"] < 0.95 <= d.loc[need["disagreement"], "p_within_0.5pt"]
     assert (table["p_within_0.5pt_se"] >= 0).all() and table["draws"].eq(40).all()
+    lo, hi = needed_range(table)["disagreement"]  # the MC range brackets the answer
+    assert lo <= need["disagreement"] and (hi is None or need["disagreement"] <= hi)
 
 
 def test_criteria_rank_a_planted_order():
@@ -206,3 +208,24 @@ def test_the_sweep_file_gathers_classes_confidences_and_rotation_hits(tmp_path):
     save_predictions(old, np.arange(50), label, np.ones(50, bool), np.ones(50, bool))
     z = load_sweep_predictions(write_predictions(tmp_path, {**dirs, "old": str(old)}))
     assert "pred" not in z and z["top1"].shape == (4, 50)
+
+
+def test_an_image_folder_sheet_names_each_image_file(tmp_path, capsys):
+    from test_trainer import _image_folder
+
+    from s4l_models.data.datasets import load_dataset
+
+    _image_folder(tmp_path / "data")
+    paths = load_dataset("imagenet", str(tmp_path / "data")).train.paths
+    n = len(paths)
+    label = np.arange(n) % 2
+    pred = np.stack([label, 1 - label, label])
+    d = write_sweep(tmp_path / "sw", [{"lr": v, "seed": 0} for v in (0.1, 0.2, 0.3)],
+                    pred == label, label, pred=pred, conf=np.full(pred.shape, 0.7))
+    space = json.loads((d / "space.json").read_text())
+    space.update(dataset="imagenet", flags={"data_dir": str(tmp_path / "data")})
+    (d / "space.json").write_text(json.dumps(space))
+    assert main([str(d), "--budget", "4", "--strategy", "random"]) == 0
+    sheet = pd.read_csv(capsys.readouterr().out.split("--labels ")[-1].strip())
+    assert len(sheet) == 4 and sheet["label"].isna().all()
+    assert [paths[i] for i in sheet["id"]] == sheet["path"].tolist()

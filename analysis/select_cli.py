@@ -42,16 +42,8 @@ from .select import (
     posterior,
     propose,
 )
-from .select_report import curves_figure
-from .select_sim import (
-    DRAWS,
-    _criterion_row,
-    criteria_table,
-    needed,
-    needed_range,
-    savings,
-    simulate,
-)
+from .select_report import curves_figure, study_candidates, words
+from .select_sim import DRAWS, _criterion_row
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,47 +259,22 @@ def criteria_cmd(c: Candidates, sweep, criteria, labeled, y) -> int:
 
 def simulate_cmd(c: Candidates, sweep, out: Path, args) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    table = simulate(c, n_draws=args.draws or DRAWS, seed=args.seed, log=log)
-    crit = criteria_table(c, seed=args.seed)
+    table, crit, need, sv = study_candidates(c, args.draws or DRAWS, args.seed, log)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "select_curves.csv", index=False)
     crit.to_csv(out / "select_criteria.csv", index=False)
-    need = {col: needed(table, col) for col in ("p_within_0.5pt", "p_within_1pt", "p_best")}
-    mc_range = needed_range(table, "p_within_0.5pt")
+    pool = int((np.bincount(c.label) // 2).sum())
     doc = {"sweep": str(sweep.run_dir), "candidates": len(c.trial_ids),
-           "images": len(c.label), "pool": int((np.bincount(c.label) // 2).sum()),
-           "draws": int(table["draws"].iloc[0]), "seed": args.seed,
-           "needed_for_0.95": need, "needed_within_0.5pt_mc_range": mc_range,
-           "savings_within_0.5pt": savings(need["p_within_0.5pt"]),
+           "images": len(c.label), "pool": pool, "draws": int(table["draws"].iloc[0]),
+           "seed": args.seed, "needed": need, "savings": sv,
            "criteria": crit.to_dict(orient="records")}
     (out / "select.json").write_text(json.dumps(doc, indent=2, default=float))
-    plot_curves(table, out / "select_curves")
-    print(summary_text(doc))
+    save_figure(curves_figure(table), out / "select_curves")
+    print(f"{len(c.trial_ids)} candidates, {len(c.label)} validation images; strategies label "
+          f"from a {pool}-image half and are judged on the other half ({doc['draws']} draws)")
+    print(words(need, sv, crit, pool))
     print(f"written: {out}")
     return 0
-
-
-def summary_text(doc: dict) -> str:
-    lines = [f"{doc['candidates']} candidates, {doc['images']} validation images; strategies "
-             f"label from a {doc['pool']}-image half and are judged on the other half "
-             f"({doc['draws']} draws)"]
-    for col, per in doc["needed_for_0.95"].items():
-        parts = [f"{s} {n if n is not None else 'not reached'}" for s, n in per.items()]
-        lines.append(f"labels for P({col.replace('p_', '').replace('_', ' ')}) >= 0.95: "
-                     + ", ".join(parts))
-    sv = doc["savings_within_0.5pt"]
-    if sv["ratio"]:
-        lines.append(f"{sv['best_active']} needs {sv['active_images']} labels where the "
-                     f"report's k-per-class subsets need {sv['baseline_images']}: "
-                     f"{sv['ratio']:.1f}x fewer")
-    for r in doc["criteria"]:
-        lines.append(f"criterion {r['criterion']}: regret {r['regret_pt']:.2f} pt, Spearman "
-                     f"{r['spearman']:.2f} ({r['trials']} trials)")
-    return "\n".join(lines)
-
-
-def plot_curves(table, path: Path) -> None:
-    save_figure(curves_figure(table), path.with_suffix(""))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ from .select import candidates_from
 from .select_sim import (
     BASELINE,
     DRAWS,
+    ceiling,
     criteria_table,
     needed,
+    needed_for_ceiling,
     needed_range,
     savings,
     simulate,
@@ -57,11 +59,21 @@ def study(sweep: Sweep, n_draws: int = DRAWS, seed: int = 0, log=None):
         c = candidates_from(raw, [str(t) for t in sweep.predictions.trial_ids])
     except UserError:
         return None
+    return study_candidates(c, n_draws, seed, log)
+
+
+def study_candidates(c, n_draws: int = DRAWS, seed: int = 0, log=None):
+    """`study` on given candidates (analysis/select.py): curves, criteria, labels needed and
+    the savings of the active strategies over the report's subsets."""
     table = simulate(c, n_draws=n_draws, seed=seed, log=log)
     crit = criteria_table(c, seed=seed)
     need = {col: needed(table, col) for col in ("p_within_0.5pt", "p_within_1pt", "p_best")}
     need["p_within_0.5pt_mc_range"] = needed_range(table, "p_within_0.5pt")
-    return table, crit, need, savings(need["p_within_0.5pt"], ACTIVE)
+    need["ceiling_p_within_0.5pt"] = ceiling(table)
+    need["to_ceiling"] = needed_for_ceiling(table)
+    sv = savings(need["p_within_0.5pt"], ACTIVE)
+    sv["to_ceiling"] = savings(need["to_ceiling"], ACTIVE)
+    return table, crit, need, sv
 
 
 def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
@@ -83,6 +95,18 @@ def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
     elif sv["baseline_images"] is None and sv["active_images"] is not None:
         text += (f" {sv['best_active']} gets there with {sv['active_images']}; the random "
                  "stratified subsets never do within the pool.")
+    value, se = need["ceiling_p_within_0.5pt"]
+    to = need["to_ceiling"]
+    if value < 0.95:
+        text += (f" Labeling the whole pool reaches only {value:.3f} ± {se:.3f}: the held-out "
+                 "half cannot resolve these trials to 0.5 pt, so no strategy can reach 0.95.")
+    text += (" Labels to do as well as the whole pool (within 2 MC SE): " + ", ".join(
+        f"{'the report' + chr(39) + 's subsets' if s == BASELINE else s} "
+        f"{n if n is not None else 'never'}" for s, n in to.items()) + ".")
+    tc = sv["to_ceiling"]
+    if tc["ratio"]:
+        text += (f" {tc['best_active']} needs {tc['ratio']:.1f}x fewer labels than the report's "
+                 "subsets for that.")
     if len(crit):
         text += " Without labels: " + "; ".join(
             f"{r.criterion} regret {r.regret_pt:.2f} pt (Spearman {r.spearman:.2f})"
@@ -94,4 +118,4 @@ def pool_size(sweep: Sweep) -> int:
     return int((np.bincount(sweep.predictions.label) // 2).sum())
 
 
-__all__ = ["study", "words", "curves_figure", "pool_size"]
+__all__ = ["study", "study_candidates", "words", "curves_figure", "pool_size"]

@@ -36,17 +36,18 @@ from .valsize import TARGET, TOLERANCES, _class_layout, _random_orders
 DRAWS = 200  # MC SE of a probability near 0.95: sqrt(.95 * .05 / 200) = 0.015
 BASELINE = "report"
 _EPS = 1e-9
-_GRID = (1, 2, 3, 5, 7)
+_GRID = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)
 
 
 def budget_grid(pool: int) -> list[int]:
-    """1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, ... up to and including `pool`."""
+    """1, 2, 3, ..., 9, 10, 15, 20, 25, 30, 40, ..., 90, 100, 150, ... up to and including
+    `pool` (about 11 points per decade)."""
     out, scale = [], 1
     while True:
         for g in _GRID:
-            if g * scale >= pool:
+            if round(g * scale) >= pool:
                 return sorted(set(out + [pool]))
-            out.append(g * scale)
+            out.append(int(round(g * scale)))
         scale *= 10
 
 
@@ -156,6 +157,23 @@ def needed(table: pd.DataFrame, column: str = "p_within_0.5pt", target: float = 
     return out
 
 
+def ceiling(table: pd.DataFrame, column: str = "p_within_0.5pt") -> tuple[float, float]:
+    """(value, SE) of `column` when the whole pool is labeled: every strategy has then labeled
+    the same images and picks alike, so it is the most any of them can reach on this yardstick
+    (below 0.95 when the held-out half cannot resolve the trials)."""
+    g = table[table["strategy"] != BASELINE]
+    top = g[g["images"] == g["images"].max()]
+    return float(top[column].mean()), float(top[f"{column}_se"].mean())
+
+
+def needed_for_ceiling(table: pd.DataFrame, column: str = "p_within_0.5pt"
+                       ) -> dict[str, int | None]:
+    """Per strategy: the fewest labels from which on `column` stays within 2 SE of the
+    ceiling (what labeling the whole pool gives): labels to do as well as the whole pool."""
+    value, se = ceiling(table, column)
+    return needed(table, column, target=value - 2 * max(se, 1e-3))
+
+
 def needed_range(table: pd.DataFrame, column: str = "p_within_0.5pt"
                  ) -> dict[str, list[int | None]]:
     """Per strategy: [labels needed judged at estimate + 2 SE, at estimate - 2 SE]."""
@@ -164,7 +182,8 @@ def needed_range(table: pd.DataFrame, column: str = "p_within_0.5pt"
 
 
 def savings(need: dict[str, int | None], active=("disagreement",)) -> dict:
-    """The best active strategy against the report's baseline: labels and their ratio."""
+    """The best active strategy against the report's baseline: labels and their ratio (None
+    when either never gets there)."""
     base = need.get(BASELINE)
     got = {s: need.get(s) for s in active if need.get(s) is not None}
     if not got:
@@ -196,7 +215,10 @@ def criteria_table(c: Candidates, atc_draws: int = 50, seed: int = 0) -> pd.Data
                 first = np.concatenate([order[inv[order] == k][:1] for k in np.unique(inv)])
                 scores.append(criterion_scores("atc", c, cols, first, c.label[first]))
             runs = [_criterion_row(crit, sc, acc) for sc in scores]
-            row = {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k != "criterion"}
+            # means over the draws (Spearman over those where it is defined)
+            row = {k: float(np.nanmean([r[k] for r in runs])) if any(
+                np.isfinite(r[k]) for r in runs) else float("nan")
+                for k in runs[0] if k != "criterion"}
             rows.append({"criterion": crit, **row, "trials": int(np.isfinite(scores[0]).sum())})
             continue
         sc = criterion_scores(crit, c, cols)
@@ -219,4 +241,5 @@ def _criterion_row(crit: str, score: np.ndarray, acc: np.ndarray) -> dict:
             "spearman": float(rho)}
 
 
-__all__ = ["criteria_table", "simulate", "needed", "needed_range", "savings", "budget_grid", "DRAWS", "BASELINE"]
+__all__ = ["criteria_table", "simulate", "needed", "needed_range", "needed_for_ceiling",
+           "ceiling", "savings", "budget_grid", "DRAWS", "BASELINE"]

@@ -201,8 +201,11 @@ def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:
     sheet.to_csv(path, index=False)
     print(f"{len(labeled)} of {budget} labels in; strategy {args.strategy} asks for {len(nxt)} "
           f"more: fill in the label column (class index 0..{c.n_classes - 1}) of {path}, then "
-          f"run: s4l-select {args.sweep_dir} --budget {budget} --strategy {args.strategy} "
-          f"--labels {path}")
+          f"run: s4l-select {args.sweep_dir} --budget {budget} --strategy {args.strategy}"
+          + (f" --batch {args.batch}" if args.batch else "")
+          + (f" --seed {args.seed}" if args.seed else "")
+          + (" --include-short-runs" if args.include_short_runs else "")
+          + f" --out {out} --labels {path}")
     return 0
 
 

@@ -191,6 +191,56 @@ def trial_cost(config: Mapping[str, Any], sizes: Sizes, calibrated: bool = True)
     return TRIAL_OVERHEAD_S + CONCURRENT_SLOWDOWN * factor * (train + evaluate)
 
 
+# The GPU cost model, calibrated on one NVIDIA H200 (bf16 autocast, channels_last, batch 256):
+# ResNet-50 v2 at 224x224 trains at 5,000 images/s (bench/results/trainer_throughput_gpu.json);
+# other models by forward FLOPs relative to it (depth, width squared, pixels), but never faster
+# than a small trial runs through the sweep, which is launch-bound: 5,304 images/s for
+# ResNet-18 at 32x32 with its evaluations and checkpoints (bench/results/gpu_packing.json,
+# 1 trial). Fractional GPUs pack trials: aggregate speed-up measured with 1, 2, 4, 8 trials on
+# the GPU (gpu_packing.json: 1, 2.26, 4.17, 5.69). Rough: one GPU model, two measured points.
+GPU_REF_IMAGES_PER_S = 5000.0  # ResNet-50 v2, 224x224, width 1
+GPU_FLOOR_IMAGES_PER_S = 5304.0  # the launch-bound ceiling of a small trial in a sweep
+GPU_PACKING_SPEEDUP = {1: 1.0, 2: 2.26, 4: 4.17, 8: 5.69}
+GPU_DEPTH_FLOPS = {18: 1.8, 34: 3.6, 50: 4.1, 101: 7.8, 152: 11.5}  # GFLOPs at 224, width 1
+GPU_CALIBRATION = "one NVIDIA H200, bench/results/trainer_throughput_gpu.json and gpu_packing.json"
+
+
+def gpu_trial_seconds(config: Mapping[str, Any], sizes: Sizes) -> float:
+    """Rough seconds of one trial alone on a GPU (the GPU cost model above)."""
+    from s4l_models.data.datasets import DATASETS
+    from s4l_models.resnet import parse_arch
+
+    defaults = TrainConfig()
+    get = lambda k: config.get(k, getattr(defaults, k))  # noqa: E731
+    depth, _, name_width = parse_arch(str(get("arch")))
+    width = float(name_width if name_width is not None else get("width"))
+    batch = int(get("batch_size"))
+    epochs = float(get("epochs"))
+    steps = max(1, math.ceil(round(epochs * max(1, sizes.labeled) / batch, 9)))
+    spec = DATASETS.get(str(get("dataset")))
+    side = spec.image_size if spec is not None else 224
+    flops = (GPU_DEPTH_FLOPS.get(depth, depth / 50 * GPU_DEPTH_FLOPS[50]) / GPU_DEPTH_FLOPS[50]
+             * width ** 2 * (side / 224) ** 2)
+    per_image = max(1.0 / GPU_FLOOR_IMAGES_PER_S, flops / GPU_REF_IMAGES_PER_S)
+    train_images = steps * batch * METHOD_COST.get(str(get("method")), 4.0)
+    eval_images = COSTED_EVALUATIONS * sizes.val + sizes.test
+    return TRIAL_OVERHEAD_S + per_image * (train_images + eval_images / 3.0)
+
+
+def gpu_hours(seconds_alone: float, gpus_per_trial: float) -> float:
+    """GPU-hours of trials that take `seconds_alone` in all when each has a whole GPU, packed
+    round(1 / gpus_per_trial) to a GPU (measured speed-up, GPU_PACKING_SPEEDUP)."""
+    n = max(1, round(1.0 / gpus_per_trial)) if gpus_per_trial < 1 else 1
+    known = sorted(GPU_PACKING_SPEEDUP)
+    lo = max(k for k in known if k <= n) if n <= known[-1] else known[-1]
+    hi = min(k for k in known if k >= n) if n <= known[-1] else known[-1]
+    speed = GPU_PACKING_SPEEDUP[lo] if hi == lo else GPU_PACKING_SPEEDUP[lo] + (
+        GPU_PACKING_SPEEDUP[hi] - GPU_PACKING_SPEEDUP[lo]) * (n - lo) / (hi - lo)
+    # n trials share one GPU and finish together after n / speed of their solo time
+    return seconds_alone / speed / 3600 * (gpus_per_trial * n if gpus_per_trial < 1 else
+                                           gpus_per_trial)
+
+
 def report_count(config: Mapping[str, Any], sizes: Sizes) -> int:
     """How many times a trial reports (evaluations), for the schedulers' max_t."""
     from s4l_models.schedule import Schedule, report_steps
@@ -623,9 +673,16 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
                 f"{hours(seconds / 3600 / at_once)}"
                 f" of wall time at {at_once} at a time; the cost model of one-thread step times"
                 f" {'measured on 8x8 images' if spec_size == 8 else 'calibrated to ' + str(spec_size) + 'x' + str(spec_size) + ' images'}"
-                f" (bench/cost_calibration.py); rough: the machine's load moves it"
-                + ("; GPU-hours are not estimated: a GPU sweep runs far faster than this"
-                   if gpus else "") + ")")
+                f" (bench/cost_calibration.py); rough: the machine's load moves it)")
+        if gpus:
+            pts = plan.points if plan.points is not None else [space.point_at(0)] * \
+                plan.num_trials
+            alone = (sum(gpu_trial_seconds(p, plan.sizes) for p in plan.points)
+                     if plan.points is not None
+                     else gpu_trial_seconds(pts[0], plan.sizes) * plan.num_trials)
+            est += (f"; on GPUs about {hours(gpu_hours(alone, gpus), 'GPU')} at "
+                    f"{gpus:g} GPU per trial (the GPU cost model calibrated on {GPU_CALIBRATION}"
+                    "; rough: other GPUs differ)")
     if scheduler in ("asha", "hyperband"):
         est += f"; at most this, {scheduler} stops poor trials early"
     lines.append(est)

@@ -1,0 +1,50 @@
+"""The dry run's GPU-hours: the GPU cost model calibrated on the committed GPU benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tune.sweep_plan import (
+    GPU_FLOOR_IMAGES_PER_S,
+    GPU_PACKING_SPEEDUP,
+    GPU_REF_IMAGES_PER_S,
+    TRIAL_OVERHEAD_S,
+    Sizes,
+    gpu_hours,
+    gpu_trial_seconds,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = Sizes(labeled=25_600, val=0, test=0)
+
+
+def test_the_constants_are_the_committed_gpu_measurements():
+    tp = json.loads((ROOT / "bench/results/trainer_throughput_gpu.json").read_text())
+    assert GPU_REF_IMAGES_PER_S == pytest.approx(
+        tp["cases"]["synthetic224_resnet50_v2_b256"]["trainer_images_per_s"], rel=0.01)
+    pk = json.loads((ROOT / "bench/results/gpu_packing.json").read_text())
+    assert GPU_FLOOR_IMAGES_PER_S == pytest.approx(pk["packings"]["1"]["aggregate_images_per_s"],
+                                                   rel=0.01)
+    assert {int(k): v for k, v in pk["gain_vs_one_trial"].items()} == GPU_PACKING_SPEEDUP
+
+
+def test_a_resnet50_at_224_costs_its_images_at_the_measured_rate():
+    cfg = dict(arch="resnet50_v2", width=1.0, batch_size=256, epochs=1, dataset="imagenet",
+               method="supervised")
+    secs = gpu_trial_seconds(cfg, SIZES) - TRIAL_OVERHEAD_S
+    assert secs == pytest.approx(25_600 / GPU_REF_IMAGES_PER_S)
+    # twice the width: four times the FLOPs; small images: launch-bound at the floor
+    wide = gpu_trial_seconds({**cfg, "width": 2.0}, SIZES) - TRIAL_OVERHEAD_S
+    assert wide == pytest.approx(4 * secs)
+    small = gpu_trial_seconds({**cfg, "dataset": "digits", "arch": "resnet18_v2"}, SIZES)
+    assert small - TRIAL_OVERHEAD_S == pytest.approx(25_600 / GPU_FLOOR_IMAGES_PER_S)
+
+
+def test_packing_trials_on_a_gpu_divides_the_gpu_hours_by_the_measured_speed_up():
+    assert gpu_hours(3600, 1.0) == pytest.approx(1.0)
+    assert gpu_hours(3600, 0.25) == pytest.approx(1 / 4.17 * 4 * 0.25)
+    assert gpu_hours(3600, 0.125) == pytest.approx(1 / 5.69)
+    assert gpu_hours(3600, 2.0) == pytest.approx(2.0)  # two GPUs per trial, no speed-up assumed

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.load import load_sweep  # noqa: E402
-from analysis.select_report import pool_size, study  # noqa: E402
+from analysis.select_report import pool_size, study, words  # noqa: E402
 from analysis.select_sim import DRAWS  # noqa: E402
 from bench.common import write_result  # noqa: E402
 
@@ -43,8 +43,11 @@ def measure(d: Path) -> dict:
         return out
     table, crit, need, sv = got
     out.update(pool=pool_size(sweep), draws=DRAWS, seconds=round(secs, 1),
-               needed_for_0_95=need, savings_within_0_5pt=sv,
-               meets_goal_3x=bool(sv["ratio"] and sv["ratio"] >= 3),
+               needed=need, savings=sv,
+               meets_goal_3x_at_0_95=bool(sv["ratio"] and sv["ratio"] >= 3),
+               meets_3x_to_ceiling=bool(sv["to_ceiling"]["ratio"]
+                                        and sv["to_ceiling"]["ratio"] >= 3),
+               words=words(need, sv, crit, pool_size(sweep)),
                criteria=crit.to_dict(orient="records"),
                curves=table.round(4).to_dict(orient="records"))
     return out
@@ -61,14 +64,7 @@ def main() -> None:
             continue
         print(f"{d.name}: {r['candidates']} trials, pool {r['pool']} images, {r['draws']} draws, "
               f"{r['seconds']} s")
-        for col, per in r["needed_for_0_95"].items():  # (and the MC range of the first)
-            print(f"  labels for {col} >= 0.95: {per}")
-        sv = r["savings_within_0_5pt"]
-        print(f"  best active {sv['best_active']}: {sv['active_images']} vs report "
-              f"{sv['baseline_images']} -> ratio {sv['ratio']}")
-        for c in r["criteria"]:
-            print(f"  criterion {c['criterion']}: regret {c['regret_pt']:.2f} pt, Spearman "
-                  f"{c['spearman']:.2f}")
+        print("  " + r["words"])
     path = write_result("select_labels", {"sweeps": rows, "goal_ratio": 3.0})
     print(f"wrote {path}")
 

@@ -162,11 +162,9 @@ class Sizes:
     train: int = 0
 
 
-def trial_cost(config: Mapping[str, Any], sizes: Sizes, calibrated: bool = True) -> float:
-    """Rough seconds of one trial on one CPU core beside another trial (ratios drive subset
-    choice and the ETA; the dry run sums them). `calibrated`: scaled to the dataset's image
-    size by IMAGE_COST_FACTOR (False: the 8x8 model as measured, for calibrating it)."""
-    from s4l_models.data.datasets import DATASETS
+def _trial_shape(config: Mapping[str, Any], sizes: Sizes):
+    """(setting getter with TrainConfig's defaults, depth, width, batch, epochs, optimizer
+    steps) of a trial: what both cost models start from."""
     from s4l_models.resnet import parse_arch
 
     defaults = TrainConfig()
@@ -176,6 +174,16 @@ def trial_cost(config: Mapping[str, Any], sizes: Sizes, calibrated: bool = True)
     batch = int(get("batch_size"))
     epochs = float(get("epochs"))
     steps = max(1, math.ceil(round(epochs * max(1, sizes.labeled) / batch, 9)))
+    return get, depth, width, batch, epochs, steps
+
+
+def trial_cost(config: Mapping[str, Any], sizes: Sizes, calibrated: bool = True) -> float:
+    """Rough seconds of one trial on one CPU core beside another trial (ratios drive subset
+    choice and the ETA; the dry run sums them). `calibrated`: scaled to the dataset's image
+    size by IMAGE_COST_FACTOR (False: the 8x8 model as measured, for calibrating it)."""
+    from s4l_models.data.datasets import DATASETS
+
+    get, depth, width, batch, epochs, steps = _trial_shape(config, sizes)
     eval_every = float(get("eval_every"))
     # Evaluations are costed at the trainer's default cadence whatever the sweep's: an upper
     # bound (2-4% of a digits trial, bench/README.md eval_cadence), kept so that the points the
@@ -208,15 +216,8 @@ GPU_CALIBRATION = "one NVIDIA H200, bench/results/trainer_throughput_gpu.json an
 def gpu_trial_seconds(config: Mapping[str, Any], sizes: Sizes) -> float:
     """Rough seconds of one trial alone on a GPU (the GPU cost model above)."""
     from s4l_models.data.datasets import DATASETS
-    from s4l_models.resnet import parse_arch
 
-    defaults = TrainConfig()
-    get = lambda k: config.get(k, getattr(defaults, k))  # noqa: E731
-    depth, _, name_width = parse_arch(str(get("arch")))
-    width = float(name_width if name_width is not None else get("width"))
-    batch = int(get("batch_size"))
-    epochs = float(get("epochs"))
-    steps = max(1, math.ceil(round(epochs * max(1, sizes.labeled) / batch, 9)))
+    get, depth, width, batch, _, steps = _trial_shape(config, sizes)
     spec = DATASETS.get(str(get("dataset")))
     side = spec.image_size if spec is not None else 224
     flops = (GPU_DEPTH_FLOPS.get(depth, depth / 50 * GPU_DEPTH_FLOPS[50]) / GPU_DEPTH_FLOPS[50]

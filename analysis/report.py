@@ -380,7 +380,11 @@ def build_report(
     sel_curves, sel_crit = [], []
     for s in sweeps:
         say(f"few-label selection for {s.name}")
-        got = sel.study(s, seed=seed)
+        try:
+            got = sel.study(s, seed=seed)
+        except sel.TooLarge as err:
+            body.append(_p(f"{s.name}: skipped: {err}.", "note"))
+            continue
         if got is None:
             body.append(_p(f"{s.name}: skipped: its predictions.npz stores only per-example "
                            "correctness, not each trial's predicted class and confidence "

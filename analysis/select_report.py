@@ -12,7 +12,7 @@ from s4l_models.errors import UserError
 from s4l_models.predictions import load_sweep_predictions
 
 from .load import PREDICTIONS_FILE, Sweep
-from .select import candidates_from
+from .select import ONEHOT_MAX, candidates_from
 from .select_sim import (
     BASELINE,
     DRAWS,
@@ -26,6 +26,10 @@ from .select_sim import (
 )
 
 ACTIVE = ("disagreement",)
+
+
+class TooLarge(Exception):
+    """A sweep too large for the report's simulation (the one-hot votes would not fit)."""
 
 
 def curves_figure(table: pd.DataFrame, title: str = ""):
@@ -54,6 +58,10 @@ def study(sweep: Sweep, n_draws: int = DRAWS, seed: int = 0, log=None):
     predictions hold no predicted classes (a sweep written before they were stored)."""
     if sweep.predictions is None:
         return None
+    t, n = sweep.predictions.top1.shape
+    if t * n * int(sweep.predictions.label.max() + 1) > ONEHOT_MAX:
+        raise TooLarge(f"{t} trials x {n} images is more than the report simulates; run "
+                       "s4l-select SWEEP --simulate --draws 50 for it")
     raw = load_sweep_predictions(Path(sweep.run_dir) / PREDICTIONS_FILE)
     try:
         c = candidates_from(raw, [str(t) for t in sweep.predictions.trial_ids])
@@ -118,4 +126,4 @@ def pool_size(sweep: Sweep) -> int:
     return int((np.bincount(sweep.predictions.label) // 2).sum())
 
 
-__all__ = ["study", "study_candidates", "words", "curves_figure", "pool_size"]
+__all__ = ["TooLarge", "study", "study_candidates", "words", "curves_figure", "pool_size"]

@@ -96,7 +96,9 @@ def simulate(c: Candidates, strategies=("random", "stratified", "disagreement"),
              n_draws: int = DRAWS, seed: int = 0, step: int | None = None, log=None
              ) -> pd.DataFrame:
     """One row per strategy and labeled-image budget (see the module doc); `step`: images an
-    active strategy asks for at a time (default: 1 up to a 500-image pool, then pool / 500)."""
+    active strategy asks for at a time (default: 1 up to a 100-image pool, then pool / 100,
+    so a draw costs about 100 posterior updates whatever the pool; within a step the images
+    are taken in the order of their entropy, so smaller budgets are still read off)."""
     rng = np.random.default_rng(seed)
     inv, counts, _ = _class_layout(c.label)
     if counts.min() < 2:
@@ -107,7 +109,7 @@ def simulate(c: Candidates, strategies=("random", "stratified", "disagreement"),
     kmax = int((counts // 2).min())
     report_budgets = [k * n_cls for k in range(1, kmax + 1)
                       if k * n_cls in budgets or k in (1, 2, 5, 10, 20, 50, 100, kmax)]
-    step = step or max(1, n_pool // 500)
+    step = step or max(1, n_pool // 100)
     eps = default_eps(c)
     vote = plurality(c.pred, c.n_classes)
     onehot = onehot_votes(c.pred, c.n_classes) if "disagreement" in strategies else None

@@ -229,3 +229,21 @@ def test_an_image_folder_sheet_names_each_image_file(tmp_path, capsys):
     sheet = pd.read_csv(capsys.readouterr().out.split("--labels ")[-1].strip())
     assert len(sheet) == 4 and sheet["label"].isna().all()
     assert [paths[i] for i in sheet["id"]] == sheet["path"].tolist()
+
+
+def test_the_report_has_the_section_and_skips_what_it_cannot_simulate(tmp_path, monkeypatch):
+    from analysis import select_report
+    from analysis.report import build_report
+
+    d = _planted_dir(tmp_path)
+    old = _planted_dir(tmp_path / "old", with_pred=False)
+    build_report([d], tmp_path / "r", n_draws=20, n_boot=20, n_permutations=20)
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "How many labels does this sweep need?" in page and "disagreement needs" in page
+    curves = pd.read_csv(tmp_path / "r" / "select_curves.csv")
+    assert set(curves.strategy) == {"random", "stratified", "disagreement", "report"}
+    build_report([old], tmp_path / "r2", n_draws=20, n_boot=20, n_permutations=20)
+    assert "stores only per-example correctness" in (tmp_path / "r2" / "index.html").read_text()
+    monkeypatch.setattr(select_report, "ONEHOT_MAX", 10)
+    build_report([d], tmp_path / "r3", n_draws=20, n_boot=20, n_permutations=20)
+    assert "more than the report simulates" in (tmp_path / "r3" / "index.html").read_text()

@@ -493,6 +493,11 @@ class Trainer:
         history: list[dict] = []
         if resume_from is not None:
             history = self.load_checkpoint(state, resume_from)
+            if not (self.out / "progress.jsonl").is_file():
+                # resumed into an empty directory (a trial of an object-store sweep restarted
+                # on another node): the checkpoint's history restores the earlier lines
+                for line in history:
+                    record_progress(self.out / "progress.jsonl", line)
         start_step = state.step
         total = self.schedule.total_steps
         stops = [s for s in report_steps(cfg, self.schedule) if s > start_step]

@@ -118,6 +118,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert straight["val_full_top1"] == resumed["val_full_top1"]
+    # resumed on another machine (an object-store sweep's trial restarted on another node):
+    # only the checkpoint travels, and its history restores the earlier progress lines
+    import shutil
+
+    shutil.copytree(tmp_path / "b" / "checkpoint", tmp_path / "moved_ckpt")
+    (tmp_path / "b" / "progress.jsonl").unlink()
+    steps_before = [json.loads(x)["step"] for x in (tmp_path / "a" / "progress.jsonl").open()]
+    train(c, tmp_path / "c", resume_from=tmp_path / "moved_ckpt", **quiet)
+    got = [json.loads(x)["step"] for x in (tmp_path / "c" / "progress.jsonl").open()]
+    assert got == steps_before
 
 
 def test_the_evaluation_cadence_changes_when_a_run_is_scored_not_the_model(tmp_path):

@@ -16,8 +16,11 @@ from .select import ONEHOT_MAX, candidates_from
 from .select_sim import (
     BASELINE,
     DRAWS,
+    NO_LABELS,
     ceiling,
+    chance,
     criteria_table,
+    informative,
     needed,
     needed_for_ceiling,
     needed_range,
@@ -39,6 +42,10 @@ def curves_figure(table: pd.DataFrame, title: str = ""):
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for s, g in table.groupby("strategy", sort=False):
         g = g.sort_values("images")
+        if s == NO_LABELS:
+            ax.axhline(float(g["p_within_0.5pt"].iloc[0]), color="grey", lw=0.8, ls=":",
+                       label="a pick without labels")
+            continue
         ax.errorbar(g["images"], g["p_within_0.5pt"], yerr=2 * g["p_within_0.5pt_se"],
                     label="report: k random images per class" if s == BASELINE else s,
                     marker="o", ms=3, capsize=2, linestyle="--" if s == BASELINE else "-")
@@ -78,9 +85,12 @@ def study_candidates(c, n_draws: int = DRAWS, seed: int = 0, log=None):
     need = {col: needed(table, col) for col in ("p_within_0.5pt", "p_within_1pt", "p_best")}
     need["p_within_0.5pt_mc_range"] = needed_range(table, "p_within_0.5pt")
     need["ceiling_p_within_0.5pt"] = ceiling(table)
-    need["to_ceiling"] = needed_for_ceiling(table)
+    need["no_labels_p_within_0.5pt"] = chance(table)
+    need["yardstick_informative"] = informative(table)
+    need["to_ceiling"] = needed_for_ceiling(table) if need["yardstick_informative"] else None
     sv = savings(need["p_within_0.5pt"], ACTIVE)
-    sv["to_ceiling"] = savings(need["to_ceiling"], ACTIVE)
+    sv["to_ceiling"] = (savings(need["to_ceiling"], ACTIVE) if need["to_ceiling"] is not None
+                        else None)
     return table, crit, need, sv
 
 
@@ -104,17 +114,23 @@ def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
         text += (f" {sv['best_active']} gets there with {sv['active_images']}; the random "
                  "stratified subsets never do within the pool.")
     value, se = need["ceiling_p_within_0.5pt"]
-    to = need["to_ceiling"]
+    low, _ = need["no_labels_p_within_0.5pt"]
     if value < 0.95:
-        text += (f" Labeling the whole pool reaches only {value:.3f} ± {se:.3f}: the held-out "
-                 "half cannot resolve these trials to 0.5 pt, so no strategy can reach 0.95.")
-    text += (" Labels to do as well as the whole pool (within 2 MC SE): " + ", ".join(
-        f"{'the report' + chr(39) + 's subsets' if s == BASELINE else s} "
-        f"{n if n is not None else 'never'}" for s, n in to.items()) + ".")
-    tc = sv["to_ceiling"]
-    if tc["ratio"]:
-        text += (f" {tc['best_active']} needs {tc['ratio']:.1f}x fewer labels than the report's "
-                 "subsets for that.")
+        text += (f" Labeling the whole pool reaches only {value:.3f} ± {se:.3f} (a pick without "
+                 f"labels: {low:.3f}): the held-out half cannot resolve these trials to 0.5 pt, "
+                 "so no strategy can reach 0.95.")
+    to = need["to_ceiling"]
+    if to is None:
+        text += (" The whole pool does not do clearly better than no labels here, so no "
+                 "comparison of strategies is made.")
+    else:
+        text += (" Labels to do as well as the whole pool (within 2 MC SE): " + ", ".join(
+            f"{'the report' + chr(39) + 's subsets' if s == BASELINE else s} "
+            f"{n if n is not None else 'never'}" for s, n in to.items()) + ".")
+        tc = sv["to_ceiling"]
+        if tc["ratio"]:
+            text += (f" {tc['best_active']} needs {tc['ratio']:.1f}x fewer labels than the "
+                     "report's subsets for that.")
     if len(crit):
         text += " Without labels: " + "; ".join(
             f"{r.criterion} regret {r.regret_pt:.2f} pt (Spearman {r.spearman:.2f})"

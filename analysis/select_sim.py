@@ -35,6 +35,8 @@ from .valsize import TARGET, TOLERANCES, _class_layout, _random_orders
 
 DRAWS = 200  # MC SE of a probability near 0.95: sqrt(.95 * .05 / 200) = 0.015
 BASELINE = "report"
+NO_LABELS = "no labels"
+INFORMATIVE_GAP = 0.25  # the pool's P(within 0.5 pt) must beat a label-free pick by this  # a uniformly random pick: what a yardstick gives without information
 _EPS = 1e-9
 _GRID = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)
 
@@ -76,16 +78,17 @@ def _sequence(strategy, c: Candidates, pool, rng, step, eps, vote, onehot) -> np
     return labeled
 
 
-def _outcomes(correct: np.ndarray, order: np.ndarray, budgets: list[int], held: np.ndarray
-              ) -> np.ndarray:
+def _outcomes(correct: np.ndarray, order: np.ndarray, budgets: list[int], held: np.ndarray,
+              chance: bool = False) -> np.ndarray:
     """[len(budgets), 2 + len(TOLERANCES)]: expected regret (pt), P(best), P(within t) of the
-    pick after each budget, in expectation over the pick's tie-break."""
+    pick after each budget, in expectation over the pick's tie-break. `chance`: a pick among
+    all candidates at random (no labels)."""
     h = correct[:, held].sum(axis=1).astype(np.float64)
     regret = 100 * (h.max() - h) / len(held)
     cum = np.cumsum(correct[:, order], axis=1)  # [T, n] correct among the first i+1 labels
     out = np.empty((len(budgets), 2 + len(TOLERANCES)))
     for i, b in enumerate(budgets):
-        counts = cum[:, b - 1]
+        counts = np.zeros(len(h)) if chance else cum[:, b - 1]
         top = counts == counts.max()
         r = regret[top]
         out[i] = [r.mean(), (r <= _EPS).mean(), *[(r <= t + _EPS).mean() for t in TOLERANCES]]
@@ -116,6 +119,7 @@ def simulate(c: Candidates, strategies=("random", "stratified", "disagreement"),
     correct = c.correct
     res = {s: [] for s in strategies}
     res[BASELINE] = []
+    res[NO_LABELS] = []
     for d in range(n_draws):
         pool, held, per_class = _halving(inv, rng)
         for s in strategies:
@@ -124,12 +128,13 @@ def simulate(c: Candidates, strategies=("random", "stratified", "disagreement"),
         rep = [np.concatenate([pc[:k] for pc in per_class]) for k in
                [b // n_cls for b in report_budgets]]
         res[BASELINE].append(np.stack([_outcomes(correct, o, [len(o)], held)[0] for o in rep]))
+        res[NO_LABELS].append(_outcomes(correct, pool[:1], [1], held, chance=True))
         if log and (d + 1) % max(1, n_draws // 5) == 0:
             log(f"select: {d + 1}/{n_draws} draws")
     rows = []
     for s, per_draw in res.items():
         arr = np.stack(per_draw)  # [draws, budgets, 2 + tolerances]
-        bs = report_budgets if s == BASELINE else budgets
+        bs = report_budgets if s == BASELINE else [0] if s == NO_LABELS else budgets
         for i, b in enumerate(bs):
             v = arr[:, i, :]
             m = v.mean(axis=0)
@@ -150,7 +155,7 @@ def needed(table: pd.DataFrame, column: str = "p_within_0.5pt", target: float = 
     """Per strategy: the smallest budget from which on `column` stays >= target (None: never).
     `shift`: judge `column + shift x its SE` instead (+-2: the Monte-Carlo range of the answer)."""
     out = {}
-    for s, g in table.groupby("strategy", sort=False):
+    for s, g in table[table["strategy"] != NO_LABELS].groupby("strategy", sort=False):
         g = g.sort_values("images")
         ok = (g[column] + shift * g[f"{column}_se"] >= target).to_numpy()
         bad = np.nonzero(~ok)[0]
@@ -163,9 +168,23 @@ def ceiling(table: pd.DataFrame, column: str = "p_within_0.5pt") -> tuple[float,
     """(value, SE) of `column` when the whole pool is labeled: every strategy has then labeled
     the same images and picks alike, so it is the most any of them can reach on this yardstick
     (below 0.95 when the held-out half cannot resolve the trials)."""
-    g = table[table["strategy"] != BASELINE]
+    g = table[~table["strategy"].isin([BASELINE, NO_LABELS])]
     top = g[g["images"] == g["images"].max()]
     return float(top[column].mean()), float(top[f"{column}_se"].mean())
+
+
+def chance(table: pd.DataFrame, column: str = "p_within_0.5pt") -> tuple[float, float]:
+    """(value, SE) of `column` for a pick made without any label."""
+    row = table[table["strategy"] == NO_LABELS].iloc[0]
+    return float(row[column]), float(row[f"{column}_se"])
+
+
+def informative(table: pd.DataFrame, column: str = "p_within_0.5pt") -> bool:
+    """Whether labeling the whole pool does clearly better than no labels (by 0.25 and by 3
+    SE): otherwise the held-out yardstick hardly tells the trials apart, and "labels to do as
+    well as the pool" says little (a single label may already be within its noise)."""
+    (top, se_top), (low, se_low) = ceiling(table, column), chance(table, column)
+    return top - low >= max(INFORMATIVE_GAP, 3 * float(np.hypot(se_top, se_low)))
 
 
 def needed_for_ceiling(table: pd.DataFrame, column: str = "p_within_0.5pt"
@@ -243,5 +262,5 @@ def _criterion_row(crit: str, score: np.ndarray, acc: np.ndarray) -> dict:
             "spearman": float(rho)}
 
 
-__all__ = ["criteria_table", "simulate", "needed", "needed_range", "needed_for_ceiling",
+__all__ = ["chance", "informative", "NO_LABELS", "criteria_table", "simulate", "needed", "needed_range", "needed_for_ceiling",
            "ceiling", "savings", "budget_grid", "DRAWS", "BASELINE"]

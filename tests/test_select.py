@@ -12,7 +12,14 @@ from planted_sweeps import write_sweep
 
 from analysis.select import Candidates, criterion_scores, pick, propose
 from analysis.select_cli import main
-from analysis.select_sim import criteria_table, needed, needed_range, savings, simulate
+from analysis.select_sim import (
+    criteria_table,
+    informative,
+    needed,
+    needed_range,
+    savings,
+    simulate,
+)
 
 C = 10
 
@@ -83,7 +90,8 @@ def test_the_simulation_measures_the_savings_on_the_held_out_yardstick():
     c, _ = contested(n=600, n_contested=60)
     table = simulate(c, n_draws=40, seed=1)
     need = needed(table)
-    assert set(table.strategy) == {"random", "stratified", "disagreement", "report"}
+    assert set(table.strategy) == {"random", "stratified", "disagreement", "report", "no labels"}
+    assert informative(table)  # the planted best is clearly better than a random pick
     # the report's baseline only at whole images per class
     assert (table.loc[table.strategy == "report", "images"] % C == 0).all()
     sv = savings(need)
@@ -93,6 +101,16 @@ def test_the_simulation_measures_the_savings_on_the_held_out_yardstick():
     assert (table["p_within_0.5pt_se"] >= 0).all() and table["draws"].eq(40).all()
     lo, hi = needed_range(table)["disagreement"]  # the MC range brackets the answer
     assert lo <= need["disagreement"] and (hi is None or need["disagreement"] <= hi)
+
+
+def test_equally_good_trials_make_no_strategy_comparison():
+    rng = np.random.default_rng(0)
+    label = np.arange(400) % C
+    pred = np.where(rng.random((8, 400)) < 0.8, label, (label + 1) % C)  # all alike
+    c = Candidates(np.array([f"t{i}" for i in range(8)]), pred, np.full((8, 400), 0.8,
+                   np.float32), label, np.arange(400), C)
+    table = simulate(c, n_draws=30, seed=0)
+    assert not informative(table)
 
 
 def test_criteria_rank_a_planted_order():
@@ -241,7 +259,8 @@ def test_the_report_has_the_section_and_skips_what_it_cannot_simulate(tmp_path, 
     page = (tmp_path / "r" / "index.html").read_text()
     assert "How many labels does this sweep need?" in page and "disagreement needs" in page
     curves = pd.read_csv(tmp_path / "r" / "select_curves.csv")
-    assert set(curves.strategy) == {"random", "stratified", "disagreement", "report"}
+    assert set(curves.strategy) == {"random", "stratified", "disagreement", "report",
+                                    "no labels"}
     build_report([old], tmp_path / "r2", n_draws=20, n_boot=20, n_permutations=20)
     assert "stores only per-example correctness" in (tmp_path / "r2" / "index.html").read_text()
     monkeypatch.setattr(select_report, "ONEHOT_MAX", 10)

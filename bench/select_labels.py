@@ -1,6 +1,6 @@
 """How many validation labels each selection strategy needs, on the committed sweeps.
 
-    python bench/select_labels.py [SWEEP_DIR ...]   # default: docs/figure3_digits docs/figure3_fashion_mnist
+    python bench/select_labels.py [SWEEP_DIR ...]   # default: the committed sweeps below
 
 For every sweep (analysis/select_sim.py, the held-out yardstick of the report's validation-size
 study): P(pick within 0.5 / 1 pt of the held-out best, or the best) against labeled images for
@@ -26,7 +26,11 @@ from analysis.select_report import pool_size, study, words  # noqa: E402
 from analysis.select_sim import DRAWS  # noqa: E402
 from bench.common import write_result  # noqa: E402
 
-DEFAULT = ("docs/figure3_digits", "docs/figure3_fashion_mnist")
+# the committed sweeps: digits (the main command), the Fashion-MNIST study (written before
+# predicted classes were stored: baseline only), a Fashion-MNIST sweep with them, and an
+# S4L-Rotation sweep on digits (the rotation criterion)
+DEFAULT = ("docs/figure3_digits", "docs/figure3_fashion_mnist", "docs/select_fashion_mnist",
+           "docs/select_digits_rotation")
 
 
 def measure(d: Path) -> dict:
@@ -40,6 +44,14 @@ def measure(d: Path) -> dict:
         out["skipped"] = ("predictions.npz holds only per-example correctness (the sweep was "
                           "written before predicted classes and confidences were stored); "
                           "rerun it to measure the active strategies and criteria")
+        vs = d / "valsize.csv"  # its report's baseline: k random images per class
+        if vs.is_file():
+            import pandas as pd
+
+            t = pd.read_csv(vs)
+            t = t[t["design"] == "heldout"]
+            out["report_baseline"] = t[["k_per_class", "images", "p_within_0.5pt",
+                                        "p_within_0.5pt_se"]].to_dict(orient="records")
         return out
     table, crit, need, sv = got
     out.update(pool=pool_size(sweep), draws=DRAWS, seconds=round(secs, 1),

@@ -57,8 +57,8 @@ def measure(d: Path) -> dict:
     out.update(pool=pool_size(sweep), draws=DRAWS, seconds=round(secs, 1),
                needed=need, savings=sv,
                meets_goal_3x_at_0_95=bool(sv["ratio"] and sv["ratio"] >= 3),
-               meets_3x_to_ceiling=bool(sv["to_ceiling"]["ratio"]
-                                        and sv["to_ceiling"]["ratio"] >= 3),
+               meets_3x_to_ceiling=(None if sv["to_ceiling"] is None else bool(
+                   sv["to_ceiling"]["ratio"] and sv["to_ceiling"]["ratio"] >= 3)),
                words=words(need, sv, crit, pool_size(sweep)),
                criteria=crit.to_dict(orient="records"),
                curves=table.round(4).to_dict(orient="records"))

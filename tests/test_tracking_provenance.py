@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,19 +121,32 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+def _wandb_run(f: Path) -> tuple[dict, list[dict]]:
+    config, history = {}, []
+    for rec in _wandb_records(f):
+        kind = rec.WhichOneof("record_type")
+        if kind == "config":
+            config.update({_key(i): json.loads(i.value_json) for i in rec.config.update})
+        elif kind == "history":
+            history.append({_key(i): json.loads(i.value_json) for i in rec.history.item})
+    return config, history
+
+
 def test_wandb_offline_runs_hold_the_configuration_and_the_metrics(logged_sweep):
     st, table = logged_sweep
     files = sorted((st / "s" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 2
     got = {}
     for f in files:
-        config, history = {}, []
-        for rec in _wandb_records(f):
-            kind = rec.WhichOneof("record_type")
-            if kind == "config":
-                config.update({_key(i): json.loads(i.value_json) for i in rec.config.update})
-            elif kind == "history":
-                history.append({_key(i): json.loads(i.value_json) for i in rec.history.item})
+        # W&B's own service process writes the run file; on a loaded machine its last records
+        # can land a few seconds after the sweep has returned (seen once in CI), so wait for
+        # them, up to a minute
+        deadline = time.monotonic() + 60
+        config, history = _wandb_run(f)
+        while (len([h for h in history if "val_full_top1" in h]) < 2
+               and time.monotonic() < deadline):
+            time.sleep(1)
+            config, history = _wandb_run(f)
         scores = [h["val_full_top1"] for h in history if "val_full_top1" in h]
         assert len(scores) == 2
         got[(float(config["wd"]), float(config["lr"]))] = scores[-1]

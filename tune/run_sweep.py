@@ -89,7 +89,7 @@ from tune.results import (  # noqa: E402
     ray_dir,
     read_table,
 )
-from tune.storage import SWEEP_FILES, RemoteSweep, is_uri, mirror_dir  # noqa: E402
+from tune.storage import SWEEP_FILES, RemoteSweep, is_uri, mirror_dir, sweep_uri  # noqa: E402
 from tune.summary import retry_hint, summarize, sweep_state  # noqa: E402
 from tune.sweep_plan import (  # noqa: E402
     describe,
@@ -239,7 +239,7 @@ def sweep_dir_for(flags: dict[str, Any], resume: str | None) -> Path:
     if resume:
         return mirror_dir(resume) if is_uri(resume) else Path(resume).expanduser().resolve()
     if is_uri(flags["storage"]):
-        return mirror_dir(f"{str(flags['storage']).rstrip('/')}/{flags['name']}")
+        return mirror_dir(sweep_uri(flags["storage"], flags["name"]))
     return (Path(flags["storage"]).expanduser() / flags["name"]).resolve()
 
 
@@ -248,7 +248,7 @@ def sweep_uri_of(resume: str | None, flags: dict[str, Any]) -> str | None:
     if resume and is_uri(resume):
         return resume.rstrip("/")
     if not resume and is_uri(flags.get("storage")) and flags.get("name"):
-        return f"{str(flags['storage']).rstrip('/')}/{flags['name']}"
+        return sweep_uri(flags["storage"], flags["name"])
     return None
 
 

@@ -56,7 +56,7 @@ from tune.results import (
     read_table,
     upgrade_table,
 )
-from tune.storage import RemoteSweep, is_uri
+from tune.storage import RemoteSweep, is_uri, sweep_uri
 from tune.summary import make_report, retry_hint, summarize, sweep_state
 from tune.sweep_callback import SweepCallback
 from tune.sweep_plan import (
@@ -257,14 +257,14 @@ def remote_of(flags: dict[str, Any], sweep_dir: Path):
     """The sweep's object store (tune/storage.py) when --storage is a URI, else None."""
     if not is_uri(flags.get("storage")):
         return None
-    return RemoteSweep(f"{str(flags['storage']).rstrip('/')}/{sweep_dir.name}", sweep_dir)
+    return RemoteSweep(sweep_uri(flags["storage"], sweep_dir.name), sweep_dir)
 
 
 def where_of(flags: dict[str, Any], sweep_dir: Path) -> str:
     """What a user passes to --resume: the sweep's URI on an object store (not the local
     mirror, which another machine does not have), else its directory."""
-    return f"{str(flags['storage']).rstrip('/')}/{sweep_dir.name}" if is_uri(
-        flags.get("storage")) else str(sweep_dir)
+    return (sweep_uri(flags["storage"], sweep_dir.name) if is_uri(flags.get("storage"))
+            else str(sweep_dir))
 
 
 def trackers(flags: dict[str, Any], sweep_dir: Path, setup: dict[str, Any]) -> list:

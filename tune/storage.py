@@ -37,6 +37,11 @@ def is_uri(value) -> bool:
     return value is not None and "://" in str(value)
 
 
+def sweep_uri(storage, name: str) -> str:
+    """The URI of sweep `name` under an object-store `--storage` URI."""
+    return f"{str(storage).rstrip('/')}/{name}"
+
+
 def filesystem(uri: str):
     """(pyarrow filesystem, path inside it) of a URI; a one-line error when it cannot be used."""
     import pyarrow.fs as pafs
@@ -133,5 +138,5 @@ def fetch_splits(uri: str, cache: Path) -> Path:
     return cache
 
 
-__all__ = ["SWEEP_FILES", "RemoteSweep", "is_uri", "filesystem", "mirror_dir", "open_uri",
+__all__ = ["SWEEP_FILES", "RemoteSweep", "is_uri", "sweep_uri", "filesystem", "mirror_dir", "open_uri",
            "read_uri_bytes", "fetch_splits"]

@@ -53,7 +53,7 @@ def _timed(fn, device, repeats: int) -> float:
 def measure(dataset: str, arch: str, width: float, device, threads: int, repeats: int,
             tmp: Path) -> dict:
     from s4l_models.config import TrainConfig
-    from s4l_models.evaluate import correctness, subset_metrics
+    from s4l_models.evaluate import subset_metrics
     from s4l_models.trainer import Trainer
 
     cfg = TrainConfig.from_dict({
@@ -66,8 +66,8 @@ def measure(dataset: str, arch: str, width: float, device, threads: int, repeats
     splits = trainer.splits
 
     def score(indices):
-        return correctness(model, trainer.source.eval_batches(indices, trainer.eval_batch),
-                           trainer.augment, trainer.autocast)
+        s = trainer._score(model, trainer.source, indices)
+        return s["top1"], s["topk"], s["label"]
 
     score(splits.val)  # warm-up (allocations, cuDNN autotuning)
     top1, top5, _ = score(splits.val)

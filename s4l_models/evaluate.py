@@ -170,19 +170,6 @@ def scored_examples(
     }
 
 
-def correctness(
-    model: torch.nn.Module,
-    batches,
-    augment,
-    autocast: type[AbstractContextManager] | None = None,
-    topk: int = 5,
-    views=None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-example (top-1 correct, top-k correct, label) for every example of `batches`."""
-    s = scored_examples(model, batches, augment, autocast, topk, views)
-    return s["top1"], s["topk"], s["label"]
-
-
 @torch.no_grad()
 def rotation_hits(
     model: torch.nn.Module,

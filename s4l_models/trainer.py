@@ -60,7 +60,6 @@ from .data.sources import IndexStream, make_source
 from .data.splits import Splits, load_splits, splits_for
 from .errors import UserError
 from .evaluate import (
-    correctness,
     rotation_hits,
     rotations4,
     scored_examples,
@@ -425,15 +424,16 @@ class Trainer:
         with scoring_layout(model, self.device.type == "cpu" and self.cfg.channels_last):
             return self._evaluate(model, final, state)
 
+    def _score(self, model: nn.Module, source, indices: np.ndarray, views=None) -> dict:
+        """Per-example scores (evaluate.scored_examples) of `model` on `indices` of `source`."""
+        batches = source.eval_batches(indices, self.eval_batch)
+        return scored_examples(model, batches, self.augment, self.autocast, views=views)
+
     def _evaluate(self, model: nn.Module, final: bool, state: RunState | None = None
                   ) -> dict[str, float]:
         cfg = self.cfg
-        scored = scored_examples(
-            model,
-            self.source.eval_batches(self.splits.val, self.eval_batch),
-            self.augment,
-            self.autocast,
-        )
+        val = self.splits.val
+        scored = self._score(model, self.source, val)
         top1, top5, labels = scored["top1"], scored["topk"], scored["label"]
         metrics: dict[str, float] = {}
         for k, mask in self.val_positions.items():
@@ -441,16 +441,10 @@ class Trainer:
         metrics.update(subset_metrics("val_full", top1, top5))
         if cfg.tta_rotation:
             # S4L Section 4.4: logits averaged over the four rotations (extra keys, *_rot4_*)
-            r1, r5, _ = correctness(
-                model,
-                self.source.eval_batches(self.splits.val, self.eval_batch),
-                self.augment,
-                self.autocast,
-                views=rotations4,
-            )
+            rot4 = self._score(model, self.source, val, views=rotations4)
             for k, mask in self.val_positions.items():
-                metrics.update(subset_metrics(f"val_{k}pc_rot4", r1, r5, mask))
-            metrics.update(subset_metrics("val_full_rot4", r1, r5))
+                metrics.update(subset_metrics(f"val_{k}pc_rot4", rot4["top1"], rot4["topk"], mask))
+            metrics.update(subset_metrics("val_full_rot4", rot4["top1"], rot4["topk"]))
         if final:
             rot = None
             if state is not None and ROTATION_HEAD in state.heads:
@@ -458,29 +452,19 @@ class Trainer:
                 # its rotation head, as trained (not the Polyak copy, whose head is not averaged)
                 rot = rotation_hits(
                     state.model, state.heads[ROTATION_HEAD],
-                    self.source.eval_batches(self.splits.val, self.eval_batch),
+                    self.source.eval_batches(val, self.eval_batch),
                     self.augment, self.autocast,
                 )
-            save_predictions(self.out, self.splits.val, labels, top1, top5,
+            save_predictions(self.out, val, labels, top1, top5,
                              scored["pred"], scored["conf"], rot)
             if self.test_source is not None:
-                n_test = len(self.data.test)
-                t1, t5, _ = correctness(
-                    model,
-                    self.test_source.eval_batches(np.arange(n_test), self.eval_batch),
-                    self.augment,
-                    self.autocast,
-                )
-                metrics.update(subset_metrics("test", t1, t5))
+                # the test split is scored once, at the end: selection never looks at it
+                test = np.arange(len(self.data.test))
+                t = self._score(model, self.test_source, test)
+                metrics.update(subset_metrics("test", t["top1"], t["topk"]))
                 if cfg.tta_rotation:
-                    r1, r5, _ = correctness(
-                        model,
-                        self.test_source.eval_batches(np.arange(n_test), self.eval_batch),
-                        self.augment,
-                        self.autocast,
-                        views=rotations4,
-                    )
-                    metrics.update(subset_metrics("test_rot4", r1, r5))
+                    t = self._score(model, self.test_source, test, views=rotations4)
+                    metrics.update(subset_metrics("test_rot4", t["top1"], t["topk"]))
         return metrics
 
     # --- the loop ----------------------------------------------------------------------

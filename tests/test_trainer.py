@@ -178,14 +178,14 @@ def test_cpu_scoring_in_channels_last_leaves_training_untouched(tmp_path):
     # the same model scored in either layout: the same predictions up to float rounding
     assert abs(runs[True]["val_full_top1"] - runs[False]["val_full_top1"]) <= 0.01
     # scoring builds no autograd graph, in either layout
-    from s4l_models.evaluate import correctness
+    from s4l_models.evaluate import scored_examples
 
     seen = []
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 6))
     net.register_forward_hook(lambda mod, inp, out: seen.append(out.requires_grad))
     view = type("View", (), {"eval_view": staticmethod(lambda x: x)})
     batches = [(torch.zeros(2, 3, 2, 2), torch.tensor([0, 1]))]
-    correctness(net, batches, view)
+    scored_examples(net, batches, view)
     assert seen == [False]
     model = torch.nn.Conv2d(3, 4, 3)
     with scoring_layout(model, True):

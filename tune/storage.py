@@ -20,6 +20,7 @@ Credentials and endpoint come from the environment as for any pyarrow/boto clien
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -42,8 +43,11 @@ def sweep_uri(storage, name: str) -> str:
     return f"{str(storage).rstrip('/')}/{name}"
 
 
+@functools.lru_cache(maxsize=32)
 def filesystem(uri: str):
-    """(pyarrow filesystem, path inside it) of a URI; a one-line error when it cannot be used."""
+    """(pyarrow filesystem, path inside it) of a URI; a one-line error when it cannot be used.
+    Cached per URI: a run opens its sweep's store from several places (start, Tuner, the end),
+    and an S3 filesystem is a client with its own connection pool, worth building once."""
     import pyarrow.fs as pafs
 
     try:

@@ -59,6 +59,9 @@ class Predictions:
     # k images per class -> [N] bool mask of that tiny subset over the columns of top1 (from
     # splits.npz; empty when the sweep has none)
     tiny: dict[int, np.ndarray] = field(default_factory=dict)
+    # the file's arrays as loaded (s4l_models.predictions.load_sweep_predictions), kept for the
+    # few-label study, which needs the predicted classes and confidences: one read per report
+    raw: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -211,7 +214,7 @@ def _read_predictions(run_dir: Path, completed: pd.DataFrame, notes: list[str]):
     sel = np.array([row[t] for t in have])
     preds = Predictions(
         trial_ids=np.array(have), label=np.asarray(label, dtype=np.int64),
-        top1=top1[sel], top5=top5[sel], index=raw["index"],
+        top1=top1[sel], top5=top5[sel], index=raw["index"], raw=raw,
     )
     table = completed.set_index(completed["trial_id"].astype(str)).loc[have, FULL].to_numpy(float)
     gap = np.nanmax(np.abs(preds.top1.mean(axis=1) - table)) if len(have) else 0.0

@@ -223,6 +223,8 @@ class Pick:
     acc_low: float
     acc_high: float
     tied: int  # candidates tied with it on the labeled images
+    posterior: np.ndarray  # [T] P(candidate is the best) under the noise model
+    eps: float  # the noise model's accuracy of the best candidate
 
 
 def pick(c: Candidates, labeled: np.ndarray, y: np.ndarray, pool: np.ndarray,
@@ -249,7 +251,8 @@ def pick(c: Candidates, labeled: np.ndarray, y: np.ndarray, pool: np.ndarray,
     sd = np.sqrt((agree * (1 - agree)).sum()) / n_pool
     return Pick(t, str(c.trial_ids[t]), len(labeled), int(hits[t]), float(w[t]),
                 float(ci.low), float(ci.high), float(mean),
-                float(max(0.0, mean - 1.96 * sd)), float(min(1.0, mean + 1.96 * sd)), len(top))
+                float(max(0.0, mean - 1.96 * sd)), float(min(1.0, mean + 1.96 * sd)), len(top),
+                w, float(eps))
 
 
 # --- label-free criteria -------------------------------------------------------------------------

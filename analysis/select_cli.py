@@ -37,9 +37,7 @@ from .select import (
     Candidates,
     candidates_from,
     criterion_scores,
-    default_eps,
     pick,
-    posterior,
     propose,
 )
 from .select_report import curves_figure, study_candidates, words
@@ -212,7 +210,7 @@ def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:
 def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
     rng = np.random.default_rng(args.seed)
     pk = pick(c, labeled, y, pool, rng)
-    w = posterior(c.pred, labeled, y, default_eps(c), c.n_classes)
+    w = pk.posterior
     order = np.argsort(-w)[:5]
     doc = {
         "selected_trial": pk.trial_id, "settings": _settings(sweep, pk.trial_id),
@@ -220,7 +218,7 @@ def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
         "p_best": pk.p_best, "accuracy_on_labeled_95": [pk.labeled_low, pk.labeled_high],
         "accuracy_model": pk.acc_mean, "accuracy_model_95": [pk.acc_low, pk.acc_high],
         "model": "noise model: the best candidate names the true class with probability eps "
-                 f"= {default_eps(c):.3f} (the candidates' mean confidence), else a uniform "
+                 f"= {pk.eps:.3f} (the candidates' mean confidence), else a uniform "
                  "wrong class; uniform prior over candidates (analysis/select.py)",
         "top_candidates": [{"trial_id": str(c.trial_ids[i]), "p_best": float(w[i])}
                            for i in order],

@@ -69,7 +69,7 @@ def study(sweep: Sweep, n_draws: int = DRAWS, seed: int = 0, log=None):
     if t * n * int(sweep.predictions.label.max() + 1) > ONEHOT_MAX:
         raise TooLarge(f"{t} trials x {n} images is more than the report simulates; run "
                        "s4l-select SWEEP --simulate --draws 50 for it")
-    raw = load_sweep_predictions(Path(sweep.run_dir) / PREDICTIONS_FILE)
+    raw = sweep.predictions.raw or load_sweep_predictions(Path(sweep.run_dir) / PREDICTIONS_FILE)
     try:
         c = candidates_from(raw, [str(t) for t in sweep.predictions.trial_ids])
     except UserError:

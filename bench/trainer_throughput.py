@@ -16,17 +16,29 @@ flip of every image done as one affine_grid/grid_sample over the batch, then nor
 
 Runs alternate (trainer, loop, trainer, loop, ...) in one process so that both see the same
 machine state; each side's images/s is the median of its runs, and `ratio` = trainer / loop
-(goal >= 0.95). On CUDA each timed region ends with a synchronize.
+(goal >= 0.95). `paired_ratios` are the ratios of each trainer run to the loop run right after
+it: where the machine's speed swings from run to run (a launch-bound GPU step of ~10 ms), their
+spread says whether a gap is the trainer's or the machine's. On CUDA each timed region ends
+with a synchronize.
+
+    python bench/trainer_throughput.py --device cuda --only synthetic32_resnet18_v2_b256 \
+        --repeats 9 --steps 900     # one case again, longer and more often
+
+`--only` replaces that case in the existing results file and keeps the others (each case
+records its own command and date).
 
 Cases: CPU (1 torch thread, what one sweep trial gets by default): digits (8x8 grey, the
 embedded dataset) with ResNet-18 v2 x0.5, batch 64; 32x32 synthetic with ResNet-18 v2 x0.25,
-batch 64. CUDA: ResNet-50 v2 at 224 (synthetic224), batch 256; ResNet-18 v2 at 32x32
+batch 64; a host-bound proxy of the launch-bound GPU case (digits, ResNet-18 v2 x0.0625,
+batch 4: the step is almost all per-operation overhead). CUDA: ResNet-50 v2 at 224 (synthetic224), batch 256; ResNet-18 v2 at 32x32
 (synthetic32), batch 256.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -35,7 +47,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import DATASET_SETTINGS, sync, write_result
+from common import DATASET_SETTINGS, RESULTS, sync, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,6 +71,10 @@ class Case:
 CPU_CASES = [
     Case("digits_resnet18_v2_x0.5_b64", "digits", "resnet18_v2", 0.5, 64, 120),
     Case("synthetic32_resnet18_v2_x0.25_b64", "synthetic32", "resnet18_v2", 0.25, 64, 60),
+    # host-bound: a ~7 ms step that is nearly all per-operation dispatch and Python, as the
+    # launch-bound ResNet-18 32x32 GPU step is; a trainer doing more host work per step than
+    # the hand loop would show here first
+    Case("digits_resnet18_v2_x0.0625_b4_hostbound", "digits", "resnet18_v2", 0.0625, 4, 300),
 ]
 CUDA_CASES = [
     Case("synthetic224_resnet50_v2_b256", "synthetic224", "resnet50_v2", 1.0, 256, 120),
@@ -161,7 +177,10 @@ def measure(case: Case, device, threads: int, repeats: int, tmp: Path) -> dict:
               f"loop {loop_runs[-1]['images_per_s']:.0f} img/s", flush=True)
     ours = statistics.median(r["images_per_s"] for r in trainer_runs)
     hand = statistics.median(r["images_per_s"] for r in loop_runs)
+    paired = [t["images_per_s"] / h["images_per_s"] for t, h in zip(trainer_runs, loop_runs)]
     return {
+        "command": "python " + " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "dataset": case.dataset, "arch": case.arch, "width": case.width, "batch": case.batch,
         "steps_per_run": trainer_runs[0]["steps"], "repeats": repeats, "threads": threads,
         "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "fp32",
@@ -173,6 +192,8 @@ def measure(case: Case, device, threads: int, repeats: int, tmp: Path) -> dict:
         "trainer_checkpoint_seconds": round(
             statistics.median(r["checkpoint_seconds"] for r in trainer_runs), 3),
         "ratio": round(ours / hand, 3),
+        "paired_ratios": [round(r, 3) for r in paired],
+        "paired_ratio_median": round(statistics.median(paired), 3),
     }
 
 
@@ -184,17 +205,36 @@ def main() -> int:
                     default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
+    ap.add_argument("--only", action="append", metavar="CASE",
+                    help="run only this case (repeatable); the file's other cases are kept")
+    ap.add_argument("--steps", type=int, help="training steps per run (default: the case's)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cases = CUDA_CASES if device.type == "cuda" else CPU_CASES
+    name = "trainer_throughput" if device.type == "cpu" else "trainer_throughput_gpu"
     results = {}
+    if args.only:
+        unknown = sorted(set(args.only) - {c.name for c in cases})
+        if unknown:
+            print(f"error: unknown case {unknown[0]} for {device.type}; choose from "
+                  f"{', '.join(c.name for c in cases)}", file=sys.stderr)
+            return 2
+        cases = [c for c in cases if c.name in args.only]
+        old = RESULTS / f"{name}.json"
+        if old.is_file():  # keep the other cases' figures, each with its own command and date
+            prev = json.loads(old.read_text())
+            for k, v in prev.get("cases", {}).items():
+                v.setdefault("command", prev.get("command"))
+                v.setdefault("date", prev.get("date"))
+                results[k] = v
+    if args.steps:
+        cases = [dataclasses.replace(c, steps=args.steps) for c in cases]
     with tempfile.TemporaryDirectory(prefix="s4l-throughput-") as tmp:
         for case in cases:
             results[case.name] = measure(case, device, args.threads, args.repeats, Path(tmp))
             r = results[case.name]
             print(f"{case.name}: trainer {r['trainer_images_per_s']:.0f} img/s, hand loop "
                   f"{r['loop_images_per_s']:.0f} img/s, ratio {r['ratio']:.3f}", flush=True)
-    name = "trainer_throughput" if device.type == "cpu" else "trainer_throughput_gpu"
     figures = {
         "device": device.type,
         "goal_ratio": GOAL_RATIO,

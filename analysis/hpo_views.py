@@ -25,19 +25,20 @@ from .sensitivity import axis_cell
 
 
 def varying_axes(sweep: Sweep) -> list[str]:
-    df = sweep.completed
+    df = sweep.search
     return [a for a in sweep.axes
             if a in df.columns and df[a].map(lambda v: str(axis_cell(v))).nunique() > 1]
 
 
 def as_study(sweep: Sweep):
-    """The completed trials as an Optuna study (maximising full-split top-1, in percent)."""
+    """The search's completed trials as an Optuna study (maximising full-split top-1, in
+    percent); seed repeats are left out as in the sensitivity ranking (`Sweep.search`)."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     axes = varying_axes(sweep)
-    df = sweep.completed
+    df = sweep.search
     choices = {}
     for a in axes:
         vals = list(dict.fromkeys(axis_cell(v) for v in df[a]))

@@ -23,6 +23,7 @@ import pandas as pd
 
 from s4l_models.errors import UserError
 from s4l_models.predictions import SWEEP_PREDICTIONS, load_sweep_predictions
+from tune.reseed import load_reseed
 from tune.results import (  # the results-table format it reads
     READABLE_VERSIONS,
     RESULTS_CSV,
@@ -79,6 +80,19 @@ class Sweep:
     space: dict = field(default_factory=dict)
     predictions: Predictions | None = None  # aligned to a subset of `completed` (see notes)
     notes: list[str] = field(default_factory=list)  # things the report should say
+    # trial ids of seed repeats of the search's best configurations (reseed.json,
+    # `s4l-sweep --reseed-top`): not part of the search's design, see `search`
+    repeats: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def search(self) -> pd.DataFrame:
+        """The completed trials of the search itself, seed repeats left out. Statistics of the
+        design (which axes matter) use these: the repeats rerun the configurations that scored
+        best, so keeping them would count those configurations several times."""
+        if not self.repeats:
+            return self.completed
+        keep = ~self.completed["trial_id"].astype(str).isin(self.repeats)
+        return self.completed[keep].reset_index(drop=True)
 
     @property
     def tiny_ks(self) -> list[int]:
@@ -364,6 +378,9 @@ def load_sweep(
         axes = _infer_axes(completed)
     axes = [str(a) for a in axes if str(a) in df.columns]
     preds = _read_predictions(run_dir, completed, notes) if with_predictions else None
+    reseed = load_reseed(run_dir)
+    repeats = (frozenset(set(df["trial_id"]) - {str(t) for t in reseed.get("search_trials", [])})
+               if reseed and reseed.get("search_trials") else frozenset())
     return Sweep(
         run_dir=run_dir,
         name=run_dir.resolve().name or str(run_dir),
@@ -376,6 +393,7 @@ def load_sweep(
         space=space,
         predictions=preds,
         notes=notes,
+        repeats=repeats,
     )
 
 

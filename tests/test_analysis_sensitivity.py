@@ -255,3 +255,102 @@ def test_verdict_alpha():
     r = _ranking(("wd", 0.30, 0.02), ("arch", 0.01, 0.5))
     assert "so this sweep agrees with the paper." in sens.verdict(r)
     assert "cannot tell" in sens.verdict(r, alpha=0.01)
+
+
+def _search_with_repeats(tmp_path, repeats: int):
+    """12 search trials (wd x epochs, wd carries an effect) + `repeats` seed repeats of the best
+    configuration, recorded in reseed.json as `s4l-sweep --reseed-top` writes it."""
+    from tune.reseed import save_reseed
+
+    grid = [(wd, ep) for wd in (1e-3, 1e-2) for ep in (30, 100, 300) for _ in range(2)]
+    accs = [0.90 if wd == 1e-3 else 0.80 for wd, _ in grid] + [0.91] * repeats
+    wds = [wd for wd, _ in grid] + [1e-3] * repeats
+    eps = [ep for _, ep in grid] + [30] * repeats
+    n = len(accs)
+    settings = _settings(n, wd=wds, epochs=eps)
+    for i in range(len(grid), n):
+        settings[i]["seed"] = i
+    ids = [f"t{i:02d}" for i in range(n)]
+    rng = np.random.default_rng(0)
+    top1 = _rows(np.array(accs) + rng.normal(0, 0.01, n))
+    d = write_sweep(tmp_path / f"r{repeats}", settings, top1, np.arange(1000) % 10,
+                    axes=["wd", "epochs"], trial_ids=ids)
+    if repeats:
+        save_reseed(d, {"top": 1, "seeds": repeats + 1, "search_trials": ids[:len(grid)],
+                        "points": []})
+    return load_sweep(d, with_predictions=False)
+
+
+def test_seed_repeats_are_left_out_of_the_ranking_and_said(tmp_path):
+    from analysis import hpo_views as hv
+
+    sweep = _search_with_repeats(tmp_path, 4)
+    assert len(sweep.completed) == 16 and len(sweep.search) == 12
+    assert sweep.repeats == {"t12", "t13", "t14", "t15"}
+    ranking, values = sens.sensitivity(sweep)
+    assert (ranking["n_trials"] == 12).all()
+    assert values.groupby("axis")["n"].sum().eq(12).all()
+    words = sens.words(sweep, ranking)
+    assert "the search's 12 trials: the 4 seed repeats of its best configurations are left " \
+           "out" in words
+    study, _ = hv.as_study(sweep)
+    assert len(study.trials) == 12  # fANOVA and the parallel plot see the same trials
+    # without reseed.json every completed trial is the search's, and nothing is said about it
+    plain = _search_with_repeats(tmp_path, 0)
+    assert len(plain.search) == len(plain.completed) == 12 and not plain.repeats
+    assert "seed repeats" not in sens.words(plain, sens.sensitivity(plain)[0])
+
+
+def test_cramers_v_and_crossing():
+    a = np.repeat(["x", "y", "z"], 10)
+    assert sens.cramers_v(a, a) == pytest.approx(1.0)  # one determines the other
+    grid = pd.DataFrame([(u, v) for u in "abc" for v in "pq" for _ in range(3)],
+                        columns=["u", "v"])
+    assert sens.cramers_v(grid["u"], grid["v"]) == 0.0  # a full grid: independent
+    assert sens.is_crossed(grid, ["u", "v"])
+    assert not sens.is_crossed(grid.iloc[1:], ["u", "v"])  # one cell short
+    assert not sens.is_crossed(grid[(grid.u != "a") | (grid.v != "p")], ["u", "v"])  # cell empty
+    rng = np.random.default_rng(0)
+    # independent columns of a random design: the bias-corrected V stays near 0 (the plain one
+    # is about 0.3 at 24 trials); the mean over 200 draws, well below ENTANGLED_V
+    vs = [sens.cramers_v(rng.integers(0, 6, 24), rng.integers(0, 4, 24)) for _ in range(200)]
+    assert np.mean(vs) < 0.2 < sens.ENTANGLED_V
+    assert np.isnan(sens.cramers_v(np.zeros(5), np.arange(5)))  # one value: undefined
+
+
+def test_verdict_cannot_tell_when_the_deciding_axis_varies_with_the_other_side():
+    rows = [("wd", 0.37, 0.08), ("depth", 0.33, 0.03), ("epochs", 0.18, 0.3)]
+    assert sens.verdict(_ranking(*rows)).endswith("does not agree with the paper.")
+    words = sens.verdict(_ranking(*rows), pairs=[("wd", "depth", 0.68)])
+    assert "depth (ω² 0.330), an architecture axis, is distinguishable" in words
+    assert "varies with the crucial axis wd (V 0.68)" in words
+    assert words.endswith("this sweep cannot tell whether it agrees with the paper.")
+    agree = [("wd", 0.40, 0.001), ("epochs", 0.05, 0.30), ("arch", 0.02, 0.60)]
+    words = sens.verdict(_ranking(*agree), pairs=[("wd", "arch", 0.9)])
+    assert "wd (ω² 0.400), a crucial axis" in words and "cannot tell" in words
+    # axes of the same side varying together do not decide anything
+    assert sens.verdict(_ranking(*agree), pairs=[("wd", "epochs", 0.9)]).endswith(
+        "so this sweep agrees with the paper.")
+
+
+def test_planted_confounded_design_is_not_called_agreement(tmp_path):
+    # weight decay carries the whole effect, but 10 of its 12 trials at each value ran one
+    # architecture: depth goes with wd, and the verdict must not credit either
+    wds = [1e-3] * 12 + [1e-2] * 12
+    archs = (["resnet18_v2"] * 10 + ["resnet50_v2"] * 2 + ["resnet50_v2"] * 10
+             + ["resnet18_v2"] * 2)
+    eps = [30, 100] * 12
+    rng = np.random.default_rng(1)
+    accs = np.where(np.array(wds) == 1e-3, 0.90, 0.80) + rng.normal(0, 0.005, 24)
+    d = write_sweep(tmp_path / "c", _settings(24, wd=wds, arch=archs, epochs=eps), _rows(accs),
+                    np.arange(1000) % 10, axes=["wd", "arch", "epochs"])
+    sweep = load_sweep(d, with_predictions=False)
+    ranking, _ = sens.sensitivity(sweep)
+    assert ranking["axis"].iloc[0] == "wd"
+    notes, pairs = sens.design(sweep)
+    assert {frozenset(p[:2]) for p in pairs} >= {frozenset({"wd", "depth"})}
+    words = sens.words(sweep, ranking)
+    assert "varies with the architecture axis" in words
+    assert "cannot tell whether it agrees with the paper" in words
+    assert "so this sweep agrees" not in words
+    assert "do not cross the swept axes fully" in words

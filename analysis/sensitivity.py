@@ -5,8 +5,10 @@ such as `resnet50_v2` (and `width` from a `_x4` suffix when the table has no wid
 `seed` is no axis here (the leaderboard reports the seed-to-seed spread). Per axis value: box
 and points of `val_full_top1`.
 
-Which axes matter, without mistaking chance for an effect. Per axis, one-way on the completed
-trials (accuracy in percent):
+Which axes matter, without mistaking chance for an effect. Per axis, one-way on the search's
+completed trials (accuracy in percent; seed repeats of the best configurations, `--reseed-top`,
+are left out: they rerun configurations chosen for scoring best, and keeping them would count
+those configurations several times and break the permutation test's exchangeability):
 
 * `eta_squared` (η²): between-value / total sum of squares. It is biased upwards: with no effect
   at all, a k-valued axis on n trials still explains (k-1)/(n-1) on average (`eta_squared_null`;
@@ -36,8 +38,10 @@ Derived axes are not independent tests: `depth`, `version` (and `width`) are fun
 `arch`, so they share its trials and its effect (a depth effect shows up in `arch` too). They
 are kept because the paper speaks of them separately. Crossed axes of a full grid are close to
 independent; axes of a random or pruned search are not, and each axis's effect then includes
-whatever correlates with it. Each test is one-way: the other axes' effects count as noise, so
-beside a dominant axis a smaller real effect can stay indistinguishable from chance (a planted
+whatever correlates with it: `design` says when the trials do not cross the axes fully and
+which axes vary together (bias-corrected Cramér's V >= `ENTANGLED_V`), and `verdict` will not
+credit an axis that varies with one of the other side of the paper's claim. Each test is
+one-way: the other axes' effects count as noise, so beside a dominant axis a smaller real effect can stay indistinguishable from chance (a planted
 0.4-logit weight-decay effect needs about 96 trials beside a 1.2-logit epochs effect); "not
 distinguishable" means "not shown by this sweep", never "shown to be absent". Beside each: the
 spread of per-value best and median in points.

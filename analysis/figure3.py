@@ -6,7 +6,9 @@ yardstick (`analysis.stats`):
 - **nested**, the paper's construction: y = top-1 on the full validation split, which contains
   the subset; the correlation is partly the overlap's (a subset inside its yardstick correlates
   with it even when all trials are equally good), so the panel gives r with its bootstrap
-  interval, the r that overlap alone would give (`r under H0`), and the p-value against that;
+  interval, the r that overlap alone gives (`mean r under H0`: the mean r of the simulated null the
+  p-value is tested against, `corr["pearson_null"]`, the same number as the report's table and
+  words; not the sqrt(subset/split) approximation `null_r`), and the p-value against that null;
 - **disjoint**: y = top-1 on the rest of the split (the examples not in the subset), which the
   subset never overlaps, so r measures what the subset says about other images (p against 0).
   Drawn when the sweep has per-example predictions and its splits.npz.
@@ -114,9 +116,9 @@ def _label(y: Yardstick) -> str:
     ci = f" [{c['pearson_lo']:.2f}, {c['pearson_hi']:.2f}]" if np.isfinite(c["pearson_lo"]) else ""
     text = f"r = {r:.2f}{ci}"
     if y.name == "nested":
-        null = c.get("null_r", float("nan"))
+        null = c.get("pearson_null", float("nan"))
         if np.isfinite(null):
-            text += f"\nr under H0 (overlap only) = {null:.2f}"
+            text += f"\nmean r under H0 (overlap only) = {null:.2f}"
         text += f"\n{fmt_p(p)} vs H0" if np.isfinite(p) else "\np n/a (no predictions)"
     else:
         text += f"\n{fmt_p(p)} vs r = 0" if np.isfinite(p) else ""

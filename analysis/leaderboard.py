@@ -95,13 +95,63 @@ def seed_noise(configs: pd.DataFrame) -> tuple[float, int]:
     """Pooled within-configuration std of full-split top-1 (points) and the configs it pools.
 
     sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) over configurations with repeated seeds: the
-    seed-to-seed noise against which differences between configurations are to be read.
+    seed-to-seed noise against which differences between configurations are to be read. Its
+    degrees of freedom and confidence interval: `seed_noise_ci`.
     """
+    got = seed_noise_ci(configs)
+    return got["sd"], got["n_configs"]
+
+
+def seed_noise_ci(configs: pd.DataFrame, level: float = 0.95) -> dict:
+    """The pooled seed-to-seed std of full-split top-1 (points) with its exact interval.
+
+    sd = sqrt(sum (n_i - 1) s_i^2 / df), df = sum (n_i - 1) over the configurations with
+    repeated seeds (n_i finite seeds, sample std s_i). Under normal seed noise with one std
+    sigma shared by the configurations, df * sd^2 / sigma^2 ~ chi^2(df), so the exact
+    `level` interval of sigma is sd * sqrt(df / chi2.ppf(1 - a/2, df)) to
+    sd * sqrt(df / chi2.ppf(a/2, df)), a = 1 - level (scipy.stats.chi2). With few df it is
+    wide: 3 configurations x 3 seeds (df 6) give [0.64, 2.2] x sd.
+
+    Keys: sd, df, n_configs, lo, hi, level; diff_sd = sqrt(2) * sd, the std of the difference
+    between two configurations each run with ONE seed; resolve = 2 * sqrt(2) * sd, the band
+    within which such a difference is within seed noise (~95% two-sided under normal noise),
+    and resolve_hi = 2 * sqrt(2) * hi, the same at the interval's upper end. NaN (df 0) when
+    no configuration has repeated seeds.
+    """
+    nan = float("nan")
+    out = {"sd": nan, "df": 0, "n_configs": 0, "lo": nan, "hi": nan, "level": level,
+           "diff_sd": nan, "resolve": nan, "resolve_hi": nan}
+    if f"{FULL}_n" not in configs.columns:
+        return out
     rep = configs[(configs[f"{FULL}_n"] > 1) & configs[f"{FULL}_std"].notna()]
     if rep.empty:
-        return float("nan"), 0
-    dof = rep[f"{FULL}_n"] - 1
-    return float(np.sqrt((dof * rep[f"{FULL}_std"] ** 2).sum() / dof.sum())), len(rep)
+        return out
+    out["n_configs"] = int(len(rep))
+    dof = rep[f"{FULL}_n"].astype(float) - 1
+    df = float(dof.sum())
+    sd = float(np.sqrt((dof * rep[f"{FULL}_std"] ** 2).sum() / df))
+    a = 1 - level
+    lo = sd * float(np.sqrt(df / sps.chi2.ppf(1 - a / 2, df)))
+    hi = sd * float(np.sqrt(df / sps.chi2.ppf(a / 2, df)))
+    out.update(sd=sd, df=int(round(df)), lo=lo, hi=hi, diff_sd=float(np.sqrt(2) * sd),
+               resolve=float(2 * np.sqrt(2) * sd), resolve_hi=float(2 * np.sqrt(2) * hi))
+    return out
+
+
+def seed_noise_words(noise: dict) -> str:
+    """The seed-noise sentence of the report (`seed_noise_ci`'s dict); '' without repeats."""
+    if not noise["n_configs"]:
+        return ""
+    pct = f"{100 * noise['level']:.0f}%"
+    return (
+        f"Seed-to-seed noise: over {noise['n_configs']} configurations run with several "
+        f"seeds ({noise['df']} degrees of freedom), the pooled standard deviation of "
+        f"full-split top-1 is σ = {noise['sd']:.2f} pt (exact {pct} CI {noise['lo']:.2f}–"
+        f"{noise['hi']:.2f} pt, chi-square with {noise['df']} df). A difference between two "
+        f"configurations each run with one seed has standard deviation √2·σ = "
+        f"{noise['diff_sd']:.2f} pt, so differences between single-seed configurations within "
+        f"about 2·√2·σ = {noise['resolve']:.2f} pt are within seed noise (≈95% two-sided under "
+        f"normal seed noise; {noise['resolve_hi']:.2f} pt at the upper end of σ's interval).")
 
 
 def finalists(configs: pd.DataFrame) -> pd.DataFrame:

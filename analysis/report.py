@@ -120,7 +120,7 @@ def _tiny_display(df: pd.DataFrame, multi: bool) -> pd.DataFrame:
                       ("kendall", "Kendall τ")):
         out[f"{sym} [95% CI]"] = [_ci(v, a, b) for v, a, b in
                                    zip(df[name], df[name + "_lo"], df[name + "_hi"])]
-        out[f"{sym} under H0"] = df[name + "_null"].map(
+        out[f"{sym}: mean under H0"] = df[name + "_null"].map(
             lambda v: f"{v:.2f}" if np.isfinite(v) else "—")
         out[f"{sym} p"] = [st.fmt_p(p).removeprefix("p = ") for p in df[name + "_p"]]
     out["tied at top"] = df["n_tied"]
@@ -129,7 +129,7 @@ def _tiny_display(df: pd.DataFrame, multi: bool) -> pd.DataFrame:
     out["best on yardstick (%)"] = [f"{t} ({100 * b:.2f})" for t, b in
                                     zip(df["best"], df["best_yard"])]
     for k in st.TOPK:
-        out[f"top-{k} overlap"] = df[f"top{k}_overlap"].map(lambda v: f"{v:.2f}")
+        out[f"E[top-{k} overlap]"] = df[f"top{k}_overlap"].map(lambda v: f"{v:.2f}")
     return out
 
 
@@ -166,8 +166,9 @@ def tiny_key(r: st.TinyResult) -> str:
     c = n.corr
     text = f"{r.k}/class: " + _coef(c, "pearson", "r")
     if np.isfinite(c["pearson_p"]):
-        text += (f" against the full split, where overlap alone gives r = {c['null_r']:.2f} "
-                 f"({st.fmt_p(c['pearson_p'])} vs that)")
+        text += (f" against the full split, where overlap alone gives r = "
+                 f"{c['pearson_null']:.2f} (mean r under H0, over the simulated null's draws; "
+                 f"{st.fmt_p(c['pearson_p'])} vs that null)")
     else:
         text += " against the full split (no p-value: without per-example predictions the null "
         text += "that keeps the overlap cannot be computed)"
@@ -191,9 +192,10 @@ def tiny_words(r: st.TinyResult) -> str:
              f"full-split trial scores {_binom(r.ci.get('best_full'))}. ")
     if r.mcnemar is not None:
         text += r.mcnemar.verdict.rstrip(".") + ". "
-    ov = ", ".join(f"top-{k} {v * min(k, r.n_trials):.0f}/{min(k, r.n_trials)}"
+    ov = ", ".join(f"top-{k} {v * min(k, r.n_trials):.1f}/{min(k, r.n_trials)}"
                    for k, v in r.nested.overlap.items())
-    text += f"Overlap of the best trials on subset and full split: {ov}."
+    text += (f"Overlap of the best trials on subset and full split, expected over uniformly "
+             f"random tie-breaks of both rankings: {ov}.")
     return text
 
 
@@ -265,10 +267,11 @@ def build_report(
         "paper's construction: the full split contains the subset) and on the rest of the "
         "split, the images not in the subset (second row, when the sweep stored per-example "
         "predictions). A subset inside its yardstick correlates with it even when all trials "
-        "are equally good (about sqrt(subset / split)), so the top row's p-value tests r "
-        "against that overlap-only value (H0: all trials equally good, each image answered "
-        "correctly at its observed rate, Monte-Carlo over the same number of draws as the "
-        "bootstrap), never against 0; the second row's p tests r against 0. Intervals: 95% "
+        "are equally good (roughly sqrt(subset / split)), so the top row's p-value tests r "
+        "against the overlap-only null, simulated (H0: all trials equally good, each image "
+        "answered correctly at its observed rate, Monte-Carlo over the same number of draws as "
+        "the bootstrap), never against 0; 'mean r under H0' (the panels, the table and the "
+        "words) is the mean r of those draws. The second row's p tests r against 0. Intervals: 95% "
         "percentile bootstrap over trials. Red: the trial picked on the subset when ties go to "
         "the first in trial order (red rings: the other tied trials); the numbers in words are "
         "expectations over a random choice among the tied. Black star: the best trial on the "
@@ -295,8 +298,11 @@ def build_report(
             "under H0 and the one-sided Monte-Carlo p-value against it; P(pick is best) and "
             "E[regret]: a uniformly random choice among the trials tied at the top of the "
             "subset, judged on the yardstick (regret = best yardstick top-1 minus the pick's, "
-            "in points); overlap = share of the k best trials on the yardstick that are among "
-            "the k best on the subset.", "meta"))
+            "in points); E[top-k overlap] = expected share of the k best trials on the "
+            "yardstick that are among the k best on the subset, ties at the k-th place broken "
+            "uniformly at random, independently on the two rankings (exact: the sum over trials "
+            "of P(in the subset's top k) × P(in the yardstick's top k), divided by k), so it "
+            "never depends on trial order.", "meta"))
         body.append(_table(shown))
 
     # --- validation-size study -------------------------------------------------------------
@@ -410,10 +416,13 @@ def build_report(
     say("sensitivity per axis")
     body.append("<h2>Sensitivity: which axes of the sweep matter?</h2>")
     body.append(_p(
-        "Full-split top-1 per value of every axis (box: quartiles; points: trials). Axes are "
-        "ranked by ω², the share of the variance of full-split top-1 the axis explains beyond "
-        "what chance would (η² minus its expectation when the axis has no effect; ≤ 0 means no "
-        "detectable effect). η² and its chance level (k − 1)/(n − 1) are beside it. p: "
+        "Full-split top-1 per value of every axis (box: quartiles; points: the search's "
+        "trials; seed repeats of its best configurations are left out of this section, as they "
+        "would count those configurations several times). Axes are "
+        "ranked by ω² (Hays' omega squared, (SS_between − (k − 1)·MS_within) / (SS_total + "
+        "MS_within)), a chance-corrected share of the variance of full-split top-1 the axis "
+        "explains: 0 when the axis explains exactly what chance would (F = 1), negative = no "
+        "detectable effect. η² and its chance level (k − 1)/(n − 1) are beside it. p: "
         f"permutation test ({n_permutations} permutations of the accuracies across the axis "
         "values, scipy.stats.permutation_test; ± its Monte-Carlo standard error), Holm-corrected "
         "over the axes; each axis is tested alone, so a dominant axis's effect counts as noise "
@@ -432,7 +441,7 @@ def build_report(
             body.append(f"<h3>{html.escape(s.name)}</h3>")
         body.append(_img(stem("sensitivity", s).with_suffix(".png"),
                          f"sensitivity{' — ' + s.name if multi else ''}"))
-        words = sens.verdict(ranking)
+        words = sens.words(s, ranking)
         body.append(_p(words))
         key.append((f"{s.name}: " if multi else "") + words)
         body.append(_table(ranking.drop(columns=["sweep"]) if not multi else ranking))
@@ -446,7 +455,8 @@ def build_report(
         "axes explains, summing to 1. It is what Optuna and W&B users read; unlike ω² it is not "
         "corrected for chance and has no p-value, so on a small sweep it gives noise a share "
         "too: read it beside the permutation test above. Below it, Optuna's parallel-coordinates "
-        "plot: one line per completed trial through its axis values, coloured by its score."))
+        "plot: one line per trial of the search through its axis values, coloured by its "
+        "score."))
     fanovas = []
     for s in sweeps:
         table = hv.fanova(s, seed=seed)
@@ -504,11 +514,9 @@ def build_report(
             words = lb.separation_words(sep)
             body.append(_p(words))
             key.append(words)
-    noise, n_rep = lb.seed_noise(configs)
-    if n_rep:
-        words = (f"Seed-to-seed noise: over {n_rep} configurations run with several seeds, the "
-                 f"pooled standard deviation of full-split top-1 is {_pt(noise)}; differences "
-                 f"between configurations smaller than that are not resolved.")
+    noise = lb.seed_noise_ci(configs)
+    if noise["n_configs"]:
+        words = lb.seed_noise_words(noise)
         body.append(_p(words))
         key.append(words)
 
@@ -557,9 +565,10 @@ def build_report(
               "<li>Trial order: the row order of results.parquet.</li>"
               "<li>Ties: every number in words and in the tables is an expectation over a "
               "uniformly random choice among the trials tied at the top of a subset, never an "
-              "artefact of trial order; only Figure 3's red point is the first tied trial in "
-              "trial order (its rings mark the others). On a yardstick, every trial tied at "
-              "its top counts as the best.</li>"
+              "artefact of trial order (top-k overlaps: an expectation over random tie-breaks "
+              "at the k-th place of both rankings); only Figure 3's red point is the first "
+              "tied trial in trial order (its rings mark the others). On a yardstick, every "
+              "trial tied at its top counts as the best.</li>"
               "<li>Regret: best yardstick top-1 minus the yardstick top-1 of the pick, in "
               "points (≥ 0).</li>"
               f"<li>Monte-Carlo error: every resampled or bootstrapped figure is an estimate "

@@ -27,6 +27,7 @@ from .select_sim import (
     savings,
     simulate,
 )
+from .valsize import DRAWS as VALSIZE_DRAWS
 
 ACTIVE = ("disagreement",)
 
@@ -88,6 +89,15 @@ def study_candidates(c, n_draws: int = DRAWS, seed: int = 0, log=None):
     need["no_labels_p_within_0.5pt"] = chance(table)
     need["yardstick_informative"] = informative(table)
     need["to_ceiling"] = needed_for_ceiling(table) if need["yardstick_informative"] else None
+    if need["to_ceiling"] is not None:  # the same rule at estimate +- 2 SE, as needed_range
+        value, se = need["ceiling_p_within_0.5pt"]
+        target = value - 2 * max(se, 1e-3)
+        lo, hi = (needed(table, "p_within_0.5pt", target=target, shift=sh) for sh in (2, -2))
+        need["to_ceiling_mc_range"] = {s: [lo[s], hi[s]] for s in lo}
+    # the label counts tried per strategy: every count above is a point of this grid
+    need["grid"] = {str(s): sorted(int(b) for b in g["images"])
+                    for s, g in table[table["strategy"] != NO_LABELS].groupby("strategy")}
+    need["draws"] = int(table["draws"].iloc[0])
     sv = savings(need["p_within_0.5pt"], ACTIVE)
     sv["to_ceiling"] = (savings(need["to_ceiling"], ACTIVE) if need["to_ceiling"] is not None
                         else None)
@@ -105,38 +115,100 @@ def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
     parts = [f"{'the report' + chr(39) + 's k-per-class subsets' if s == BASELINE else s} "
              f"{n if n is not None else f'not within the {pool}-image pool'}{span(s)}"
              for s, n in per.items()]
-    text = ("Labeled images needed to pick a trial within 0.5 pt of the held-out best with "
-            "probability >= 0.95: " + ", ".join(parts) + ".")
+    grid = need.get("grid") or {}
+    text = ("Labeled images needed (on the grid of label counts tried) to pick a trial within "
+            "0.5 pt of the held-out best with probability >= 0.95: " + ", ".join(parts) + ".")
     if sv["ratio"]:
-        text += (f" {sv['best_active']} needs {sv['ratio']:.1f}x fewer labels than the "
-                 "report's random stratified subsets.")
+        text += _saving(sv, rng, grid, "the report's random stratified subsets", "")
     elif sv["baseline_images"] is None and sv["active_images"] is not None:
-        text += (f" {sv['best_active']} gets there with {sv['active_images']}; the random "
-                 "stratified subsets never do within the pool.")
+        a = sv["active_images"]
+        text += (f" {sv['best_active']} gets there with {a} "
+                 f"({_grid_point(grid, sv['best_active'], a)}); the random stratified subsets "
+                 "never do within the pool.")
     value, se = need["ceiling_p_within_0.5pt"]
     low, _ = need["no_labels_p_within_0.5pt"]
     if value < 0.95:
-        text += (f" Labeling the whole pool reaches only {value:.3f} ± {se:.3f} (a pick without "
-                 f"labels: {low:.3f}): the held-out half cannot resolve these trials to 0.5 pt, "
-                 "so no strategy can reach 0.95.")
+        draws = need.get("draws", DRAWS)
+        other = f"{VALSIZE_DRAWS} draws per k by default"
+        if VALSIZE_DRAWS > draws:
+            other += f", more than these {draws}"
+        text += (f" Labeling the whole pool reaches only {value:.3f} ± {se:.3f} (this section's "
+                 f"simulation, {draws} draws; the report's validation-size study estimates the "
+                 f"same quantity, its whole pool's P(within 0.5 pt), from its own simulation "
+                 f"({other}), so its figure differs from this one by Monte-Carlo error; a pick "
+                 f"without labels: {low:.3f}): the held-out half cannot resolve these trials to "
+                 "0.5 pt, so no strategy can reach 0.95.")
     to = need["to_ceiling"]
     if to is None:
         text += (" The whole pool does not do clearly better than no labels here, so no "
                  "comparison of strategies is made.")
     else:
-        text += (" Labels to do as well as the whole pool (within 2 MC SE): " + ", ".join(
-            f"{'the report' + chr(39) + 's subsets' if s == BASELINE else s} "
-            f"{n if n is not None else 'never'}" for s, n in to.items()) + ".")
+        text += (" Labels to do as well as the whole pool (within 2 MC SE; on the grid of label "
+                 "counts tried): " + ", ".join(
+                     f"{'the report' + chr(39) + 's subsets' if s == BASELINE else s} "
+                     f"{n if n is not None else 'never'}" for s, n in to.items()) + ".")
         tc = sv["to_ceiling"]
         if tc["ratio"]:
-            text += (f" {tc['best_active']} needs {tc['ratio']:.1f}x fewer labels than the "
-                     "report's subsets for that.")
+            text += _saving(tc, need.get("to_ceiling_mc_range") or {}, grid,
+                            "the report's subsets", " for that")
     if len(crit):
         text += " Without labels: " + "; ".join(
             f"{r.criterion} regret {r.regret_pt:.2f} pt (Spearman {r.spearman:.2f})"
             for r in crit.itertuples()) + "."
     return text
 
+
+def _x(r: float) -> str:
+    return f"{round(r, 1):g}x"  # 12x, 9.6x, 22.5x
+
+
+def _below(grid: dict, s: str, n: int) -> int | None:
+    """The largest label count tried for strategy `s` below `n` (None: `n` is the smallest)."""
+    smaller = [b for b in grid.get(s, []) if b < n]
+    return max(smaller) if smaller else None
+
+
+def _grid_point(grid: dict, s: str, n: int) -> str:
+    if s not in grid:
+        return "a point of the grid of label counts tried"
+    prev = _below(grid, s, n)
+    if prev is None:
+        return "the smallest label count tried"
+    return (f"a point of the grid of label counts tried; the next smaller count tried, {prev}, "
+            f"falls short{'; none between was tried' if n - prev > 1 else ''}")
+
+
+def _saving(sv: dict, rng: dict, grid: dict, baseline: str, goal: str) -> str:
+    """The best active strategy's saving over the baseline, said as what it is: the ratio of
+    two points of the grid of label counts tried, with the range the two counts' Monte-Carlo
+    ranges (rule at estimate +- 2 SE) imply."""
+    best, a, b = sv["best_active"], sv["active_images"], sv["baseline_images"]
+    a_lo, a_hi = rng.get(best, [a, a])
+    b_lo, b_hi = rng.get(BASELINE, [b, b])
+    lo = b_lo / a_hi if (b_lo and a_hi) else None
+    hi = b_hi / a_lo if (b_hi and a_lo) else None
+    if not rng:
+        mc = ""
+    elif lo is not None and hi is not None:
+        mc = (" (the same at ±2 MC SE)" if _x(lo) == _x(hi) == _x(sv["ratio"])
+              else f" (MC range {_x(lo)}-{_x(hi)})")
+    elif lo is not None:
+        mc = (f" (MC range from {_x(lo)} up: at -2 MC SE {baseline} do not get there within "
+              "the pool)")
+    elif hi is not None:
+        mc = f" (MC range up to {_x(hi)}: at -2 MC SE {best} does not get there within the pool)"
+    else:
+        mc = " (MC range unbounded: at -2 MC SE neither gets there within the pool)"
+    pa, pb = _below(grid, best, a), _below(grid, BASELINE, b)
+    if best not in grid or BASELINE not in grid:
+        where = ""
+    elif pa is not None and pb is not None:
+        gap = "; none between was tried" if a - pa > 1 or b - pb > 1 else ""
+        where = f" (the next smaller counts tried, {pa} and {pb}, fall short{gap})"
+    else:
+        where = f" ({a}: {_grid_point(grid, best, a)}; {b}: {_grid_point(grid, BASELINE, b)})"
+    return (f" {best} needs {_x(sv['ratio'])} fewer labels than {baseline}{goal}{mc}: a ratio "
+            f"of two points of the grid of label counts tried, {a} against {b}{where}.")
 
 def pool_size(sweep: Sweep) -> int:
     return int((np.bincount(sweep.predictions.label) // 2).sum())

@@ -54,10 +54,12 @@ Monte-Carlo error. Every resampled figure is a mean over draws of a per-draw val
 probability: the tie-break-weighted indicator of that draw); its `_se` column is the standard
 deviation over draws divided by sqrt(draws) (for a 0/1 outcome exactly the binomial
 sqrt(p (1 - p) / draws)). The default DRAWS = 2000 puts at most 0.005 on a probability near
-0.95 (sqrt(0.95 * 0.05 / 2000) = 0.0049). The recommendation is the smallest k from which on
-P(within 0.5 pt) >= 0.95; it is flagged borderline when 0.95 lies within 2 SE of the estimate
-at that k or the k before, and `recommended_range` gives the k the rule would pick from the
-estimates + 2 SE and from the estimates - 2 SE.
+0.95 (sqrt(0.95 * 0.05 / 2000) = 0.0049). The recommendation is the smallest k tried from
+which on every tried k has P(within 0.5 pt) >= 0.95, worded as such with the next smaller k
+tried, which falls short (nothing between two grid points is tested, so it is no demonstrated
+minimum); it is flagged borderline when 0.95 lies within 2 SE of the estimate at that k or the
+k before, and `recommended_range` gives the k the rule would pick from the estimates + 2 SE
+and from the estimates - 2 SE.
 
 The table (`ValSizeResult.table`), one row per k: design, k_per_class (str(k); "pool" for the
 held-out design's whole pool; "all" for the nested design's whole split when classes differ in
@@ -135,7 +137,7 @@ class ValSizeResult:
 
 
 class Recommendation(NamedTuple):
-    k: int | None  # smallest k from which on the estimate reaches the target
+    k: int | None  # smallest k tried from which on the estimate reaches the target
     text: str
     range: tuple[int | None, int | None]  # the same rule on estimate + 2 SE and estimate - 2 SE
     borderline: bool  # target within 2 SE of the estimate at k or the k before
@@ -481,7 +483,10 @@ def _first_from(ok: np.ndarray) -> int | None:
 
 def recommend(table, n_classes: int, tol: float = 0.5,
               target: float = TARGET) -> Recommendation:
-    """Smallest k from which on every k reaches P(within `tol` pt) >= `target`.
+    """Smallest k tried from which on every tried k reaches P(within `tol` pt) >= `target`.
+
+    Only the k in the table were tried: the sentence names that k, the largest tried k below
+    it (which falls short) and the k tried, never "k >= ..." as if every k between had been.
 
     Reads the design from the table's `design` column (held-out if absent) and the Monte-Carlo
     errors from the `_se` columns (0 if absent). Returns the k (None if none), the sentence,
@@ -507,6 +512,7 @@ def recommend(table, n_classes: int, tol: float = 0.5,
     else:
         yard = ("judged on the whole split, which contains the subsets (nested design, the "
                 "paper's construction: agreement rises to 1 by construction)")
+    tried = _tried(rows)
     if i_rec is None:
         if not len(rows):
             return Recommendation(None, "no k to study", rng_k, False)
@@ -517,42 +523,72 @@ def recommend(table, n_classes: int, tol: float = 0.5,
             text = (
                 f"for this sweep, no subset up to the pool ({int(last['images'])} images, half "
                 f"the validation split) selects within {tol:g} pt of the best with {pct} "
-                f"probability as judged on held-out images (the pool: P = {p:.3f} ± {s:.3f} MC "
-                f"SE{'; borderline: within 2 MC SE of ' + pct if near else ''}): no k "
-                f"separates the trials as judged on held-out images; keep the full validation "
-                f"split")
+                f"probability as judged on held-out images ({tried}; the pool: P = {p:.3f} ± "
+                f"{s:.3f} MC SE{'; borderline: within 2 MC SE of ' + pct if near else ''}): "
+                f"none of the k tried, the whole pool included, separates the trials as judged "
+                f"on held-out images; keep the full validation split")
         else:
             text = (
                 f"for this sweep, no stratified subset up to the smallest class size selects "
-                f"within {tol:g} pt of the best with {pct} probability (at k = {int(last['k'])}: "
-                f"P = {p:.3f} ± {s:.3f} MC SE), {yard}; keep the full validation split")
+                f"within {tol:g} pt of the best with {pct} probability ({tried}; at k = "
+                f"{int(last['k'])}: P = {p:.3f} ± {s:.3f} MC SE), {yard}; keep the full "
+                f"validation split")
         return Recommendation(None, text, rng_k, bool(near))
     borderline = any(abs(est[j] - target) <= 2 * se[j] for j in (i_rec - 1, i_rec) if j >= 0)
     row = rows.iloc[i_rec]
     k = int(row["k"])
     last = i_rec == len(rows) - 1
     whole = ""
-    if last and heldout and row["k_per_class"] == "pool":
+    is_pool = heldout and row["k_per_class"] == "pool"
+    if last and is_pool:
         whole = ", i.e. only the whole pool, half the split"
     elif last and not heldout and "all" not in set(table["k_per_class"]) \
             and int(row["images"]) == int(table["images"].max()):
         whole = ", i.e. only the whole split"
-    size = f"{int(row['images'])} images{whole}"
+    images = f"{int(row['images'])} images{whole}"
+    size = (f"the whole pool (k = {k} of the smallest class; {images})" if is_pool
+            else f"{k} per class ({images})")
+    # only the tried k are known: name the largest tried k below that falls short, and say
+    # that nothing between the two was tried (the rule is "from which on", so a smaller k
+    # that reaches the target before a dip is mentioned as such)
+    if i_rec == 0:
+        below = "the smallest k tried; no smaller k was tried"
+        rule = "that reaches it"
+    else:
+        k_prev = int(rows.loc[i_rec - 1, "k"])
+        below = f"the next smaller k tried, {k_prev}, does not reach it"
+        if k - k_prev > 1:
+            below += "; nothing between was tried"
+        early = [int(rows.loc[j, "k"]) for j in range(i_rec - 1) if est[j] >= target - _EPS]
+        rule = "that reaches it"
+        if early:
+            rule = "from which on every k tried reaches it"
+            below += (f"; k = {', '.join(map(str, early))} reach{'es' if len(early) == 1 else ''}"
+                      f" it too, but not every larger k tried does")
     lo, hi = rng_k
     if lo == hi:
         span = f"k = {k} also at ±2 MC SE"
     elif hi is None:
-        span = f"k >= {lo} at +2 MC SE, no k clears {pct} at -2 MC SE"
+        span = f"k = {lo} at +2 MC SE, no k tried clears {pct} at -2 MC SE"
     else:
         span = f"k from {lo} (+2 MC SE) to {hi} (-2 MC SE)"
     text = (
-        f"for this sweep, k >= {k} images per class ({size}) select within {tol:g} pt of the "
-        f"best with {pct} probability, {yard} (P = {float(row[col]):.3f} ± {se[i_rec]:.3f} MC "
-        f"SE at k = {k}; {span})")
+        f"for this sweep, to select within {tol:g} pt of the best with {pct} probability, "
+        f"{yard}, the smallest k tried {rule} is {size} ({below}; {tried}) (P = "
+        f"{float(row[col]):.3f} ± {se[i_rec]:.3f} MC SE at k = {k}; {span})")
     if borderline:
         text += (f"; borderline: {pct} lies within 2 MC SE of the estimate at this k or the "
                  f"k before")
     return Recommendation(k, text, rng_k, bool(borderline))
+
+
+def _tried(rows) -> str:
+    """'k tried: 1, 2, 5, 10, 20 per class and the whole pool' (or '..., 48 per class')."""
+    ks = [str(int(r["k"])) for _, r in rows.iterrows() if r["k_per_class"] != "pool"]
+    pool = bool(len(rows)) and rows["k_per_class"].iloc[-1] == "pool"
+    if not ks:
+        return "k tried: only the whole pool" if pool else "no k tried"
+    return f"k tried: {', '.join(ks)} per class" + (" and the whole pool" if pool else "")
 
 
 def _xkey(row) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ from analysis import figure3 as fig3
 from analysis import leaderboard as lb
 from analysis import sensitivity as sens
 from analysis.load import load_sweep
+from analysis.report import build_report
 
 
 def _settings(n, **axes):
@@ -153,6 +156,96 @@ def test_leaderboard_mean_and_std_over_seeds(tmp_path):
     assert (noise, n_rep) == (pytest.approx(2.0), 1)
     single = configs[configs["n_seeds"] == 1].iloc[0]
     assert lb.pm(single["val_full_top1_mean"], single["val_full_top1_std"], 1) == "71.00"
+
+
+def test_seed_noise_ci_is_the_exact_chi_square_interval(tmp_path):
+    from scipy import stats as sps
+
+    # planted: three configurations with 3, 3 and 2 seeds, and one run once (no df)
+    per_config = {1e-4: [70.0, 72.0, 74.0], 1e-3: [60.0, 61.0, 65.0], 1e-2: [80.0, 83.0],
+                  3e-2: [50.0]}
+    wd = [w for w, v in per_config.items() for _ in v]
+    seed = [i for v in per_config.values() for i in range(len(v))]
+    accs = [a / 100 for v in per_config.values() for a in v]
+    write_sweep(tmp_path / "s", _settings(len(accs), wd=wd, seed=seed), _rows(accs),
+                np.repeat(np.arange(10), 10))
+    _, configs = lb.leaderboard([load_sweep(tmp_path / "s")])
+    got = lb.seed_noise_ci(configs)
+    # directly: squared deviations from each configuration's mean over df = sum (n_i - 1)
+    ss = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in per_config.values())
+    df = sum(len(v) - 1 for v in per_config.values())
+    sd = np.sqrt(ss / df)
+    assert (got["df"], got["n_configs"]) == (df, 3) == (5, 3)
+    assert got["sd"] == pytest.approx(sd)
+    assert got["lo"] == pytest.approx(np.sqrt(ss / sps.chi2.ppf(0.975, df)))
+    assert got["hi"] == pytest.approx(np.sqrt(ss / sps.chi2.ppf(0.025, df)))
+    assert got["lo"] < sd < got["hi"]
+    assert got["diff_sd"] == pytest.approx(np.sqrt(2) * sd)
+    assert got["resolve"] == pytest.approx(2 * np.sqrt(2) * sd)
+    assert lb.seed_noise(configs) == (pytest.approx(sd), 3)  # the old API is unchanged
+    words = lb.seed_noise_words(got)
+    for part in (f"({df} degrees of freedom)", f"σ = {sd:.2f} pt",
+                 f"exact 95% CI {got['lo']:.2f}–{got['hi']:.2f} pt",
+                 f"√2·σ = {np.sqrt(2) * sd:.2f} pt", f"2·√2·σ = {2 * np.sqrt(2) * sd:.2f} pt"):
+        assert part in words, part
+    # 90%: the same chi-square quantiles at 0.05 / 0.95
+    got90 = lb.seed_noise_ci(configs, level=0.9)
+    assert got90["hi"] == pytest.approx(np.sqrt(ss / sps.chi2.ppf(0.05, df)))
+    # no repeated seeds: NaN, df 0, no sentence
+    single = configs[configs["n_seeds"] == 1]
+    none = lb.seed_noise_ci(single)
+    assert none["df"] == 0 and np.isnan(none["sd"]) and lb.seed_noise_words(none) == ""
+
+
+def test_seed_noise_ci_covers_sigma_95_percent_of_the_time():
+    # 3 configurations x 3 seeds (df 6, as on digits), normal seed noise with sigma = 1 pt
+    rng = np.random.default_rng(0)
+    reps, hits = 1000, 0
+    for _ in range(reps):
+        x = rng.normal(0, 1, (3, 3))
+        configs = pd.DataFrame({"val_full_top1_n": [3, 3, 3],
+                                "val_full_top1_std": x.std(axis=1, ddof=1)})
+        got = lb.seed_noise_ci(configs)
+        hits += got["lo"] <= 1 <= got["hi"]
+    assert 0.93 <= hits / reps <= 0.97  # SE 0.007
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    base = tmp_path_factory.mktemp("small_report")
+    run = planted_sweep(base / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]}, seeds=3)
+    index = build_report([run], base / "out", n_draws=20, n_boot=20, n_permutations=50)
+    return html.unescape(index.read_text()), (index.parent / "summary.txt").read_text()
+
+
+def test_report_defines_omega_squared_as_hays(small_report):
+    page, _ = small_report
+    assert "η² minus its expectation" not in page  # the old, wrong definition
+    assert ("Hays' omega squared, (SS_between − (k − 1)·MS_within) / (SS_total + "
+            "MS_within)") in page
+    assert "0 when the axis explains exactly what chance would (F = 1)" in page
+    # the old wording's number is another one: ω² differs from η² - (k - 1)/(n - 1)
+    y = np.array([1.0, 2.0, 3.0, 2.5, 4.0, 6.0, 5.0, 7.5])
+    g = np.array(list("aabbccdd"))
+    eta, omega = sens.eta_squared(y, g), sens.omega_squared(y, g)
+    assert abs(omega - (eta - 3 / 7)) > 0.01
+
+
+def test_report_states_seed_noise_with_its_interval_and_the_difference_sd(small_report):
+    page, summary = small_report
+    line = [x for x in summary.splitlines() if x.startswith("Seed-to-seed noise")]
+    assert len(line) == 1
+    assert "degrees of freedom" in line[0] and "exact 95% CI" in line[0]
+    assert "chi-square with" in line[0] and "√2·σ" in line[0] and "2·√2·σ" in line[0]
+    assert "smaller than that are not resolved" not in page  # the old sentence
+    assert "pooled standard deviation" in page
+
+
+def test_report_defines_the_overlap_as_an_expectation(small_report):
+    page, _ = small_report
+    assert "E[top-k overlap] = expected share of the k best trials" in page
+    assert "broken uniformly at random, independently on the two rankings" in page
+    assert "expected over uniformly random tie-breaks of both rankings: top-1 " in page
 
 
 def test_leaderboard_groups_seeds_across_sweeps_and_methods(tmp_path):

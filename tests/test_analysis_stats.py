@@ -94,6 +94,67 @@ def test_topk_overlap():
     assert st.topk_overlap(full[:3], full[:3], 10) == 1.0  # k capped at the number of trials
 
 
+def _stable_sort_overlap(tiny, full, k):
+    """The old definition: top k by a stable sort, ties broken by trial order."""
+    k = min(k, len(full))
+    return len(set(st.top_k(tiny, k)) & set(st.top_k(full, k))) / k
+
+
+def _overlap_by_enumeration(tiny, full, k):
+    """E overlap over every tie-break of both rankings, independently (all orders, exact)."""
+    n = len(tiny)
+    perms = list(itertools.permutations(range(n)))
+
+    def top(scores, perm):  # ties broken by the position in `perm`, a random order
+        rank = np.empty(n)
+        rank[list(perm)] = np.arange(n)
+        return set(np.lexsort((rank, -np.asarray(scores, float)))[:k])
+
+    tops_t = [top(tiny, q) for q in perms]
+    tops_f = [top(full, q) for q in perms]
+    return np.mean([len(a & b) for a in tops_t for b in tops_f]) / k
+
+
+def test_topk_overlap_is_the_expectation_over_random_tie_breaks():
+    # hand-computed: tiny ties trials 0-2 for 2 slots (P = 2/3 each); full's top 2 = {0, 1}
+    assert st.topk_overlap([1, 1, 1, 0], [3, 2, 1, 0], 2) == pytest.approx(2 / 3)
+    assert st.p_in_top_k([1, 1, 1, 0], 2) == pytest.approx([2 / 3, 2 / 3, 2 / 3, 0])
+    # ties on both rankings: P_tiny = (1/2, 1/2, 1/2, 1/2), P_full = (1, 1/3, 1/3, 1/3)
+    assert st.topk_overlap([0.5] * 4, [0.9, 0.4, 0.4, 0.4], 2) == pytest.approx(
+        (1 / 2 + 3 * (1 / 2) * (1 / 3)) / 2)
+    # against an exhaustive enumeration of the tie-breaks of both rankings
+    for tiny, full, k in [([1, 1, 1, 0, 0], [5, 4, 4, 4, 1], 2),
+                          ([2, 2, 1, 1, 1], [3, 3, 3, 0, 0], 3),
+                          ([1, 1, 1, 1, 1], [1, 0, 0, 0, 0], 1),
+                          ([0.3, 0.1, 0.3, 0.2, 0.3], [0.6, 0.6, 0.5, 0.6, 0.1], 4)]:
+        assert st.topk_overlap(tiny, full, k) == pytest.approx(
+            _overlap_by_enumeration(tiny, full, k), abs=1e-12), (tiny, full, k)
+
+
+def test_topk_overlap_ignores_trial_order_with_ties():
+    # digits-like: most trials tie at the top of a 10-image subset
+    rng = np.random.default_rng(4)
+    tiny = np.where(rng.random(30) < 0.8, 1.0, rng.integers(5, 10, 30) / 10)
+    full = np.round(rng.uniform(0.9, 0.97, 30), 2)  # ties on the yardstick too
+    values, old = set(), set()
+    for _ in range(40):
+        perm = rng.permutation(30)
+        for k in st.TOPK:
+            values.add((k, round(st.topk_overlap(tiny[perm], full[perm], k), 12)))
+            old.add((k, _stable_sort_overlap(tiny[perm], full[perm], k)))
+    assert len(values) == len(st.TOPK)  # one value per k, whatever the order
+    assert len(old) > len(st.TOPK)  # the stable sort's value moved with the order
+
+
+def test_topk_overlap_without_ties_is_the_set_overlap():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        tiny, full = rng.random(25), rng.random(25)
+        for k in (1, 5, 10, 25, 40):
+            want = len(set(np.argsort(-tiny)[:k]) & set(np.argsort(-full)[:k])) / min(k, 25)
+            assert st.topk_overlap(tiny, full, k) == pytest.approx(want)
+
+
 # --- two yardsticks, exact intervals, McNemar, warnings (planted answers) -----------------------
 
 def _mem_sweep(top1, label, ks=(5,), order=None):
@@ -198,6 +259,7 @@ def test_tie_headline_of_a_sweep_ignores_trial_order():
         sa, sb = ya.selection, yb.selection
         assert sa.expected_regret_pt == pytest.approx(sb.expected_regret_pt, abs=1e-9)
         assert sa.p_pick_best == sb.p_pick_best and set(sa.tied) == set(sb.tied)
+        assert ya.overlap == pytest.approx(yb.overlap, abs=1e-12)  # top-k overlap too
     assert a.nested.selection.order_pick != b.nested.selection.order_pick
 
 
@@ -321,3 +383,41 @@ def test_tiny_table_has_one_row_per_subset_and_yardstick(tmp_path):
     r = results[0]
     assert r.corr is r.nested.corr and r.selection.order_pick == r.nested.selection.order_pick
     assert r.overlap == r.nested.overlap and r.row()["yardstick"] == "nested"
+
+
+def test_report_shows_one_null_r_the_simulated_mean_everywhere():
+    # The p-value is tested against the simulated null, so the words, the figure's label and
+    # the table all show the mean r of its draws; the sqrt(subset/split) formula (`null_r`,
+    # planted here at a value the draws' mean cannot have) appears in none of them.
+    from analysis import figure3 as fig3
+    from analysis import report as rp
+
+    rng = np.random.default_rng(7)
+    label = np.repeat(np.arange(10), 30)
+    top1 = rng.random((20, 300)) < rng.uniform(0.4, 0.8, (20, 1))
+    res = st.tiny_study(_mem_sweep(top1, label, ks=(5,)), n_boot=50)[0]
+    mean = res.nested.corr["pearson_null"]
+    assert np.isfinite(mean) and res.nested.null_mean_r == mean
+    res.nested.corr["null_r"] = -0.913
+    words, label_text = rp.tiny_key(res), fig3._label(res.nested)
+    assert f"overlap alone gives r = {mean:.2f} (mean r under H0" in words
+    assert f"mean r under H0 (overlap only) = {mean:.2f}" in label_text
+    shown = rp._tiny_display(st.tiny_table([res]), multi=False)
+    assert shown["Pearson r: mean under H0"].iloc[0] == f"{mean:.2f}"
+    for text in (words, label_text, rp.tiny_words(res)):
+        assert "-0.91" not in text
+
+
+def test_report_words_give_the_expected_overlap_with_one_decimal():
+    from analysis import report as rp
+
+    rng = np.random.default_rng(8)
+    label = np.repeat(np.arange(10), 30)
+    top1 = rng.random((30, 300)) < rng.uniform(0.85, 0.95, (30, 1))  # many ties on 1/class
+    res = st.tiny_study(_mem_sweep(top1, label, ks=(1,)), n_boot=0)[0]
+    assert res.nested.selection.n_tied > 5
+    words = rp.tiny_words(res)
+    assert "expected over uniformly random tie-breaks of both rankings" in words
+    for k, v in res.nested.overlap.items():
+        assert f"top-{k} {v * k:.1f}/{k}" in words
+    assert any(abs(v * k - round(v * k)) > 0.05 for k, v in res.nested.overlap.items())

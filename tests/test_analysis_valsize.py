@@ -168,7 +168,8 @@ def test_null_sweep_heldout_finds_nothing_nested_reaches_one():
     # is the share of trials within 1 image of the held-out best, about 2/20; 0.5 is > 50 SE
     # above this (SE ~0.007 at 2,000 draws)
     assert held.recommended_k is None
-    assert "no k separates the trials as judged on held-out images" in held.recommendation
+    assert "none of the k tried, the whole pool included, separates the trials as judged on " \
+        "held-out images" in held.recommendation
     assert held.table["p_within_0.5pt"].max() < 0.5
     pool = held.table.iloc[-1]
     assert pool["k_per_class"] == "pool" and pool["images"] == 200
@@ -194,7 +195,10 @@ def test_one_clearly_best_trial_is_found_at_small_k():
     # rival); this seed gives 0.983 ± 0.003, 13 SE above 0.95
     assert row["p_best"] >= vs.TARGET
     assert res.recommended_k is not None and res.recommended_k <= 10
-    assert res.recommendation.startswith(f"for this sweep, k >= {res.recommended_k} images")
+    assert res.recommendation.startswith("for this sweep, to select within 0.5 pt")
+    assert f"the smallest k tried that reaches it is {res.recommended_k} per class" in \
+        res.recommendation
+    assert "k >=" not in res.recommendation
     assert "judged on a held-out half of the validation split" in res.recommendation
     assert res.design == "heldout" and res.n_draws == vs.DRAWS
     assert res.table.iloc[-1]["p_best"] == 1.0  # the pool: 48 points ahead, no chance to lose
@@ -272,8 +276,9 @@ def test_recommend_range_and_borderline():
     # none: say so, with the pool's probability and SE
     rec = vs.recommend(_table("heldout", [1, 2, 5], [0.2, 0.4, 0.6], [0.01, 0.01, 0.01]), 10)
     assert rec.k is None and rec.range == (None, None) and not rec.borderline
-    assert "no k separates the trials as judged on held-out images" in rec.text
-    assert "(the pool: P = 0.600 ± 0.010 MC SE)" in rec.text
+    assert "none of the k tried, the whole pool included, separates the trials" in rec.text
+    assert "k tried: 1, 2 per class and the whole pool" in rec.text
+    assert "; the pool: P = 0.600 ± 0.010 MC SE)" in rec.text
     rec = vs.recommend(_table("heldout", [1, 2, 5], [0.2, 0.4, 0.94], [0.01, 0.01, 0.01]), 10)
     assert rec.k is None and rec.range == (5, None) and rec.borderline
     # nested: the trivial whole-split row of an unbalanced split does not count
@@ -344,3 +349,52 @@ def test_plot_both_designs():
     assert any("nested (paper's construction)" in s for s in labels)
     fig, table = vs.plot_valsize(held)
     assert list(table["k_per_class"]) == ["1", "2", "5", "pool"]
+
+
+def test_recommend_names_only_the_k_tried():
+    # the digits nested case: 20 falls short, 48 (the smallest class, the next grid point)
+    # reaches it. Nothing between was tried, so "k >= 48" is no demonstrated minimum: the
+    # sentence names 48 as the smallest k *tried* and 20 as the next smaller one, which fails.
+    t = _table("nested", [1, 2, 5, 10, 20, 48], [0.1, 0.2, 0.4, 0.6, 0.9, 1.0],
+               [0.01, 0.01, 0.01, 0.01, 0.01, 0.0], pool=False)
+    t["images"] = [10 * k for k in t["k"]]
+    t = pd.concat([t, pd.DataFrame({"design": ["nested"], "k_per_class": ["all"], "k": [60],
+                                    "images": [530], "p_within_0.5pt": [1.0],
+                                    "p_within_0.5pt_se": [0.0]})], ignore_index=True)
+    rec = vs.recommend(t, 10)
+    assert rec.k == 48 and rec.range == (48, 48)
+    assert "k >=" not in rec.text and "k ≥" not in rec.text
+    assert rec.text.startswith("for this sweep, to select within 0.5 pt of the best with 95% "
+                               "probability, judged on the whole split")
+    assert "the smallest k tried that reaches it is 48 per class (480 images)" in rec.text
+    assert "the next smaller k tried, 20, does not reach it; nothing between was tried" in \
+        rec.text
+    assert "k tried: 1, 2, 5, 10, 20, 48 per class" in rec.text  # not the "all" row
+    assert "(P = 1.000 ± 0.000 MC SE at k = 48; k = 48 also at ±2 MC SE)" in rec.text
+    # held-out, the MC range kept: neighbours 1 and 2 leave nothing between
+    rec = vs.recommend(_table("heldout", [1, 2, 5, 10, 20], [0.5, 0.945, 0.955, 0.99, 1.0],
+                              [0.01, 0.004, 0.004, 0.002, 0.0]), 10)
+    assert "the smallest k tried that reaches it is 5 per class (50 images)" in rec.text
+    assert "the next smaller k tried, 2, does not reach it; nothing between was tried" in \
+        rec.text
+    assert "k from 2 (+2 MC SE) to 10 (-2 MC SE)" in rec.text and "k >=" not in rec.text
+    rec = vs.recommend(_table("heldout", [1, 2, 5], [0.5, 0.951, 0.952], [0.01, 0.004, 0.004]),
+                       10)
+    assert "the next smaller k tried, 1, does not reach it;" in rec.text
+    assert "nothing between" not in rec.text  # 1 and 2 are neighbours
+    assert "k = 2 at +2 MC SE, no k tried clears 95% at -2 MC SE" in rec.text
+    # the first k tried already reaches it: no smaller k was tried
+    rec = vs.recommend(_table("heldout", [1, 2, 5], [0.99, 0.99, 1.0], [0.001, 0.001, 0.0]), 10)
+    assert rec.k == 1 and "the smallest k tried; no smaller k was tried" in rec.text
+    # a dip: 1 reaches it, 2 does not, 5 on does; the rule is "from which on"
+    rec = vs.recommend(_table("heldout", [1, 2, 5, 10], [0.96, 0.94, 0.97, 0.98],
+                              [0.001, 0.001, 0.001, 0.001]), 10)
+    assert "the smallest k tried from which on every k tried reaches it is 5 per class" in \
+        rec.text and "k = 1 reaches it too, but not every larger k tried does" in rec.text
+    # only the whole pool reaches it
+    rec = vs.recommend(_table("heldout", [1, 2, 5, 12], [0.5, 0.6, 0.9, 0.99],
+                              [0.01, 0.01, 0.01, 0.001]), 10)
+    assert "is the whole pool (k = 12 of the smallest class; 120 images, i.e. only the whole " \
+        "pool, half the split)" in rec.text
+    assert "the next smaller k tried, 5, does not reach it; nothing between was tried" in \
+        rec.text

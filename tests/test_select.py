@@ -266,3 +266,78 @@ def test_the_report_has_the_section_and_skips_what_it_cannot_simulate(tmp_path, 
     monkeypatch.setattr(select_report, "ONEHOT_MAX", 10)
     build_report([d], tmp_path / "r3", n_draws=20, n_boot=20, n_permutations=20)
     assert "more than the report simulates" in (tmp_path / "r3" / "index.html").read_text()
+
+
+def _digits_like_need():
+    """The committed digits report's numbers: nothing reaches 0.95; the whole pool reaches
+    0.851 ± 0.022 over 200 draws, disagreement does as well from 20 labels (15 falls short),
+    the report's subsets from 240 (200 falls short); at -2 MC SE disagreement needs 25 and the
+    report's subsets never get there."""
+    grid = {"disagreement": [1, 2, 5, 10, 15, 20, 25, 30, 248],
+            "random": [1, 2, 5, 10, 15, 20, 25, 30, 248],
+            "stratified": [1, 2, 5, 10, 15, 20, 25, 30, 248],
+            "report": [10, 20, 100, 150, 200, 240]}
+    none = {s: None for s in grid}
+    need = {"p_within_0.5pt": none, "p_within_1pt": none, "p_best": none,
+            "p_within_0.5pt_mc_range": {s: [None, None] for s in grid},
+            "ceiling_p_within_0.5pt": (0.851, 0.022), "no_labels_p_within_0.5pt": (0.059, 0.002),
+            "yardstick_informative": True,
+            "to_ceiling": {"random": 248, "stratified": 248, "disagreement": 20, "report": 240},
+            "to_ceiling_mc_range": {"random": [200, 248], "stratified": [200, 248],
+                                    "disagreement": [20, 25], "report": [240, None]},
+            "grid": grid, "draws": 200}
+    sv = savings(need["p_within_0.5pt"])
+    sv["to_ceiling"] = savings(need["to_ceiling"])
+    return need, sv
+
+
+def test_the_saving_is_said_as_a_ratio_of_grid_points_with_its_mc_range():
+    from analysis.select_report import words
+
+    need, sv = _digits_like_need()
+    text = words(need, sv, pd.DataFrame(), 248)
+    assert "12.0x" not in text  # the old wording: a bare ratio, as if of measured minima
+    assert ("disagreement needs 12x fewer labels than the report's subsets for that (MC range "
+            "from 9.6x up: at -2 MC SE the report's subsets do not get there within the pool): "
+            "a ratio of two points of the grid of label counts tried, 20 against 240 (the next "
+            "smaller counts tried, 15 and 200, fall short; none between was tried).") in text
+    assert "Labels to do as well as the whole pool (within 2 MC SE; on the grid of label " \
+        "counts tried): random 248" in text
+    # the pool's level is this simulation's, and the validation-size study's differs from it
+    assert "reaches only 0.851 ± 0.022 (this section's simulation, 200 draws; the report's " \
+        "validation-size study estimates the same quantity" in text
+    assert "2000 draws per k by default, more than these 200" in text
+    # both ends of the MC range finite; the >= 0.95 saving worded the same way
+    need["to_ceiling_mc_range"]["report"] = [200, 248]
+    need["p_within_0.5pt"] = {"random": None, "stratified": None, "disagreement": 20,
+                              "report": 240}
+    need["p_within_0.5pt_mc_range"].update(disagreement=[15, 30], report=[200, 248])
+    sv = savings(need["p_within_0.5pt"])
+    sv["to_ceiling"] = savings(need["to_ceiling"])
+    need["ceiling_p_within_0.5pt"] = (0.99, 0.005)
+    text = words(need, sv, pd.DataFrame(), 248)
+    assert ("disagreement needs 12x fewer labels than the report's random stratified subsets "
+            "(MC range 6.7x-16.5x): a ratio of two points of the grid of label counts tried, 20 "
+            "against 240 (the next smaller counts tried, 15 and 200, fall short; none between "
+            "was tried).") in text
+    assert "MC range 8x-12.4x" in text  # to the ceiling: 200/25 to 248/20
+    assert "reaches only" not in text
+
+
+def test_study_candidates_keep_the_grid_and_the_ceiling_mc_range():
+    from analysis.select_report import study_candidates, words
+
+    c, _ = contested(n=600, n_contested=60)
+    table, crit, need, sv = study_candidates(c, n_draws=20, seed=1)
+    assert need["draws"] == 20
+    for s, g in table[table.strategy != "no labels"].groupby("strategy"):
+        assert need["grid"][s] == sorted(g["images"])
+    assert need["yardstick_informative"]
+    for s, n in need["to_ceiling"].items():
+        lo, hi = need["to_ceiling_mc_range"][s]
+        assert lo is not None and lo <= n and (hi is None or n <= hi)
+    json.dumps(need, default=float)  # s4l-select --simulate writes it to select.json
+    assert sv["ratio"] and sv["to_ceiling"]["ratio"]  # disagreement 4, the report's 90 (seeded)
+    text = words(need, sv, crit, 300)
+    assert text.count("a ratio of two points of the grid of label counts tried") == 2
+    assert "(MC range " in text.split("fewer labels than the report's random stratified")[1]

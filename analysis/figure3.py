@@ -176,11 +176,17 @@ def _draw(ax, panel: Panel, sweep: Sweep, multi: bool) -> None:
 
 
 def save(fig, stem) -> list[str]:
-    """Write `stem`.png and `stem`.svg; return the file names."""
+    """Write `stem`.png and `stem`.svg; return the file names. The same figure gives the same
+    bytes: no creation date, and SVG element ids from a fixed salt instead of random ones, so a
+    report rebuilt from the same files is identical and a committed one changes only where its
+    data do."""
     names = []
     for ext in ("png", "svg"):
         path = f"{stem}.{ext}"
-        fig.savefig(path, dpi=110 if ext == "png" else None, bbox_inches="tight")
+        meta = {"Date": None} if ext == "svg" else {"Software": None}
+        with plt.rc_context({"svg.hashsalt": "s4l-tune"}):
+            fig.savefig(path, dpi=110 if ext == "png" else None, bbox_inches="tight",
+                        metadata=meta)
         names.append(path)
     plt.close(fig)
     return names

@@ -262,3 +262,21 @@ def test_leaderboard_groups_seeds_across_sweeps_and_methods(tmp_path):
     assert list(best["n_seeds"]) == [2, 2]
     assert best["val_full_top1_mean"].tolist() == pytest.approx([61.0, 51.0])
     assert isinstance(best, pd.DataFrame)
+
+
+def test_saved_figures_are_byte_identical_for_the_same_figure(tmp_path):
+    # a report rebuilt from the same files writes the same images (no date, no random SVG ids),
+    # so a committed report changes only where its data do
+    import matplotlib.pyplot as plt
+
+    from analysis.figure3 import save
+
+    out = []
+    for run in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [2, 0, 1])
+        ax.set_title("same figure")
+        save(fig, tmp_path / run)
+        out.append({ext: (tmp_path / f"{run}.{ext}").read_bytes() for ext in ("png", "svg")})
+    assert out[0] == out[1]
+    assert b"<dc:date>" not in out[0]["svg"]

@@ -95,9 +95,13 @@ def load_candidates(sweep_dir: Path, include_short: bool = False) -> tuple[Candi
 
 
 def _settings(sweep, trial_id: str) -> dict:
+    """The trial's swept settings and its seed (a seed repeat differs from its configuration's
+    other trials only there)."""
     row = sweep.completed.set_index(sweep.completed["trial_id"].astype(str)).loc[trial_id]
-    return {a: (row[a].item() if hasattr(row[a], "item") else row[a])
-            for a in sweep.axes if a in row.index}
+    keys = [a for a in sweep.axes if a in row.index]
+    if "seed" in row.index and "seed" not in keys:
+        keys.append("seed")
+    return {a: (row[a].item() if hasattr(row[a], "item") else row[a]) for a in keys}
 
 
 @exit_on_user_error
@@ -209,19 +213,33 @@ def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:
 
 def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
     rng = np.random.default_rng(args.seed)
-    pk = pick(c, labeled, y, pool, rng)
+    pk = pick(c, labeled, y, rng)
     w = pk.posterior
-    order = np.argsort(-w)[:5]
+    hits = (c.pred[:, labeled] == y[None, :]).sum(axis=1)
+    order = np.argsort(-hits, kind="stable")[:5]
+    # only a random sample of images estimates the pick's accuracy on the split
+    sample = args.strategy == "random"
+    runner = None
+    if pk.runner_up is not None:
+        runner = {"trial_id": str(c.trial_ids[pk.runner_up]),
+                  "correct_on_labeled": int(hits[pk.runner_up]),
+                  "labeled_only_pick_right": pk.pick_only,
+                  "labeled_only_runner_up_right": pk.runner_only,
+                  "mcnemar_p_exact": pk.mcnemar_p}
     doc = {
         "selected_trial": pk.trial_id, "settings": _settings(sweep, pk.trial_id),
-        "labels": pk.labeled, "correct_on_labeled": pk.hits, "tied_on_labeled": pk.tied,
-        "p_best": pk.p_best, "accuracy_on_labeled_95": [pk.labeled_low, pk.labeled_high],
-        "accuracy_model": pk.acc_mean, "accuracy_model_95": [pk.acc_low, pk.acc_high],
-        "model": "noise model: the best candidate names the true class with probability eps "
-                 f"= {pk.eps:.3f} (the candidates' mean confidence), else a uniform "
-                 "wrong class; uniform prior over candidates (analysis/select.py)",
-        "top_candidates": [{"trial_id": str(c.trial_ids[i]), "p_best": float(w[i])}
-                           for i in order],
+        "strategy": args.strategy, "labels": pk.labeled, "correct_on_labeled": pk.hits,
+        "tied_on_labeled": pk.tied, "accuracy_on_labeled_95": [pk.labeled_low, pk.labeled_high],
+        "labeled_images_are_a_random_sample": sample,
+        "runner_up": runner,
+        "p_best_noise_model": pk.p_best,
+        "noise_model": "the best candidate names the true class with probability eps "
+                       f"= {pk.eps:.3f} (the candidates' mean confidence), else a uniform wrong "
+                       "class; uniform prior over candidates (analysis/select.py). Overconfident: "
+                       "it treats the candidates' errors as independent; s4l-select --simulate "
+                       "measures how often such a pick is the best on this sweep",
+        "top_candidates": [{"trial_id": str(c.trial_ids[i]), "correct_on_labeled": int(hits[i]),
+                            "p_best_noise_model": float(w[i])} for i in order],
     }
     out.mkdir(parents=True, exist_ok=True)
     path = free_path(out / "selection.json")
@@ -230,14 +248,28 @@ def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
     print(f"selected trial {pk.trial_id} ({sets}) after {pk.labeled} labels: "
           f"{pk.hits}/{pk.labeled} labeled images right"
           + (f", tied with {pk.tied - 1} other(s), chosen at random" if pk.tied > 1 else ""))
-    print(f"accuracy on the labeled images {100 * pk.hits / max(1, pk.labeled):.1f}% (exact 95% "
-          f"interval {100 * pk.labeled_low:.1f}-{100 * pk.labeled_high:.1f}%"
-          + ("; these are the images the candidates disagree on, harder than the split"
-             if args.strategy == "disagreement" else "") + ")")
-    print(f"on the whole split, by the noise model: {100 * pk.acc_mean:.1f}% "
-          f"({100 * pk.acc_low:.1f}-{100 * pk.acc_high:.1f}%); probability it is the best of "
-          f"{len(c.trial_ids)} candidates {pk.p_best:.2f} (noise model; s4l-select --simulate "
-          "measures how often such picks are right)")
+    acc = (f"{100 * pk.hits / max(1, pk.labeled):.1f}% (exact 95% interval "
+           f"{100 * pk.labeled_low:.1f}-{100 * pk.labeled_high:.1f}%)")
+    if sample:
+        print(f"accuracy on the split, estimated from the {pk.labeled} randomly drawn labeled "
+              f"images: {acc}")
+    else:
+        print(f"accuracy on the labeled images {acc}; they were chosen by the {args.strategy} "
+              "strategy" + (", where the candidates disagree, and are harder than the split"
+                            if args.strategy == "disagreement" else "")
+              + ": not an estimate of its accuracy on the split (label a random sample, "
+              "--strategy random, for that)")
+    if runner is not None:
+        d = pk.pick_only + pk.runner_only
+        verdict = (f"exact McNemar p = {pk.mcnemar_p:.2g}: "
+                   + ("the labels separate them at the 5% level" if pk.mcnemar_p < 0.05
+                      else "the labels do not separate them"))
+        print(f"against the runner-up {runner['trial_id']} ({runner['correct_on_labeled']}/"
+              f"{pk.labeled} right): {pk.pick_only} labeled images only the pick gets right, "
+              f"{pk.runner_only} only the runner-up" + (f"; {verdict}" if d else
+                                                        "; they answer every labeled image alike"))
+    print(f"how often such a pick is the best on this sweep: s4l-select {args.sweep_dir} "
+          f"--simulate (strategy {args.strategy}, {pk.labeled} labels)")
     print(f"written: {path}")
     return 0
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from planted_sweeps import write_sweep
+from scipy import stats
 
 from analysis.select import Candidates, criterion_scores, pick, propose
 from analysis.select_cli import main
@@ -20,6 +21,7 @@ from analysis.select_sim import (
     savings,
     simulate,
 )
+from s4l_models.predictions import load_sweep_predictions
 
 C = 10
 
@@ -48,7 +50,7 @@ def run_loop(strategy, c, budget, seed):
     while len(labeled) < budget:
         nxt = propose(strategy, c, pool, labeled, c.label[labeled], 1, rng)
         labeled = np.concatenate([labeled, nxt])
-    return pick(c, labeled, c.label[labeled], pool, rng), labeled
+    return pick(c, labeled, c.label[labeled], rng), labeled
 
 
 def test_disagreement_finds_the_planted_best_with_a_few_labels():
@@ -158,11 +160,49 @@ def test_the_labeling_loop_names_the_planted_best(tmp_path, capsys):
         df.to_csv(sheet, index=False)
     assert "selected trial trial_00003" in out
     doc = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    final = pd.read_csv(sheet)
+    ids = final["id"].to_numpy()
+    labeled = ids  # the sweep's validation ids are 0..299, its columns in that order
+    c_pred = np.asarray(load_sweep_predictions(d / "predictions.npz")["pred"])
     assert doc["labels"] == 12 and doc["selected_trial"] == "trial_00003"
-    assert doc["settings"] == {"lr": pytest.approx(0.4)}
+    assert doc["settings"] == {"lr": pytest.approx(0.4), "seed": 0}  # the seed is named too
+    # what the labels prove, and nothing more: labels chosen where the trials disagree are no
+    # estimate of the pick's accuracy on the split, and the runner-up comparison is a test
+    assert "not an estimate of its accuracy on the split" in out
+    assert "by the noise model" not in out and "accuracy_model" not in doc
+    ru = doc["runner_up"]
+    right = {t: int((c_pred[t, labeled] == truth[labeled]).sum()) for t in range(c_pred.shape[0])}
+    assert doc["correct_on_labeled"] == right[3]
+    assert ru["correct_on_labeled"] == max(v for t, v in right.items() if t != 3)
+    a_only, b_only = ru["labeled_only_pick_right"], ru["labeled_only_runner_up_right"]
+    assert ru["mcnemar_p_exact"] == pytest.approx(
+        stats.binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0)
+    assert f"exact McNemar p = {ru['mcnemar_p_exact']:.2g}" in out
+    assert doc["p_best_noise_model"] > 0.5 and "Overconfident" in doc["noise_model"]
     # a second run of round 1 writes a new sheet, never over the first
     assert main([str(d), "--budget", "12", "--out", str(tmp_path / "sel")]) == 0
     assert (tmp_path / "sel" / "labels_round1-2.csv").is_file()
+
+
+def test_random_labels_estimate_the_picks_accuracy_on_the_split(tmp_path, capsys):
+    # a random sample is the one case in which the labeled accuracy estimates the split's
+    d = _planted_dir(tmp_path)
+    truth = np.arange(300) % C
+    argv = [str(d), "--budget", "20", "--batch", "20", "--strategy", "random", "--out",
+            str(tmp_path / "r")]
+    assert main(argv) == 0
+    sheet = capsys.readouterr().out.split("--labels ")[-1].strip()
+    df = pd.read_csv(sheet, dtype={"label": "string"})
+    df["label"] = [str(truth[i]) for i in df["id"]]
+    df.to_csv(sheet, index=False)
+    assert main(argv + ["--labels", sheet]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads((tmp_path / "r" / "selection.json").read_text())
+    assert doc["labeled_images_are_a_random_sample"] is True
+    assert "accuracy on the split, estimated from the 20 randomly drawn labeled images" in out
+    lo, hi = doc["accuracy_on_labeled_95"]
+    ci = stats.binomtest(doc["correct_on_labeled"], 20).proportion_ci(method="exact")
+    assert (lo, hi) == pytest.approx((ci.low, ci.high))
 
 
 def test_simulate_and_criterion_from_the_cli(tmp_path, capsys):

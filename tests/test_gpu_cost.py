@@ -48,3 +48,29 @@ def test_packing_trials_on_a_gpu_divides_the_gpu_hours_by_the_measured_speed_up(
     assert gpu_hours(3600, 0.25) == pytest.approx(1 / 4.17 * 4 * 0.25)
     assert gpu_hours(3600, 0.125) == pytest.approx(1 / 5.69)
     assert gpu_hours(3600, 2.0) == pytest.approx(2.0)  # two GPUs per trial, no speed-up assumed
+    # no more trials share a GPU than run at once: 0.125 GPU per trial, 2 at a time, is two on
+    # the GPU at their speed-up (2.26), not eight
+    assert gpu_hours(3600, 0.125, concurrency=2) == pytest.approx(1 / 2.26)
+    assert gpu_hours(3600, 0.125, concurrency=16) == pytest.approx(1 / 5.69)
+    assert gpu_hours(3600, 0.125, concurrency=3) == pytest.approx(1 / ((2.26 + 4.17) / 2))
+    assert gpu_hours(3600, 1.0, concurrency=4) == pytest.approx(1.0)
+
+
+def test_the_dry_run_says_when_packing_goes_beyond_the_measured_and_how_the_check_went():
+    import subprocess
+    import sys
+
+    def dry(*extra):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "tune/run_sweep.py"), "--space", "baseline_1pct",
+             "--dry-run", *extra], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    two = dry("--gpus-per-trial", "0.125", "--concurrency", "2")
+    assert "2 trial(s) sharing a GPU" in two and "beyond the" not in two
+    assert "held 2.2x its estimate" in two
+    many = dry("--gpus-per-trial", "0.0625", "--concurrency", "16")
+    assert "16 trial(s) sharing a GPU, beyond the 8 per GPU measured" in many
+    check = json.loads((ROOT / "bench/results/cost_calibration_gpu.json").read_text())
+    assert check["sweeps"][0]["measured_over_estimated"] == pytest.approx(2.2, abs=0.05)

@@ -211,6 +211,11 @@ GPU_FLOOR_IMAGES_PER_S = 5304.0  # the launch-bound ceiling of a small trial in 
 GPU_PACKING_SPEEDUP = {1: 1.0, 2: 2.26, 4: 4.17, 8: 5.69}
 GPU_DEPTH_FLOPS = {18: 1.8, 34: 3.6, 50: 4.1, 101: 7.8, 152: 11.5}  # GFLOPs at 224, width 1
 GPU_CALIBRATION = "one NVIDIA H200, bench/results/trainer_throughput_gpu.json and gpu_packing.json"
+# The one check against a sweep that ran on a GPU (python bench/cost_calibration.py --gpu
+# bench/results/gpu_logs/fashion_sweep_h200_partial -> bench/results/cost_calibration_gpu.json):
+# 35 Fashion-MNIST trials, 16 sharing the H200 at 1 CPU each, held 2.2x the GPU time estimated
+GPU_CHECK = ("other GPUs differ, and the one GPU sweep it was checked on, 16 Fashion-MNIST "
+             "trials sharing an H200, held 2.2x its estimate")
 
 
 def gpu_trial_seconds(config: Mapping[str, Any], sizes: Sizes) -> float:
@@ -228,18 +233,27 @@ def gpu_trial_seconds(config: Mapping[str, Any], sizes: Sizes) -> float:
     return TRIAL_OVERHEAD_S + per_image * (train_images + eval_images / 3.0)
 
 
-def gpu_hours(seconds_alone: float, gpus_per_trial: float) -> float:
-    """GPU-hours of trials that take `seconds_alone` in all when each has a whole GPU, packed
-    round(1 / gpus_per_trial) to a GPU (measured speed-up, GPU_PACKING_SPEEDUP)."""
+def sharing(gpus_per_trial: float, concurrency: int | None = None) -> int:
+    """Trials that share one GPU: round(1 / gpus_per_trial), but never more than run at once."""
     n = max(1, round(1.0 / gpus_per_trial)) if gpus_per_trial < 1 else 1
+    return min(n, max(1, int(concurrency))) if concurrency else n
+
+
+def gpu_hours(seconds_alone: float, gpus_per_trial: float, concurrency: int | None = None
+              ) -> float:
+    """Hours of GPU time (a GPU held by packed trials counts whole) of trials that take
+    `seconds_alone` in all when each has a whole GPU, packed `sharing(...)` to a GPU at the
+    measured aggregate speed-up (GPU_PACKING_SPEEDUP). With `concurrency` trials at a time, no
+    more than that share a GPU, however small the fraction (at 0.125 GPU per trial but 2 trials
+    at a time, two share it, at their speed-up of 2.26, not eight at 5.69)."""
+    n = sharing(gpus_per_trial, concurrency)
     known = sorted(GPU_PACKING_SPEEDUP)
     lo = max(k for k in known if k <= n) if n <= known[-1] else known[-1]
     hi = min(k for k in known if k >= n) if n <= known[-1] else known[-1]
     speed = GPU_PACKING_SPEEDUP[lo] if hi == lo else GPU_PACKING_SPEEDUP[lo] + (
         GPU_PACKING_SPEEDUP[hi] - GPU_PACKING_SPEEDUP[lo]) * (n - lo) / (hi - lo)
     # n trials share one GPU and finish together after n / speed of their solo time
-    return seconds_alone / speed / 3600 * (gpus_per_trial * n if gpus_per_trial < 1 else
-                                           gpus_per_trial)
+    return seconds_alone / speed / 3600 * (1.0 if gpus_per_trial < 1 else gpus_per_trial)
 
 
 def report_count(config: Mapping[str, Any], sizes: Sizes) -> int:
@@ -681,9 +695,14 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
             alone = (sum(gpu_trial_seconds(p, plan.sizes) for p in plan.points)
                      if plan.points is not None
                      else gpu_trial_seconds(pts[0], plan.sizes) * plan.num_trials)
-            est += (f"; on GPUs about {hours(gpu_hours(alone, gpus), 'GPU')} at "
-                    f"{gpus:g} GPU per trial (the GPU cost model calibrated on {GPU_CALIBRATION}"
-                    "; rough: other GPUs differ)")
+            n = sharing(gpus, concurrency)
+            share = f", {n} trial(s) sharing a GPU" if gpus < 1 else ""
+            if n > max(GPU_PACKING_SPEEDUP):
+                share += (f", beyond the {max(GPU_PACKING_SPEEDUP)} per GPU measured (their "
+                          "speed-up is assumed)")
+            est += (f"; on GPUs about {hours(gpu_hours(alone, gpus, concurrency), 'GPU')} at "
+                    f"{gpus:g} GPU per trial{share} (the GPU cost model calibrated on "
+                    f"{GPU_CALIBRATION}; rough: {GPU_CHECK})")
     if scheduler in ("asha", "hyperband"):
         est += f"; at most this, {scheduler} stops poor trials early"
     lines.append(est)

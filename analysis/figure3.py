@@ -119,9 +119,10 @@ def _label(y: Yardstick) -> str:
         null = c.get("pearson_null", float("nan"))
         if np.isfinite(null):
             text += f"\nmean r under H0 (overlap only) = {null:.2f}"
-        text += f"\n{fmt_p(p)} vs H0" if np.isfinite(p) else "\np n/a (no predictions)"
+        text += (f"\n{fmt_p(p, c.get('pearson_p_min'))} vs H0" if np.isfinite(p)
+                 else "\np n/a (no predictions)")
     else:
-        text += f"\n{fmt_p(p)} vs r = 0" if np.isfinite(p) else ""
+        text += f"\n{fmt_p(p, c.get('pearson_p_min'))} vs r = 0" if np.isfinite(p) else ""
     return text
 
 

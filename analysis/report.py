@@ -122,7 +122,9 @@ def _tiny_display(df: pd.DataFrame, multi: bool) -> pd.DataFrame:
                                    zip(df[name], df[name + "_lo"], df[name + "_hi"])]
         out[f"{sym}: mean under H0"] = df[name + "_null"].map(
             lambda v: f"{v:.2f}" if np.isfinite(v) else "—")
-        out[f"{sym} p"] = [st.fmt_p(p).removeprefix("p = ") for p in df[name + "_p"]]
+        p_min = df[name + "_p_min"] if name + "_p_min" in df else [None] * len(df)
+        out[f"{sym} p"] = [st.fmt_p(p, m).removeprefix("p = ") for p, m in
+                           zip(df[name + "_p"], p_min)]
     out["tied at top"] = df["n_tied"]
     out["P(pick is best)"] = df["p_pick_best"].map(lambda v: f"{v:.2f}")
     out["E[regret] [pt]"] = df["expected_regret_pt"].map(lambda v: f"{v:.2f}")
@@ -168,13 +170,13 @@ def tiny_key(r: st.TinyResult) -> str:
     if np.isfinite(c["pearson_p"]):
         text += (f" against the full split, where overlap alone gives r = "
                  f"{c['pearson_null']:.2f} (mean r under H0, over the simulated null's draws; "
-                 f"{st.fmt_p(c['pearson_p'])} vs that null)")
+                 f"{st.fmt_p(c['pearson_p'], c.get('pearson_p_min'))} vs that null)")
     else:
         text += " against the full split (no p-value: without per-example predictions the null "
         text += "that keeps the overlap cannot be computed)"
     if d is not None:
         text += (f"; {_coef(d.corr, 'pearson', 'r')} against the rest of the split "
-                 f"({st.fmt_p(d.corr['pearson_p'])} vs 0)")
+                 f"({st.fmt_p(d.corr['pearson_p'], d.corr.get('pearson_p_min'))} vs 0)")
     text += "; " + _pick(n.selection, "the full split")
     if d is not None:
         sd = d.selection

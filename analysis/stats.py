@@ -173,6 +173,7 @@ def correlations(
                 # >= with a tolerance: coefficients of discrete scores tie exactly
                 hits = np.sum(values >= out[name] - 1e-12)
                 out[name + "_p"] = float((1 + hits) / (1 + len(values)))
+                out[name + "_p_min"] = float(1 / (1 + len(values)))  # no draw reached r
                 out[name + "_null"] = float(values.mean())
     if n_boot > 0:
         boots = _bootstrap(x, y, n_boot, np.random.default_rng(seed))
@@ -869,10 +870,14 @@ def tiny_table(results: list[TinyResult]) -> pd.DataFrame:
     return pd.DataFrame([row for r in results for row in r.rows()])
 
 
-def fmt_p(p: float) -> str:
-    """A p-value for humans: 'p < 1e-300' rather than 0."""
+def fmt_p(p: float, p_min: float | None = None) -> str:
+    """A p-value for humans: 'p < 1e-300' rather than 0. `p_min`: the smallest p a Monte-Carlo
+    test can give (1 / (draws + 1)); a p at it reads 'p ≤ ...', since no draw reached the
+    statistic and the true p may be anywhere below."""
     if not np.isfinite(p):
         return "p = n/a"
+    if p_min is not None and np.isfinite(p_min) and p <= p_min * (1 + 1e-9):
+        return f"p ≤ {p_min:.1e}" if p_min < 1e-3 else f"p ≤ {p_min:.3f}"
     if p < 1e-300:
         return "p < 1e-300"
     if p < 1e-3:

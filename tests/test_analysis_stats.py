@@ -421,3 +421,18 @@ def test_report_words_give_the_expected_overlap_with_one_decimal():
     for k, v in res.nested.overlap.items():
         assert f"top-{k} {v * k:.1f}/{k}" in words
     assert any(abs(v * k - round(v * k)) > 0.05 for k, v in res.nested.overlap.items())
+
+
+def test_a_monte_carlo_p_at_its_floor_reads_as_a_bound():
+    # 2,000 null draws: no draw reaching r gives p = 1/2001, which means "p <= 1/2001"
+    floor = 1 / 2001
+    assert st.fmt_p(floor, floor) == "p ≤ 5.0e-04"
+    assert st.fmt_p(2 * floor, floor) == "p = 1.0e-03"
+    assert st.fmt_p(0.2, 1 / 11) == "p = 0.200" and st.fmt_p(1 / 11, 1 / 11) == "p ≤ 0.091"
+    assert st.fmt_p(floor) == "p = 5.0e-04"  # a p of a test without a floor is printed as is
+    # correlations against simulated nulls record their floor: no null draw reaches r = 1
+    x = np.linspace(0, 1, 12)
+    null = (np.random.default_rng(0).random((99, 12)), np.random.default_rng(1).random((99, 12)))
+    c = st.correlations(x, x, null_draws=null, n_boot=0)
+    assert c["pearson_p"] == pytest.approx(1 / 100)
+    assert c["pearson_p_min"] == pytest.approx(1 / 100)

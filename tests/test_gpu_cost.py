@@ -78,3 +78,17 @@ def test_the_dry_run_says_when_packing_goes_beyond_the_measured_and_how_the_chec
     assert "16 trial(s) sharing a GPU, beyond the 8 per GPU measured" in many
     check = json.loads((ROOT / "bench/results/cost_calibration_gpu.json").read_text())
     assert check["sweeps"][0]["measured_over_estimated"] == pytest.approx(2.2, abs=0.05)
+
+
+def test_the_planned_steps_are_the_trainers():
+    # the dry run's steps per trial are what the trainer ran: the committed main-command sweep
+    import pandas as pd
+
+    from tune.sweep_plan import describe, make_plan, trial_steps
+
+    plan = make_plan("baseline_1pct")
+    ran = pd.read_parquet(ROOT / "docs/figure3_digits/results.parquet")
+    search = ran[ran["seed"] == 0]  # the 24 search trials (the rest are seed repeats)
+    assert sorted(trial_steps(plan)) == sorted(search["total_steps"].astype(int))
+    text = describe(plan, "fifo", "val_full_top1", 1, 0, 2)
+    assert "optimizer steps per trial: 200-2,000 (median 200; 130 labeled images per epoch)" in text

@@ -608,6 +608,20 @@ def _grid_points(space):
     return (space.point_at(i) for i in rng.sample(range(space.size), SHORT_SCAN_LIMIT))
 
 
+def trial_steps(plan: Plan) -> list[int]:
+    """Optimizer steps of each planned trial, as the trainer counts them (total_steps)."""
+    return [_trial_shape(p, plan.sizes)[5] for p in plan.points]
+
+
+def steps_line(plan: Plan) -> str:
+    """Optimizer steps per trial, the range and median: what makes a trial mean something."""
+    steps = sorted(trial_steps(plan))
+    med = steps[len(steps) // 2] if len(steps) % 2 else (steps[len(steps) // 2 - 1]
+                                                          + steps[len(steps) // 2]) / 2
+    return (f"optimizer steps per trial: {steps[0]:,}-{steps[-1]:,} (median {med:,.0f}; "
+            f"{plan.sizes.labeled:,} labeled images per epoch)")
+
+
 def short_line(plan: Plan) -> str | None:
     """One line naming the configurations too short to mean anything, or None."""
     short, total, reasons = plan.short
@@ -669,6 +683,8 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
            if plan.sizes else "")
     )
     lines.append(f"trials: {plan.num_trials} ({plan.note})")
+    if plan.points is not None and plan.sizes is not None:
+        lines.append(steps_line(plan))
     if short_line(plan):
         lines.append(short_line(plan))
     lines.append(

@@ -56,6 +56,8 @@ import numpy as np
 from s4l_models.errors import UserError
 from s4l_models.predictions import conf_of
 
+from .stats import mcnemar_p
+
 STRATEGIES = ("random", "stratified", "disagreement")
 CRITERIA = ("confidence", "agreement", "rotation", "atc")
 EPS_MARGIN = 0.05  # eps >= 1/C + this: the best candidate is better than chance
@@ -238,8 +240,6 @@ def pick(c: Candidates, labeled: np.ndarray, y: np.ndarray,
     of its accuracy on the whole split is made from labels chosen where the candidates
     disagree (an earlier model-based one missed the truth by 4 points on digits)."""
     from scipy.stats import binomtest
-
-    from .stats import mcnemar_p
 
     eps = default_eps(c) if eps is None else eps
     right = c.pred[:, labeled] == y[None, :]

@@ -34,7 +34,12 @@ def test_a_sweep_survives_killed_workers_and_a_killed_driver_with_one_row_per_tr
     run, check = fig["chaos"], fig["chaos"]["check"]
     assert run["finished"] and run["worker_kills"] == 3 and run["driver_kills"] == 1
     assert run["resumes"] >= 1 and run["drivers"][-1]["exit_status"] == 0
-    assert run["worker_kills_that_hit_a_trial"] >= 3
+    # every kill hit a worker inside a trial's train task (chosen that way); Ray's report of it
+    # ("crashed (failure") is printed by the driver once it notices, so a kill shortly before
+    # the driver's own SIGKILL can go unreported (seen once in CI: 2 of 3): at least one report
+    # shows the crash path ran
+    assert run["worker_kills_by_actor_task"] == {"train": 3}
+    assert run["worker_kills_that_hit_a_trial"] >= 1
     # every planned trial: exactly one row, completed
     assert check["rows"] == check["csv_rows"] == check["unique_trial_ids"] == 40
     assert check["completed"] == 40, check["statuses"]

@@ -18,6 +18,7 @@ from .select_sim import (
     DRAWS,
     NO_LABELS,
     ceiling,
+    ceiling_target,
     chance,
     criteria_table,
     informative,
@@ -89,11 +90,9 @@ def study_candidates(c, n_draws: int = DRAWS, seed: int = 0, log=None):
     need["no_labels_p_within_0.5pt"] = chance(table)
     need["yardstick_informative"] = informative(table)
     need["to_ceiling"] = needed_for_ceiling(table) if need["yardstick_informative"] else None
-    if need["to_ceiling"] is not None:  # the same rule at estimate +- 2 SE, as needed_range
-        value, se = need["ceiling_p_within_0.5pt"]
-        target = value - 2 * max(se, 1e-3)
-        lo, hi = (needed(table, "p_within_0.5pt", target=target, shift=sh) for sh in (2, -2))
-        need["to_ceiling_mc_range"] = {s: [lo[s], hi[s]] for s in lo}
+    if need["to_ceiling"] is not None:
+        need["to_ceiling_mc_range"] = needed_range(table, "p_within_0.5pt",
+                                                   target=ceiling_target(table))
     # the label counts tried per strategy: every count above is a point of this grid
     need["grid"] = {str(s): sorted(int(b) for b in g["images"])
                     for s, g in table[table["strategy"] != NO_LABELS].groupby("strategy")}
@@ -209,6 +208,7 @@ def _saving(sv: dict, rng: dict, grid: dict, baseline: str, goal: str) -> str:
         where = f" ({a}: {_grid_point(grid, best, a)}; {b}: {_grid_point(grid, BASELINE, b)})"
     return (f" {best} needs {_x(sv['ratio'])} fewer labels than {baseline}{goal}{mc}: a ratio "
             f"of two points of the grid of label counts tried, {a} against {b}{where}.")
+
 
 def pool_size(sweep: Sweep) -> int:
     return int((np.bincount(sweep.predictions.label) // 2).sum())

@@ -187,18 +187,23 @@ def informative(table: pd.DataFrame, column: str = "p_within_0.5pt") -> bool:
     return top - low >= max(INFORMATIVE_GAP, 3 * float(np.hypot(se_top, se_low)))
 
 
+def ceiling_target(table: pd.DataFrame, column: str = "p_within_0.5pt") -> float:
+    """The level that counts as doing as well as the whole pool: its ceiling less 2 SE."""
+    value, se = ceiling(table, column)
+    return value - 2 * max(se, 1e-3)
+
+
 def needed_for_ceiling(table: pd.DataFrame, column: str = "p_within_0.5pt"
                        ) -> dict[str, int | None]:
     """Per strategy: the fewest labels from which on `column` stays within 2 SE of the
     ceiling (what labeling the whole pool gives): labels to do as well as the whole pool."""
-    value, se = ceiling(table, column)
-    return needed(table, column, target=value - 2 * max(se, 1e-3))
+    return needed(table, column, target=ceiling_target(table, column))
 
 
-def needed_range(table: pd.DataFrame, column: str = "p_within_0.5pt"
+def needed_range(table: pd.DataFrame, column: str = "p_within_0.5pt", target: float = TARGET
                  ) -> dict[str, list[int | None]]:
     """Per strategy: [labels needed judged at estimate + 2 SE, at estimate - 2 SE]."""
-    lo, hi = needed(table, column, shift=2.0), needed(table, column, shift=-2.0)
+    lo, hi = (needed(table, column, target=target, shift=sh) for sh in (2.0, -2.0))
     return {s: [lo[s], hi[s]] for s in lo}
 
 

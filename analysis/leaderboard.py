@@ -91,19 +91,9 @@ def leaderboard(sweeps: list[Sweep]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return best.reset_index(drop=True), configs
 
 
-def seed_noise(configs: pd.DataFrame) -> tuple[float, int]:
-    """Pooled within-configuration std of full-split top-1 (points) and the configs it pools.
-
-    sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) over configurations with repeated seeds: the
-    seed-to-seed noise against which differences between configurations are to be read. Its
-    degrees of freedom and confidence interval: `seed_noise_ci`.
-    """
-    got = seed_noise_ci(configs)
-    return got["sd"], got["n_configs"]
-
-
 def seed_noise_ci(configs: pd.DataFrame, level: float = 0.95) -> dict:
-    """The pooled seed-to-seed std of full-split top-1 (points) with its exact interval.
+    """The pooled seed-to-seed std of full-split top-1 (points) with its exact interval: the
+    seed-to-seed noise against which differences between configurations are to be read.
 
     sd = sqrt(sum (n_i - 1) s_i^2 / df), df = sum (n_i - 1) over the configurations with
     repeated seeds (n_i finite seeds, sample std s_i). Under normal seed noise with one std

@@ -152,8 +152,8 @@ def test_leaderboard_mean_and_std_over_seeds(tmp_path):
     assert row["test_top1_mean"] == pytest.approx(62.0)  # test reported, not used to choose
     shown = lb.display(best)
     assert shown.iloc[0]["val top-1 [%]"] == "72.00 ± 2.00 (n=3)"
-    noise, n_rep = lb.seed_noise(configs)
-    assert (noise, n_rep) == (pytest.approx(2.0), 1)
+    noise = lb.seed_noise_ci(configs)
+    assert (noise["sd"], noise["n_configs"]) == (pytest.approx(2.0), 1)
     single = configs[configs["n_seeds"] == 1].iloc[0]
     assert lb.pm(single["val_full_top1_mean"], single["val_full_top1_std"], 1) == "71.00"
 
@@ -182,7 +182,6 @@ def test_seed_noise_ci_is_the_exact_chi_square_interval(tmp_path):
     assert got["lo"] < sd < got["hi"]
     assert got["diff_sd"] == pytest.approx(np.sqrt(2) * sd)
     assert got["resolve"] == pytest.approx(2 * np.sqrt(2) * sd)
-    assert lb.seed_noise(configs) == (pytest.approx(sd), 3)  # the old API is unchanged
     words = lb.seed_noise_words(got)
     for part in (f"({df} degrees of freedom)", f"σ = {sd:.2f} pt",
                  f"exact 95% CI {got['lo']:.2f}–{got['hi']:.2f} pt",

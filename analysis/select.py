@@ -223,6 +223,7 @@ class Pick:
     labeled_high: float
     tied: int  # candidates tied with it on the labeled images
     posterior: np.ndarray  # [T] P(candidate is the best) under the noise model
+    all_hits: np.ndarray  # [T] correct labeled images of every candidate
     eps: float  # the noise model's accuracy of the best candidate
     runner_up: int | None  # row of the next candidate by labeled hits (None with one candidate)
     pick_only: int  # labeled images the pick gets right and the runner-up does not
@@ -253,7 +254,7 @@ def pick(c: Candidates, labeled: np.ndarray, y: np.ndarray,
     a_only = int((right[t] & ~right[r]).sum()) if r is not None else 0
     b_only = int((right[r] & ~right[t]).sum()) if r is not None else 0
     return Pick(t, str(c.trial_ids[t]), len(labeled), int(hits[t]), float(w[t]),
-                float(ci.low), float(ci.high), len(top), w, float(eps), r, a_only, b_only,
+                float(ci.low), float(ci.high), len(top), w, hits, float(eps), r, a_only, b_only,
                 mcnemar_p(a_only, b_only))
 
 

@@ -215,7 +215,7 @@ def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
     rng = np.random.default_rng(args.seed)
     pk = pick(c, labeled, y, rng)
     w = pk.posterior
-    hits = (c.pred[:, labeled] == y[None, :]).sum(axis=1)
+    hits = pk.all_hits
     order = np.argsort(-hits, kind="stable")[:5]
     # only a random sample of images estimates the pick's accuracy on the split
     sample = args.strategy == "random"

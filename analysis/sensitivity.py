@@ -136,14 +136,18 @@ def cramers_v(a, b) -> float:
     return float(np.sqrt(phi2 / denom)) if denom > 0 else float("nan")
 
 
+def grid_size(df: pd.DataFrame, axes: list[str]) -> int:
+    """Points of the full grid of the values these axes take among the trials."""
+    return math.prod(df[a].astype(str).nunique() for a in axes)
+
+
 def is_crossed(df: pd.DataFrame, axes: list[str]) -> bool:
     """Do the trials form a full grid of these axes, every combination equally often? Then the
     axes are independent and each one-way effect is that axis's alone."""
     if not axes:
         return True
     cells = df[axes].astype(str).value_counts()
-    full = math.prod(df[a].astype(str).nunique() for a in axes)
-    return len(cells) == full and cells.nunique() == 1
+    return len(cells) == grid_size(df, axes) and cells.nunique() == 1
 
 
 def entangled(df: pd.DataFrame, axes: list[str], threshold: float = ENTANGLED_V,
@@ -178,9 +182,8 @@ def design(sweep: Sweep) -> tuple[str, list[tuple[str, str, float]]]:
     pairs: list[tuple[str, str, float]] = []
     if not is_crossed(df, own):
         pairs = entangled(df, axes, derived=[a for a in axes if a not in sweep.axes])
-        grid = math.prod(df[a].astype(str).nunique() for a in own)
         text = (f"These {len(df)} trials do not cross the swept axes fully (the full grid of "
-                f"the values they ran has {grid:,} points)")
+                f"the values they ran has {grid_size(df, own):,} points)")
         if pairs:
             shown = [f"{a} with {b} (V {v:.2f})" for a, b, v in pairs[:4]]
             text += (", and some axes vary together (bias-corrected Cramér's V ≥ "

@@ -66,7 +66,7 @@ def measure(dataset: str, arch: str, width: float, device, threads: int, repeats
     splits = trainer.splits
 
     def score(indices):
-        s = trainer._score(model, trainer.source, indices)
+        s = trainer.score(model, trainer.source, indices)
         return s["top1"], s["topk"], s["label"]
 
     score(splits.val)  # warm-up (allocations, cuDNN autotuning)

@@ -424,7 +424,7 @@ class Trainer:
         with scoring_layout(model, self.device.type == "cpu" and self.cfg.channels_last):
             return self._evaluate(model, final, state)
 
-    def _score(self, model: nn.Module, source, indices: np.ndarray, views=None) -> dict:
+    def score(self, model: nn.Module, source, indices: np.ndarray, views=None) -> dict:
         """Per-example scores (evaluate.scored_examples) of `model` on `indices` of `source`."""
         batches = source.eval_batches(indices, self.eval_batch)
         return scored_examples(model, batches, self.augment, self.autocast, views=views)
@@ -433,7 +433,7 @@ class Trainer:
                   ) -> dict[str, float]:
         cfg = self.cfg
         val = self.splits.val
-        scored = self._score(model, self.source, val)
+        scored = self.score(model, self.source, val)
         top1, top5, labels = scored["top1"], scored["topk"], scored["label"]
         metrics: dict[str, float] = {}
         for k, mask in self.val_positions.items():
@@ -441,7 +441,7 @@ class Trainer:
         metrics.update(subset_metrics("val_full", top1, top5))
         if cfg.tta_rotation:
             # S4L Section 4.4: logits averaged over the four rotations (extra keys, *_rot4_*)
-            rot4 = self._score(model, self.source, val, views=rotations4)
+            rot4 = self.score(model, self.source, val, views=rotations4)
             for k, mask in self.val_positions.items():
                 metrics.update(subset_metrics(f"val_{k}pc_rot4", rot4["top1"], rot4["topk"], mask))
             metrics.update(subset_metrics("val_full_rot4", rot4["top1"], rot4["topk"]))
@@ -460,10 +460,10 @@ class Trainer:
             if self.test_source is not None:
                 # the test split is scored once, at the end: selection never looks at it
                 test = np.arange(len(self.data.test))
-                t = self._score(model, self.test_source, test)
+                t = self.score(model, self.test_source, test)
                 metrics.update(subset_metrics("test", t["top1"], t["topk"]))
                 if cfg.tta_rotation:
-                    t = self._score(model, self.test_source, test, views=rotations4)
+                    t = self.score(model, self.test_source, test, views=rotations4)
                     metrics.update(subset_metrics("test_rot4", t["top1"], t["topk"]))
         return metrics
 

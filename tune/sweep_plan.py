@@ -21,6 +21,7 @@ import dataclasses
 import math
 import os
 import random
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -615,10 +616,9 @@ def trial_steps(plan: Plan) -> list[int]:
 
 def steps_line(plan: Plan) -> str:
     """Optimizer steps per trial, the range and median: what makes a trial mean something."""
-    steps = sorted(trial_steps(plan))
-    med = steps[len(steps) // 2] if len(steps) % 2 else (steps[len(steps) // 2 - 1]
-                                                          + steps[len(steps) // 2]) / 2
-    return (f"optimizer steps per trial: {steps[0]:,}-{steps[-1]:,} (median {med:,.0f}; "
+    steps = trial_steps(plan)
+    return (f"optimizer steps per trial: {min(steps):,}-{max(steps):,} (median "
+            f"{statistics.median(steps):,.0f}; "
             f"{plan.sizes.labeled:,} labeled images per epoch)")
 
 

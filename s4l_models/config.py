@@ -86,7 +86,7 @@ class TrainConfig:
     w_vat: float = 1.0  # VAT loss weight inside L_u (vat_entmin)
     w_entmin: float = 0.0  # entropy-minimisation weight (vat_entmin)
     pretext: str = "rotation"  # self-supervised task for selfsup_* methods: rotation | exemplar
-    pseudo_threshold: float = 0.0  # pseudolabel: keep predictions with max prob >= this
+    pseudo_threshold: float = 0.0  # pseudolabel: keep unlabeled images' predictions >= this
     tta_rotation: bool = False  # also report 4-rotation test-time averaged metrics
     w_sup: float = 1.0  # weight of the labeled loss L_l (MOAM step 1 uses 0.3)
     sup_on_rotated: bool = True  # s4l_rotation/moam: L_l also on the rotated labeled copies

@@ -153,8 +153,8 @@ def teacher_model(path: str | os.PathLike, cfg: TrainConfig, device: torch.devic
 def write_pseudo_labels(
     model: nn.Module, cfg: TrainConfig, splits: Splits, views: str, path: Path
 ) -> int:
-    """Label every image of the training split with `model`; returns how many reach the
-    confidence threshold. Writes index/label/confidence to `path`."""
+    """Label every image of the training split with `model`; returns how many labels reach
+    the confidence threshold. Writes index/label/confidence to `path`."""
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.data_dir)
     source = make_source(data.train, data.spec, device, cfg.workers, cfg.skip_bad_images)
@@ -177,19 +177,29 @@ def write_pseudo_labels(
     return int((conf >= cfg.pseudo_threshold).sum())
 
 
-def _pseudo_inputs(cfg: TrainConfig, data: LoadedDataset, path: Path):
-    """(indices kept, labels for the whole training array) from a pseudo-label file."""
+def _pseudo_inputs(cfg: TrainConfig, data: LoadedDataset, path: Path, labeled: np.ndarray):
+    """(indices kept, labels for the whole training array, labeled images the teacher got
+    wrong) from a pseudo-label file.
+
+    The teacher's predictions label the unlabeled images (those below `pseudo_threshold` are
+    left out); the labeled subset keeps its true labels and is always kept, as the released
+    code trains (google-research/s4l datasets.py reads the original label where `label_flag`
+    is 1). The paper says only that it labels "the full dataset" (README, "Where we differ").
+    """
     with np.load(path) as z:
         index, label, conf = z["index"], z["label"], z["confidence"]
-    keep = conf >= cfg.pseudo_threshold
+    own = np.isin(index, labeled)
+    keep = (conf >= cfg.pseudo_threshold) & ~own
     if not keep.any():
+        best = conf[~own].max() if (~own).any() else float("nan")
         raise UserError(
-            f"no pseudo-label reaches pseudo_threshold {cfg.pseudo_threshold:g} (highest "
-            f"confidence {conf.max():.3f}); lower the threshold"
+            f"no pseudo-label of an unlabeled image reaches pseudo_threshold "
+            f"{cfg.pseudo_threshold:g} (highest confidence {best:.3f}); lower the threshold"
         )
     labels = data.train.labels.numpy().copy()
-    labels[index] = label
-    return np.sort(index[keep]), labels
+    wrong = int((label[own] != labels[index[own]]).sum())
+    labels[index[~own]] = label[~own]
+    return np.sort(index[keep | own]), labels, wrong
 
 
 def run_schedules(
@@ -272,9 +282,9 @@ def run_stages(
                 write_pseudo_labels(
                     teacher_model(cfg.teacher, cfg, device), cfg, splits, stage.pseudo_views, pfile
                 )
-            labeled, train_labels = _pseudo_inputs(scfg, data, pfile)
-            if stage.data == "labeled":  # pseudo-labels on the labeled subset only
-                labeled = np.intersect1d(labeled, splits.labeled)
+            labeled, train_labels, teacher_wrong = _pseudo_inputs(
+                scfg, data, pfile, splits.labeled
+            )
         init = None
         if stage.init and i > 0:
             init = ckdir / _init_file(i)
@@ -308,6 +318,7 @@ def run_stages(
         m = trainer.run(resume_from=resume)
         if labeled is not None and stage.labels == "pseudo":
             m["num_pseudo_labeled"] = int(len(labeled))
+            m["num_labeled_teacher_wrong"] = teacher_wrong  # kept their true labels
         if m["status"] != "completed":
             final = {**m, "message": f"{tag}: {m['message']}"}
             break

@@ -215,6 +215,37 @@ def test_pseudo_labels_average_the_predictions_of_20_views():
     assert len({tuple(v.flatten().tolist()) for v in _reference_views(x[0])}) == 20  # distinct
 
 
+
+def test_pseudo_label_retraining_keeps_the_true_labels_of_the_labeled_images(tmp_path):
+    """As the released code trains (datasets.py, label_flag): the teacher's predictions label
+    the unlabeled images only; a labeled image keeps its label even where the teacher is
+    wrong, and the confidence threshold never drops it."""
+    import numpy as np
+
+    from s4l_models.data.datasets import load_dataset
+    from s4l_models.stages import _pseudo_inputs
+
+    data = load_dataset("digits", None)
+    true = data.train.labels.numpy()
+    index = np.arange(20)
+    labeled = np.array([0, 1, 2, 3])
+    label = (true[index] + 1) % 10  # the teacher is wrong everywhere
+    conf = np.where(index % 2 == 0, 0.9, 0.3)  # images 0, 2, 4, ... confident
+    path = tmp_path / "pseudo.npz"
+    np.savez(path, index=index, label=label, confidence=conf)
+    kept, labels, wrong = _pseudo_inputs(
+        TrainConfig(method="pseudolabel", pseudo_threshold=0.5), data, path, labeled
+    )
+    assert wrong == 4
+    assert (labels[labeled] == true[labeled]).all()
+    unl = index[4:]
+    assert (labels[unl] == (true[unl] + 1) % 10).all()
+    assert kept.tolist() == [0, 1, 2, 3] + [i for i in range(4, 20) if i % 2 == 0]
+    with pytest.raises(UserError, match="unlabeled image reaches pseudo_threshold 0.95"):
+        _pseudo_inputs(TrainConfig(method="pseudolabel", pseudo_threshold=0.95), data, path,
+                       labeled)
+
+
 BAD = {
     "moam with an exemplar pretext": (dict(method="moam", pretext="exemplar"), "--pretext"),
     "vat with entropy weight": (dict(method="vat", w_entmin=0.3), "vat_entmin"),

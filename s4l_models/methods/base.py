@@ -47,10 +47,11 @@ class Stage:
 
     The trainer runs stage i into `out_dir/stage_<i>_<name>/`. `data` picks what one epoch
     passes over: the labeled subset, or every image of the training split (pretext pretraining
-    and pseudo-labeled retraining, whose epochs are over the full set). `labels="pseudo"` trains
-    on the previous stage's predictions (or those of `cfg.teacher` when it is the first stage),
-    computed on a single central view or averaged over 5 crops x 4 rotations; predictions below
-    `cfg.pseudo_threshold` confidence are left out. `init` starts the stage from the previous
+    and pseudo-labeled retraining, whose epochs are over the full set). `labels="pseudo"` (with
+    data="all") trains the unlabeled images on the previous stage's predictions (or those of
+    `cfg.teacher` when it is the first stage), computed on a single central view or averaged
+    over 5 crops x 4 rotations, and the labeled ones on their true labels; unlabeled images
+    predicted below `cfg.pseudo_threshold` confidence are left out. `init` starts the stage from the previous
     stage's final weights (its Polyak average when it kept one) instead of a fresh network.
     """
 
@@ -69,6 +70,9 @@ class Stage:
             raise ValueError(f"stage labels must be true or pseudo, got {self.labels!r}")
         if self.pseudo_views not in ("center", "5crop_rot4"):
             raise ValueError(f"unknown pseudo_views {self.pseudo_views!r}")
+        if self.labels == "pseudo" and self.data != "all":
+            # the labeled images keep their true labels, so pseudo-labels need the unlabeled
+            raise ValueError("a pseudo-labeled stage trains on all images: data must be 'all'")
 
 
 @dataclass(frozen=True)

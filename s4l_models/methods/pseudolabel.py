@@ -1,15 +1,18 @@
-"""Pseudo-Label (Lee 2013; S4L Sections 3.2 and 4.2): label everything, retrain from scratch.
+"""Pseudo-Label (Lee 2013; S4L Sections 3.2 and 4.2): label the rest, retrain from scratch.
 
 Stage 1 `teacher`: the best supervised baseline of Section 4.1 on the labeled subset (skipped
-when `teacher` names a finished run to label with). Stage 2 `retrain`: every image of the
-training split (labeled and unlabeled) gets the teacher's prediction on its central view as its
-label, and a fresh network trains on them with this run's settings, "standard practice" in the
-paper: lr 0.1, wd 1e-4, 100 epochs, where epochs count over the full pseudo-labeled set (the
-`pseudolabel_*` search spaces set these). No confidence filter by default; `pseudo_threshold`
-keeps only predictions at least that confident (the paper also tried 0.5).
+when `teacher` names a finished run to label with). Stage 2 `retrain`: every unlabeled image of
+the training split gets the teacher's prediction on its central view as its label, the labeled
+images keep their true labels, and a fresh network trains on them with this run's settings,
+"standard practice" in the paper: lr 0.1, wd 1e-4, 100 epochs, where epochs count over the full
+pseudo-labeled set (the `pseudolabel_*` search spaces set these). No confidence filter by
+default; `pseudo_threshold` keeps only predictions at least that confident (the paper also
+tried 0.5), and never filters the labeled images.
 
-The paper labels "the full dataset", so the labeled images carry the teacher's predictions too
-(which on its own training images are almost always their labels).
+The paper says it assigns pseudo-labels "to the full dataset"; the released code trains the
+labeled images on their original labels (google-research/s4l datasets.py, `label_flag`), and so
+do we: a known label is never replaced by a guess. `num_labeled_teacher_wrong` in the metrics
+counts the labeled images whose teacher prediction differed.
 
 Teacher: the supervised recipe of the run's label regime (`s4l_models.recipes`, S4L Section
 4.1): 10%: lr 0.1, wd 1e-3, 200 epochs, 5 warmup epochs, decays at 70/80/90%, crop + flip. 1%

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 
 # (ours) MOAM's 5 crops each cover 3/4 of the image side (4 corners + centre), resized back to
 # the input size; at 3/4 the centre crop of a small image (8 px digits) differs from the corners.
+# The released code crops 224 px from the image resized to 256 instead (on ImageNet our crops
+# are 168 px of the 224 evaluation view): README, "Where we differ from the paper".
 FIVE_CROP_FRACTION = 0.75
 
 

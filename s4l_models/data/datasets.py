@@ -103,6 +103,7 @@ DATASETS: dict[str, DatasetSpec] = {
         channels=1,
         flips=True,
         default_val_size=5000,
+        # Ours: a crop keeps at least 16 px of side (sqrt(0.35) * 28); 0.08 would leave 8.
         crop_scale=(0.35, 1.0),
         mean=(0.2860,),
         std=(0.3530,),
@@ -119,6 +120,7 @@ DATASETS: dict[str, DatasetSpec] = {
         channels=3,
         flips=True,
         default_val_size=5000,
+        # Ours: a crop keeps at least 16 px of side (sqrt(0.25) * 32); 0.08 would leave 9.
         crop_scale=(0.25, 1.0),
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
@@ -136,6 +138,7 @@ DATASETS: dict[str, DatasetSpec] = {
         channels=3,
         flips=True,
         default_val_size=5000,
+        # Ours: a crop keeps at least 16 px of side (sqrt(0.25) * 32); 0.08 would leave 9.
         crop_scale=(0.25, 1.0),
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
@@ -151,6 +154,7 @@ DATASETS: dict[str, DatasetSpec] = {
         channels=3,
         flips=True,
         default_val_size=50046,  # the paper's custom validation split
+        # torchvision's inception crop (the released TF crop: area 0.05-1, README "Where we differ")
         crop_scale=(0.08, 1.0),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),

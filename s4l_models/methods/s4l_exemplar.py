@@ -14,7 +14,13 @@ the closest copy of another image its negative, loss softplus(d_pos - d_neg).
     L = w_sup * L_l + w_u * L_u
     L_l = cross-entropy of the class on all 8 copies of the labeled images
     L_u = mean of the triplet loss over the unlabeled copies and over the labeled copies
-          (each computed within its own group, as the paper's code does)
+          (each computed within its own group, as the released code does)
+
+Identities: the 8 copies of one image, as S4L Section 3.1 defines them. The released
+semi_supervised/exemplar.py calls `do_triplet(emb, ninstances, nexamples)` against its signature
+`(embeddings, nexamples, ninstances)`, so there B consecutive embeddings (B/8 images) share one
+identity; its exemplar_ablation.py builds them per image. We read the swap as a bug and follow the
+paper (README, "Where we differ from the paper or its released code").
 """
 
 from __future__ import annotations

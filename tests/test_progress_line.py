@@ -307,3 +307,112 @@ def test_a_log_gets_plain_lines_and_a_terminal_one_line_redrawn_in_place(
     draws = out.split("\r\x1b[K")[1:]
     assert len(draws) == 3 and "\n" not in "".join(draws[:2]) and out.endswith("\n")
     assert all(len(d.rstrip("\n")) <= 79 for d in draws)
+
+
+# --- what the line counts and names as best (it agrees with the end summary) ------------------------
+def _finish(cb, trials, t, ray_status="TERMINATED", **result):
+    """Trial `t` reports `result` (a full run of 200 steps unless it says otherwise) and Ray
+    finishes it with `ray_status`."""
+    t.last_result = {"step": 200, "total_steps": 200, "epoch": 5.0, "short_run": False, **result}
+    cb.on_trial_result(0, trials, t, t.last_result)
+    if ray_status == "ERROR":
+        cb.on_trial_error(0, trials, t)
+    else:
+        cb.on_trial_complete(0, trials, t)
+    t.status = ray_status
+
+
+def _sweep_of(tmp_path, plan, results, ray_statuses=None):
+    """A callback whose trials (one per entry of `results`, the plan's longest first) reported
+    those results; a result with `"running": True` is still running, the others finished with
+    their Ray status (TERMINATED unless `ray_statuses` says otherwise)."""
+    clock = Clock()
+    cb, ordered = callback(tmp_path, plan, clock)
+    trials = []
+    for i, (point, result) in enumerate(zip(ordered, results)):
+        t = trial(f"abc_{i:05d}", {k: encode_value(v) for k, v in point.items()}, "RUNNING")
+        trials.append(t)
+        cb.on_trial_start(0, trials, t)
+        result = dict(result)
+        if result.pop("running", False):
+            t.last_result = {"total_steps": 200, "short_run": False, **result}
+            cb.on_trial_result(0, trials, t, t.last_result)
+        else:
+            _finish(cb, trials, t, (ray_statuses or {}).get(i, "TERMINATED"), **result)
+    cb.trials = trials
+    return cb
+
+
+def test_diverged_trials_are_counted_apart_from_done(tmp_path, plan, capsys):
+    # B_div in the audit: the line said "4/6 done" where the summary said 2 completed and 2
+    # diverged; a diverged trial is TERMINATED for Ray but not done for us
+    cb = _sweep_of(tmp_path, plan, [
+        {"val_full_top1": 0.9}, {"status": "diverged", "step": 50, "val_full_top1": float("nan")},
+        {"val_full_top1": 0.8, "step": 100}, {"running": True, "step": 40, "val_full_top1": 0.5},
+    ], ray_statuses={2: "ERROR"})
+    text = cb.progress.line(width=200)
+    assert text.startswith("sweep: 1/24 done, 1 diverged, 1 running, 1 errored | ETA ")
+    assert "1/24 done 1 div 1 run 1 err" in cb.progress.line(width=60)
+    # no diverged trial: the counts read as before
+    cb2 = _sweep_of(tmp_path / "b", plan, [{"val_full_top1": 0.9}])
+    assert cb2.progress.line(width=200).startswith("sweep: 1/24 done, 0 running, 0 errored")
+    # every trial finished, some diverged: the ETA is 0, nothing is left to run
+    cb3 = _sweep_of(tmp_path / "c", plan, [{"val_full_top1": 0.9}] * 23 + [{"status": "diverged"}])
+    assert "23/24 done, 1 diverged, 0 running, 0 errored | ETA 0s" in cb3.progress.line(width=200)
+
+
+def test_a_short_run_is_never_the_best(tmp_path, plan):
+    # a short run's score means little: the summary leaves it out, so the line does too
+    cb = _sweep_of(tmp_path, plan, [{"val_full_top1": 0.7},
+                                    {"val_full_top1": 0.99, "short_run": True}])
+    assert "best val_full_top1 0.7000 (" in cb.progress.line(width=200)
+    assert "0.99" not in cb.progress.line(width=200)
+    best = cb.progress.best()
+    assert best.trial_id == "abc_00000" and best.value == 0.7 and best.note == ""
+    # only short runs: no best is named, and the line says why
+    cb = _sweep_of(tmp_path / "b", plan, [{"val_full_top1": 0.99, "short_run": True},
+                                          {"val_full_top1": 0.98, "short_run": True}])
+    assert cb.progress.best().value is None
+    text = cb.progress.line(width=200)
+    assert "no best yet: 2 short run(s) left out" in text and "0.9" not in text
+
+
+def test_a_running_trials_evaluation_is_marked_not_final(tmp_path, plan):
+    cb = _sweep_of(tmp_path, plan, [
+        {"val_full_top1": 0.7},
+        {"running": True, "step": 100, "epoch": 2.5, "val_full_top1": 0.8},
+    ])
+    epochs = cb.table.resolved(cb.trials[1])["epochs"]
+    text = cb.progress.line(width=250)
+    assert f"best val_full_top1 0.8000 (running, epoch 2.5/{epochs:g}: not final) (" in text
+    assert "best 0.8000 (not final)" in cb.progress.line(width=95)
+    best = cb.progress.best()
+    assert best.trial_id == "abc_00001" and best.value == 0.8
+    # a completed trial's score is final: no mark
+    cb = _sweep_of(tmp_path / "b", plan, [{"val_full_top1": 0.9},
+                                          {"running": True, "step": 100, "val_full_top1": 0.8}])
+    assert cb.progress.best().note == "" and "not final" not in cb.progress.line(width=250)
+
+
+def test_the_line_names_the_summarys_best_also_during_seed_repeats(tmp_path, plan):
+    # The seed repeats run as a second experiment whose callback sees only the repeats' trials;
+    # the search's rows come in through keep_rows. The audit saw the line name a repeat (0.9360)
+    # while the sweep's best was a search trial (0.9540).
+    from tune.results import RESULTS_PARQUET, read_table
+    from tune.summary import summarize
+
+    search = _sweep_of(tmp_path / "search", plan, [
+        {"val_full_top1": 0.954}, {"val_full_top1": 0.954}, {"val_full_top1": 0.9},
+        {"val_full_top1": 0.97, "short_run": True}, {"status": "diverged"},
+    ], ray_statuses={})
+    search.write(final=True)
+    df = read_table(tmp_path / "search" / RESULTS_PARQUET)
+    repeats = _sweep_of(tmp_path / "search", plan, [{"val_full_top1": 0.936}])
+    repeats.keep_rows(df)
+    assert "best val_full_top1 0.9540 (" in repeats.progress.line(width=250)
+    best = repeats.progress.best()
+    assert (best.value, best.trial_id, best.note) == (0.954, "abc_00000", "")
+    # the end summary names the same trial
+    repeats.write(final=True)
+    text, _ = summarize(tmp_path / "search", "val_full_top1", list(plan.axes))
+    assert "best completed trial by val_full_top1: 0.9540" in text and "(trial abc_00000" in text

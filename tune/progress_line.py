@@ -1,7 +1,8 @@
 """The sweep's progress line: the counts, an ETA, the elapsed time and the best trial so far.
 
-`ProgressLine` prints one line: done / running / errored of the total, an ETA and the elapsed
-time, the best metric so far with its configuration. It reads the trials, their statuses and
+`ProgressLine` prints one line: done / diverged (when any) / running / errored of the total, an
+ETA and the elapsed time, the best metric so far with its configuration (chosen from the results
+table's rows as the end summary chooses; marked when it is a running trial's last evaluation). It reads the trials, their statuses and
 their estimated costs from the results table (tune/results_table.py); the sweep's Ray callback
 (tune/sweep_callback.py) tells it when trials start and report. The ETA is the plan's cost model
 (`sweep_plan.trial_cost` of every trial) corrected by the speed measured on the trials that
@@ -24,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .results_table import ResultsTable
 from .sweep_plan import TRIAL_OVERHEAD_S
@@ -119,6 +120,24 @@ def planned_costs(plan, limit: int = 100_000) -> list[float] | None:
     if plan.search == "grid" and plan.space.size <= limit:
         return [plan.cost(plan.space.point_at(i)) for i in range(plan.space.size)]
     return None
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+class Best(NamedTuple):
+    """The progress line's best: `value` None when every scored trial was a short run (then
+    `n_short` says how many); `note` is empty for a final score, else why it is not one."""
+
+    value: float | None
+    config: dict[str, Any]
+    trial_id: str
+    note: str
+    n_short: int
 
 
 def format_point(point: dict[str, Any]) -> str:
@@ -341,28 +360,64 @@ class ProgressLine:
 
     # --- what the line shows ----------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        out = {"done": 0, "running": 0, "errored": 0}
+        """Trials of this phase by state: `done` are those Ray finished that did not diverge
+        (completed or stopped early), `diverged` those whose loss became NaN (Ray ends them
+        as TERMINATED too; the summary counts them apart, so the line does as well)."""
+        out = {"done": 0, "diverged": 0, "running": 0, "errored": 0}
         for trial in self.table.trials:
             st = self.table.ray_status(trial)
             if st == "ERROR":
                 out["errored"] += 1
             elif st == "TERMINATED":
-                out["done"] += 1
+                diverged = (trial.last_result or {}).get("status") == "diverged"
+                out["diverged" if diverged else "done"] += 1
             elif st in ("RUNNING", "PAUSED"):
                 out["running"] += 1
         return out
 
-    def best(self) -> tuple[float, Any] | None:
-        best = None
-        for trial in self.table.trials:
-            last = trial.last_result or {}
-            value = last.get(self.metric)
-            if self.table.ray_status(trial) == "ERROR" or last.get("status") == "diverged":
+    def best(self) -> Best | None:
+        """The best trial by the metric among the rows the results table writes (so the rows
+        an earlier phase left, the search's during its seed repeats, count too), chosen as the
+        sweep's summary chooses (tune/summary.py): errored, diverged and short runs never; a
+        stopped-early trial only while no trial completed. A running trial's last evaluation
+        counts, marked as not final. None when no row has a score; a `Best` without a value
+        when every scored candidate was a short run."""
+        cols = self.table._columns  # the table's own column order (results.columns)
+        if self.metric not in cols:
+            return None
+        at = {c: cols.index(c) for c in
+              ("trial_id", "status", "short_run", "epochs_done", "epochs", "steps_done",
+               "total_steps", self.metric)}
+        pools: dict[str, list] = {"completed": [], "stopped_early": [], "running": []}
+        n_short = 0
+        for row in self.table.rows():
+            value = row[at[self.metric]]
+            status = row[at["status"]]
+            if status not in pools or not _finite(value):
                 continue
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                if best is None or value > best[0]:
-                    best = (float(value), trial)
-        return best
+            if bool(row[at["short_run"]]):
+                n_short += 1
+                continue
+            pools[status].append(row)
+        final = pools["completed"] or pools["stopped_early"]
+        candidates = final + pools["running"]
+        if not candidates:
+            return Best(None, {}, "", "", n_short) if n_short else None
+        # the first of equal scores, in table order, as the summary names it
+        top = candidates[max(range(len(candidates)),
+                             key=lambda i: (float(candidates[i][at[self.metric]]), -i))]
+        status = top[at["status"]]
+        note = ""
+        if status == "running":
+            done, epochs = top[at["epochs_done"]], top[at["epochs"]]
+            if _finite(done) and _finite(epochs):
+                note = f"running, epoch {float(done):g}/{float(epochs):g}: not final"
+            else:
+                note = f"running, step {top[at['steps_done']]}/{top[at['total_steps']]}: not final"
+        elif status == "stopped_early":
+            note = "stopped early: not final"
+        config = {k: top[cols.index(k)] for k in self.axes if k in cols}
+        return Best(float(top[at[self.metric]]), config, str(top[at["trial_id"]]), note, n_short)
 
     def progress(self) -> float:
         """Estimated cost done (terminal trials count fully, running ones by step)."""
@@ -393,11 +448,12 @@ class ProgressLine:
         c = self.counts()
         total = self.table.total
         elapsed = self.clock() - self._t0
+        div = (f", {c['diverged']} diverged", f" {c['diverged']} div") if c["diverged"] else ("", "")
         counts = (
-            f"{c['done']}/{total} done, {c['running']} running, {c['errored']} errored",
-            f"{c['done']}/{total} done {c['running']} run {c['errored']} err",
+            f"{c['done']}/{total} done{div[0]}, {c['running']} running, {c['errored']} errored",
+            f"{c['done']}/{total} done{div[1]} {c['running']} run {c['errored']} err",
         )
-        if c["done"] + c["errored"] >= total:
+        if c["done"] + c["diverged"] + c["errored"] >= total:
             eta, measured = 0.0, True
         else:
             eta, measured = self.eta()
@@ -405,10 +461,13 @@ class ProgressLine:
         eta_parts = (f"ETA {left}, elapsed {format_duration(elapsed)}", f"ETA {left}")
         best, config = self.best(), ""
         value = None
-        if best is not None:
-            value = (f"best {self.metric} {best[0]:.4f}", f"best {best[0]:.4f}")
-            cfg = {k: best[1].config.get(k) for k in self.axes if k in best[1].config}
-            config = format_point(cfg) or str(best[1].trial_id)
+        if best is not None and best.value is None:
+            value = (f"no best yet: {best.n_short} short run(s) left out", "no best yet")
+        elif best is not None:
+            note = f" ({best.note})" if best.note else ""
+            short = " (not final)" if best.note else ""
+            value = (f"best {self.metric} {best.value:.4f}{note}", f"best {best.value:.4f}{short}")
+            config = format_point(best.config) or best.trial_id
         return fit_line(width or self.line_width(), counts, eta_parts, value, config,
                         ellipsis())
 
@@ -459,6 +518,7 @@ class ProgressLine:
 
 
 __all__ = [
+    "Best",
     "LOG_WIDTH",
     "MIN_LINE_INTERVAL_S",
     "ProgressLine",

@@ -64,8 +64,10 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
             "than 50 optimizer steps or all inside the warmup); the best is chosen without them"
         )
     pool = df[meaningful(df)]
-    if pool.empty:
-        pool = df[df["status"] == "stopped_early"]
+    kind = "completed trial"
+    if pool.empty:  # no final score: the best of the trials a scheduler stopped, said as such
+        pool = df[(df["status"] == "stopped_early") & ~df["short_run"].astype(bool)]
+        kind = "trial (stopped early: not a final score)"
     pool = pool[pool[metric].notna()] if metric in pool else pool.iloc[0:0]
     def config_text(row) -> str:
         return ", ".join(f"{k}={row[k]:g}" if isinstance(row[k], float) else f"{k}={row[k]}"
@@ -76,9 +78,13 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
         cfg = config_text(best)
         extra = f", val_full_top1 {best['val_full_top1']:.4f}" if metric != "val_full_top1" else ""
         test = f", test_top1 {best['test_top1']:.4f}" if pd.notna(best.get("test_top1")) else ""
+        # several trials with the very score: the first (table order) is named, the rest counted
+        n_tied = int((pool[metric] == best[metric]).sum())
+        tied = (f"; {n_tied} trials share this score, the first in the table is named"
+                if n_tied > 1 else "")
         lines.append(
-            f"best completed trial by {metric}: {best[metric]:.4f}{extra}{test} "
-            f"(trial {best['trial_id']}" + (f": {cfg})" if cfg else ")")
+            f"best {kind} by {metric}: {best[metric]:.4f}{extra}{test} "
+            f"(trial {best['trial_id']}" + (f": {cfg}" if cfg else "") + f"{tied})"
         )
         if "config_id" in pool.columns:  # seed repeats: configurations by their seed mean
             agg = pool.groupby("config_id", sort=False)[metric].agg(["mean", "std", "count"])
@@ -92,7 +98,12 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
                     f"{config_text(first)})"
                 )
     else:
-        lines.append(f"no completed trial has a {metric} yet")
+        done = df[df["status"] == "completed"]
+        n_done, n_short_done = len(done), int(done["short_run"].astype(bool).sum())
+        if n_done and n_short_done == n_done:
+            lines.append(f"all {n_done} completed trial(s) are short runs: no best is named")
+        else:
+            lines.append(f"no completed trial has a {metric} yet")
     running = df[(df["status"] == "running") & df[metric].notna()] if metric in df else df.iloc[0:0]
     if not running.empty and (pool.empty or running[metric].max() > pool[metric].max()):
         top = running.loc[running[metric].idxmax()]

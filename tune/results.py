@@ -21,9 +21,15 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
 - every metric key of the trainer (`METRIC_KEYS`; NaN when the trial never reported it);
 - `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had fewer than
   50 optimizer steps or all of them inside the warmup, so its scores mean little; the report
-  leaves such trials out), `train_seconds` (the run's wall time), `eval_seconds` (the part of
-  it spent scoring: validation passes and the final test pass), `cpus`, `gpus` (the Ray
-  resources the trial held), `cpu_seconds`, `gpu_seconds` (its device-seconds: resources x
+  leaves such trials out), `train_seconds` (the run's wall time: the trainer's clock at its
+  last evaluation reported to Ray; for a trial that errored or was restarted (by a retry or a
+  resume), the time every attempt ran, as its trainer logged it (`logged_seconds`, from the
+  trial's train.log: evaluations that never reached Ray and work a restart redid count, they
+  were paid for), when that is more; the time from an attempt's last evaluation to its crash,
+  and each attempt's start-up before its first step, are recorded nowhere and not counted),
+  `eval_seconds` (the part of it spent scoring: validation passes and the final test pass),
+  `cpus`, `gpus` (the Ray resources the trial held), `cpu_seconds`, `gpu_seconds` (its
+  device-seconds: resources x
   `train_seconds`, what the trial cost whether or not it used them fully), `trial_dir` (the
   trial's trainer directory `<sweep>/trials/<trial_id>`), `code_version` (the s4l-tune version
   that wrote the row, with its git commit and `.dirty` when run from a modified checkout;
@@ -42,6 +48,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -172,6 +179,65 @@ def trial_status(ray_status: str, last: Mapping[str, Any] | None) -> str:
     return "running"
 
 
+# The trainer's log (s4l_models/trainer.py): each run of Trainer.run (an attempt, or a stage of
+# a multi-stage method, whose lines carry a "[stage i/n name] " prefix) starts with a
+# "training ..." line, "..., resuming at step N" when it continues from a checkpoint; each
+# evaluation line has "step S/T" and ends with the run's clock "| 12.3s" (train_seconds: the
+# checkpoint's clock plus this process's time).
+_LOG_TAG = re.compile(r"^\[([^\]]*)\] ")
+_LOG_CLOCK = re.compile(r"\| (\d+(?:\.\d+)?)s$")
+_LOG_STEP = re.compile(r"\bstep (\d+)/\d+")
+_LOG_RESUME = re.compile(r"resuming at step (\d+)")
+
+
+def logged_seconds(trial_dir: str | os.PathLike) -> float | None:
+    """Seconds the trial's trainer ran over all its attempts and stages, from its train.log
+    (appended by every attempt, never rewritten): per run of the trainer, its last logged clock
+    less the clock it started from (0, or for a resumed run the clock its checkpoint's
+    evaluation logged). Counts work a crash threw away (evaluations after the last one Ray
+    received; a retry redoing the steps after its checkpoint). Not counted, as nothing records
+    it: an attempt's time after its last evaluation and before its first step. The log rounds
+    to 0.1 s. None without a readable local log (a sweep on an object store)."""
+    if "://" in str(trial_dir):
+        return None
+    try:
+        text = (Path(trial_dir) / "train.log").read_text(errors="replace")
+    except OSError:
+        return None
+    total = 0.0
+    seen: dict[tuple[str, int], float] = {}  # (tag, step) -> its evaluation's logged clock
+    run = None  # [tag, clock started from (None: unknown), last clock] of the current run
+    for line in text.splitlines():
+        line = line.rstrip()
+        m = _LOG_TAG.match(line)
+        tag, body = (m.group(1), line[m.end():]) if m else ("", line)
+        if body.startswith("training "):
+            if run is not None and run[2] is not None:
+                total += run[2] - (run[1] if run[1] is not None else run[2])
+            resume = _LOG_RESUME.search(body)
+            start = seen.get((tag, int(resume.group(1)))) if resume else 0.0
+            run = [tag, start, None]
+            continue
+        clock, step = _LOG_CLOCK.search(body), _LOG_STEP.search(body)
+        if run is None or clock is None or step is None or tag != run[0]:
+            continue
+        value = float(clock.group(1))
+        if run[1] is None:  # resumed from an evaluation not in the log: count from its first
+            run[1] = value
+        run[2] = value
+        seen[(tag, int(step.group(1)))] = value
+    if run is not None and run[2] is not None:
+        total += run[2] - (run[1] if run[1] is not None else run[2])
+    return total
+
+
+def _restarted(last: Mapping[str, Any]) -> bool:
+    """Ray restored the trial from a checkpoint at some point (a retry or a resumed sweep):
+    its iteration count goes on from the checkpoint, its count since the restore starts over."""
+    it, since = last.get("training_iteration"), last.get("iterations_since_restore")
+    return it is not None and since is not None and int(it) != int(since)
+
+
 def make_row(
     trial_id: str,
     status: str,
@@ -200,6 +266,12 @@ def make_row(
     row["total_steps"] = int(total) if total is not None else -1
     row["short_run"] = bool(last.get("short_run", False))
     row["train_seconds"] = _float(last.get("train_seconds", 0.0) or 0.0)
+    if status == "errored" or (status != "running" and _restarted(last)):
+        # the last report leaves out what a crash threw away; the trainer's log has it
+        # (read once: a finished trial's row is kept)
+        logged = logged_seconds(trial_dir)
+        if logged is not None and logged > row["train_seconds"]:
+            row["train_seconds"] = logged
     row["eval_seconds"] = _float(last.get("eval_seconds", 0.0) or 0.0)
     resources = resources or {}
     row["cpus"] = _float(resources.get("cpu"))
@@ -417,6 +489,7 @@ __all__ = [
     "columns",
     "metric_keys",
     "make_row",
+    "logged_seconds",
     "results_frame",
     "trial_status",
     "write_results",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pandas as pd
 
 from .load import FULL, Sweep
@@ -57,14 +58,27 @@ def as_study(sweep: Sweep):
     return study, axes
 
 
+def fanova_missing(sweep: Sweep) -> str | None:
+    """Why fANOVA is undefined for this sweep, or None when it is defined."""
+    df = sweep.search
+    if len(df) < 3:
+        return f"{len(df)} completed trial(s) of the search, fewer than 3: no fANOVA."
+    if not varying_axes(sweep):
+        return "No axis varies among the completed trials: no fANOVA."
+    if np.ptp(df[FULL].to_numpy(float)) == 0:
+        return ("Every completed trial has the same full-split top-1, so there is no variance "
+                "to share among the axes: no fANOVA.")
+    return None
+
+
 def fanova(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
-    """fANOVA importance per varying axis (sums to 1), most important first; empty when fewer
-    than 2 axes vary or fewer than 3 trials completed."""
+    """fANOVA importance per varying axis (sums to 1), most important first; empty when it is
+    undefined (`fanova_missing` says why)."""
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
-    study, axes = as_study(sweep)
-    if len(axes) < 1 or len(study.trials) < 3:
+    if fanova_missing(sweep) is not None:
         return pd.DataFrame(columns=["sweep", "axis", "fanova_importance"])
+    study, axes = as_study(sweep)
     imp = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed),
                                 normalize=True)
     return pd.DataFrame([{"sweep": sweep.name, "axis": a, "fanova_importance": float(v)}
@@ -95,4 +109,4 @@ def plot_parallel(sweep: Sweep):
     return fig
 
 
-__all__ = ["as_study", "fanova", "fanova_words", "plot_parallel", "varying_axes"]
+__all__ = ["as_study", "fanova", "fanova_missing", "fanova_words", "plot_parallel", "varying_axes"]

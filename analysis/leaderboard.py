@@ -81,12 +81,19 @@ def configurations(sweeps: list[Sweep]) -> pd.DataFrame:
 
 def leaderboard(sweeps: list[Sweep]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(best configuration per space/method, all configurations), best first; the best is
-    chosen among the configurations with the most seeds of their space and method."""
+    chosen among the configurations with the most seeds of their space and method (the first
+    in trial order on a tie; `n_tied_others` counts the others with the same mean)."""
     configs = configurations(sweeps)
     most = configs.groupby(["space", "method"], sort=False)["n_seeds"].transform("max")
-    best = (configs[configs["n_seeds"] == most]
-            .sort_values(f"{FULL}_mean", ascending=False, kind="stable")
-            .groupby(["space", "method"], sort=False).head(1))
+    eligible = configs[configs["n_seeds"] == most]
+    best = (eligible.sort_values(f"{FULL}_mean", ascending=False, kind="stable")
+            .groupby(["space", "method"], sort=False).head(1)).copy()
+    # how many other eligible configurations share the best mean: the first in trial order is
+    # shown, and the page must say it is one of several
+    top = eligible.groupby(["space", "method"], sort=False)[f"{FULL}_mean"].transform("max")
+    tied = (eligible[f"{FULL}_mean"] >= top - 1e-9).groupby(
+        [eligible["space"], eligible["method"]], sort=False).sum()
+    best["n_tied_others"] = [int(tied[(r.space, r.method)]) - 1 for r in best.itertuples()]
     best = best.sort_values(["space", f"{FULL}_mean"], ascending=[True, False], kind="stable")
     return best.reset_index(drop=True), configs
 

@@ -171,12 +171,17 @@ def tiny_key(r: st.TinyResult) -> str:
         text += (f" against the full split, where overlap alone gives r = "
                  f"{c['pearson_null']:.2f} (mean r under H0, over the simulated null's draws; "
                  f"{st.fmt_p(c['pearson_p'], c.get('pearson_p_min'))} vs that null)")
-    else:
+    elif np.isfinite(c["pearson"]):
         text += " against the full split (no p-value: without per-example predictions the null "
         text += "that keeps the overlap cannot be computed)"
+    else:
+        text += (" against the full split (fewer than 3 trials)" if r.n_trials < 3 else
+                 " against the full split (the scores do not vary on the subset or on the "
+                 "split, so no correlation is defined)")
     if d is not None:
-        text += (f"; {_coef(d.corr, 'pearson', 'r')} against the rest of the split "
-                 f"({st.fmt_p(d.corr['pearson_p'], d.corr.get('pearson_p_min'))} vs 0)")
+        text += f"; {_coef(d.corr, 'pearson', 'r')} against the rest of the split"
+        if np.isfinite(d.corr["pearson_p"]):
+            text += f" ({st.fmt_p(d.corr['pearson_p'], d.corr.get('pearson_p_min'))} vs 0)"
     text += "; " + _pick(n.selection, "the full split")
     if d is not None:
         sd = d.selection
@@ -292,11 +297,13 @@ def build_report(
         shown = _tiny_display(tiny_df, multi)
         body.append("<h3>Statistics per tiny subset and yardstick</h3>")
         mc = tiny_df[[c for c in tiny_df.columns if c.endswith("_mcse")]].to_numpy(float)
-        mc_max = float(np.nanmax(mc)) if np.isfinite(mc).any() else float("nan")
+        mc_words = (f"at most {float(np.nanmax(mc)):.3f} here" if np.isfinite(mc).any() else
+                    f"none here: no interval is given below {st.MIN_TRIALS} trials, where a "
+                    "bootstrap over so few pairs does not hold its level")
         body.append(_p(
             f"Coefficients with 95% percentile-bootstrap intervals over trials ({n_boot} "
             "resamples; the Monte-Carlo standard error of every interval endpoint is in "
-            f"tiny_subsets.csv, *_mcse, at most {mc_max:.3f} here), the coefficient expected "
+            f"tiny_subsets.csv, *_mcse, {mc_words}), the coefficient expected "
             "under H0 and the one-sided Monte-Carlo p-value against it; P(pick is best) and "
             "E[regret]: a uniformly random choice among the trials tied at the top of the "
             "subset, judged on the yardstick (regret = best yardstick top-1 minus the pick's, "
@@ -474,7 +481,7 @@ def build_report(
             body.append(_img(stem("parallel", s).with_suffix(".png"),
                              f"parallel coordinates{' — ' + s.name if multi else ''}"))
         else:
-            body.append(_p("Fewer than 3 completed trials or no varying axis: no fANOVA."))
+            body.append(_p(hv.fanova_missing(s)))
     pd.concat(fanovas, ignore_index=True).to_csv(out / "fanova.csv", index=False)
 
     # --- leaderboard -----------------------------------------------------------------------
@@ -490,8 +497,11 @@ def build_report(
     for row in best.itertuples():
         val = lb.pm(getattr(row, FULL + "_mean"), getattr(row, FULL + "_std"), row.n_seeds)
         test = lb.pm(row.test_top1_mean, row.test_top1_std, row.test_top1_n)
-        key.append(f"Best {row.method} on {row.space}: {row.config or '(one configuration)'}; "
-                   f"top-1 [%] on the full validation split {val}, on test {test}.")
+        tie = (f" (tied with {row.n_tied_others} other configuration"
+               f"{'s' if row.n_tied_others > 1 else ''} at the same mean; the first in trial "
+               "order is shown)" if row.n_tied_others else "")
+        key.append(f"Best {row.method} on {row.space}: {row.config or '(one configuration)'}"
+                   f"{tie}; top-1 [%] on the full validation split {val}, on test {test}.")
     fin = lb.finalists(configs)
     if len(fin):
         body.append("<h3>Seed repeats: configuration effect or seed noise?</h3>")
@@ -550,7 +560,7 @@ def build_report(
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>{len(sweeps)} sweep(s), "
         f"{sum(len(s.df) for s in sweeps)} trials, {sum(len(s.completed) for s in sweeps)} "
-        f"completed; generated {time.strftime('%Y-%m-%d %H:%M:%S')} in {elapsed:.1f} s by "
+        f"analysed (completed, short runs left out unless --include-short-runs); generated {time.strftime('%Y-%m-%d %H:%M:%S')} in {elapsed:.1f} s by "
         f"s4l-report. Tables as CSV beside this page: "
         + ", ".join(f"<a href='{f}'>{f}</a>" for f in sorted(p.name for p in out.glob("*.csv")))
         + ".</p>",

@@ -117,6 +117,12 @@ def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
     grid = need.get("grid") or {}
     text = ("Labeled images needed (on the grid of label counts tried) to pick a trial within "
             "0.5 pt of the held-out best with probability >= 0.95: " + ", ".join(parts) + ".")
+    low, low_se = need["no_labels_p_within_0.5pt"]
+    if low >= 0.95:
+        # every strategy "needs" its smallest count: the goal needs no labels at all
+        return text + (f" A pick without labels already gets there (P = {low:.3f} ± {low_se:.3f}"
+                       "): these trials do not differ by more than 0.5 pt on held-out images, "
+                       "so labels buy nothing here and no strategy is compared.")
     if sv["ratio"]:
         text += _saving(sv, rng, grid, "the report's random stratified subsets", "")
     elif sv["baseline_images"] is None and sv["active_images"] is not None:
@@ -125,7 +131,6 @@ def words(need: dict, sv: dict, crit: pd.DataFrame, pool: int) -> str:
                  f"({_grid_point(grid, sv['best_active'], a)}); the random stratified subsets "
                  "never do within the pool.")
     value, se = need["ceiling_p_within_0.5pt"]
-    low, _ = need["no_labels_p_within_0.5pt"]
     if value < 0.95:
         draws = need.get("draws", DRAWS)
         other = f"{VALSIZE_DRAWS} draws per k by default"

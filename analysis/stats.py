@@ -135,6 +135,7 @@ def correlations(
     level: float = LEVEL,
     null_draws: tuple[np.ndarray, np.ndarray] | None = None,
     p_values: bool = True,
+    min_ci_n: int = MIN_TRIALS,
 ) -> dict[str, float]:
     """Pearson/Spearman/Kendall of (x, y) with p-values and bootstrap CIs over the pairs.
 
@@ -146,7 +147,10 @@ def correlations(
     one-sided Monte-Carlo p (coefficient >= observed) and NAME_null = mean over the draws;
     with `p_values=False`, NaN (no valid null available); otherwise scipy.stats' two-sided
     independence tests (right only when x and y share no data) with NAME_null = 0.
-    Undefined values (fewer than 3 pairs, or a constant input) are NaN.
+    Undefined values (fewer than 3 pairs, or a constant input) are NaN, and so are the
+    intervals below `min_ci_n` pairs: a percentile bootstrap over a handful of pairs does not
+    hold its level (with 3 pairs every resample's r is +-1, undefined or the observed r, so the
+    "interval" could exclude 0 beside a p of 0.3).
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -175,7 +179,7 @@ def correlations(
                 out[name + "_p"] = float((1 + hits) / (1 + len(values)))
                 out[name + "_p_min"] = float(1 / (1 + len(values)))  # no draw reached r
                 out[name + "_null"] = float(values.mean())
-    if n_boot > 0:
+    if n_boot > 0 and n >= min_ci_n:
         boots = _bootstrap(x, y, n_boot, np.random.default_rng(seed))
         for name, values in boots.items():
             lo, hi, lo_se, hi_se = percentile_ci(values, level, min_finite=max(

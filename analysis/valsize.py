@@ -89,6 +89,7 @@ if TYPE_CHECKING:  # pandas and matplotlib are imported where used: `s4l-report 
 
 TOLERANCES = (0.5, 1.0)  # points: "within 0.5 / 1 pt of the best"
 TARGET = 0.95  # probability the recommendation asks for
+TARGET_TOL = TOLERANCES[0]  # the recommendation's tolerance (points)
 DRAWS = 2000  # MC SE of a probability near 0.95: sqrt(.95 * .05 / 2000) = 0.0049 <= 0.005
 DESIGNS = ("heldout", "nested")
 _EPS = 1e-9
@@ -134,6 +135,8 @@ class ValSizeResult:
     borderline: bool = False
     n_draws: int = 0
     notes: list[str] = field(default_factory=list)
+    # P(within TARGET_TOL pt of the best on the yardstick) of a trial picked at random
+    p_within_blind: float = float("nan")
 
 
 class Recommendation(NamedTuple):
@@ -364,7 +367,7 @@ def study(
         better, worse = close_pairs(full_counts, n, pair_gap, max_pairs, rng)
     keys = ["regret", "p_best"] + [f"tol{tol:g}" for tol in TOLERANCES] + ["wrong", "tie"]
     acc = {lab: {key: [] for key in keys} for lab, _, _ in rows}
-    pair_totals = []
+    pair_totals, chance = [], []
     sampled = heldout or len(better) > pairs_per_draw  # else every fixed pair in every draw
 
     for start in range(0, n_draws, block):
@@ -391,6 +394,9 @@ def study(
             pair_totals.append(tot)
         if sampled:
             has = np.bincount(pcol, minlength=b) > 0  # draws with a close pair
+        # a trial picked uniformly at random, without any validation image
+        blind = (regret if heldout else np.repeat(regret_fixed[:, None], b, axis=1))
+        chance.append((blind <= TARGET_TOL + _EPS).mean(axis=0))
         for (lab, _, _), cnt in zip(rows, cnts):
             a = acc[lab]
             top = cnt == cnt.max(axis=0, keepdims=True)  # [T, b] tied at the top of the subset
@@ -448,11 +454,13 @@ def study(
     import pandas as pd
 
     table = pd.DataFrame(table_rows)
-    rec = recommend(table, n_classes)
+    blind = np.concatenate(chance)
+    rec = recommend(table, n_classes, blind=(float(blind.mean()), _se(blind)))
     return ValSizeResult(table=table, regret=dist, n_classes=n_classes, n_examples=n,
                          n_trials=t, n_pairs=n_pairs, recommended_k=rec.k,
                          recommendation=rec.text, design=design, recommended_range=rec.range,
-                         borderline=rec.borderline, n_draws=n_draws, notes=notes)
+                         borderline=rec.borderline, n_draws=n_draws, notes=notes,
+                         p_within_blind=float(blind.mean()))
 
 
 def _row(design, label, k, images, r, p_best, p_tol, wrong, tie, draws) -> dict:
@@ -482,7 +490,7 @@ def _first_from(ok: np.ndarray) -> int | None:
 
 
 def recommend(table, n_classes: int, tol: float = 0.5,
-              target: float = TARGET) -> Recommendation:
+              target: float = TARGET, blind: tuple[float, float] | None = None) -> Recommendation:
     """Smallest k tried from which on every tried k reaches P(within `tol` pt) >= `target`.
 
     Only the k in the table were tried: the sentence names that k, the largest tried k below
@@ -492,6 +500,11 @@ def recommend(table, n_classes: int, tol: float = 0.5,
     errors from the `_se` columns (0 if absent). Returns the k (None if none), the sentence,
     the range of k the same rule gives on estimate + 2 SE and estimate - 2 SE, and whether the
     target lies within 2 SE of the estimate at the recommended k or the k before.
+
+    `blind`: (P, MC SE) of a trial picked at random, without validation images, being within
+    `tol` of the best. When even that reaches the target, the trials do not differ by more
+    than the tolerance, no k is recommended and the sentence says so: "k = 1 suffices" would
+    be true of no validation set at all.
     """
     col = f"p_within_{tol:g}pt"
     design = str(table["design"].iloc[0]) if "design" in table and len(table) else "heldout"
@@ -513,6 +526,12 @@ def recommend(table, n_classes: int, tol: float = 0.5,
         yard = ("judged on the whole split, which contains the subsets (nested design, the "
                 "paper's construction: agreement rises to 1 by construction)")
     tried = _tried(rows)
+    if blind is not None and blind[0] >= target - _EPS:
+        text = (f"for this sweep, a trial picked at random, without any validation image, is "
+                f"within {tol:g} pt of the best with probability {blind[0]:.3f} ± {blind[1]:.3f} "
+                f"MC SE ({yard}), already at least {pct}: the trials do not differ by more than "
+                f"{tol:g} pt, so this sweep cannot tell validation sizes apart ({tried})")
+        return Recommendation(None, text, rng_k, False)
     if i_rec is None:
         if not len(rows):
             return Recommendation(None, "no k to study", rng_k, False)

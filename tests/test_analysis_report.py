@@ -195,6 +195,27 @@ def test_short_runs_are_left_out_of_the_statistics_and_counted(tmp_path):
     assert "included because --include-short-runs" in (tmp_path / "o2" / "index.html").read_text()
 
 
+
+def test_trials_that_all_score_the_same_get_an_honest_report(tmp_path):
+    """Every trial with the same predictions: no statistic can rank them, and the report says
+    so instead of failing (fANOVA has no variance to share) or recommending a validation size."""
+    from planted_sweeps import write_sweep
+
+    label = np.repeat(np.arange(10), 40)
+    same = np.arange(400) % 5 != 0  # 80% right, the same examples in every trial
+    settings = [{"method": "supervised", "dataset": "synthetic", "labels": "1%", "seed": 0,
+                 "wd": wd, "lr": lr} for wd in (1e-4, 1e-3) for lr in (0.1, 0.03)]
+    run = write_sweep(tmp_path / "s", settings, np.repeat(same[None], 4, axis=0), label,
+                      axes=["wd", "lr"])
+    index = build_report([run], tmp_path / "out", n_draws=50, n_boot=50)
+    page = index.read_text()
+    assert "Every completed trial has the same full-split top-1" in page
+    assert "cannot tell validation sizes apart" in page
+    assert "fewer labels than" not in page
+    assert "the scores do not vary on the subset or on the split" in page
+    assert "without per-example predictions" not in page
+
+
 def test_csv_is_read_when_parquet_is_absent(tmp_path):
     from analysis.load import load_sweep
 

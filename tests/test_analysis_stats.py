@@ -56,6 +56,15 @@ def test_degenerate_inputs_give_nan_not_errors():
     assert np.isnan(c["pearson"]) and np.isnan(c["pearson_lo"])
     c = st.correlations([0.1, 0.2], [0.3, 0.4], n_boot=50)
     assert np.isnan(c["spearman"])
+    # 3 pairs: r and its p exist, but a bootstrap interval over 3 pairs does not hold its level
+    # (every resample's r is +-1, undefined or the observed r), so none is given below MIN_TRIALS
+    x, y = [0.1, 0.5, 0.3], [0.2, 0.9, 0.1]
+    c = st.correlations(x, y, n_boot=200)
+    assert np.isfinite(c["pearson"]) and np.isfinite(c["pearson_p"])
+    assert np.isnan(c["pearson_lo"]) and np.isnan(c["pearson_hi"])
+    n = st.MIN_TRIALS
+    c = st.correlations(np.arange(n, dtype=float), np.arange(n) % 4, n_boot=200)
+    assert c["pearson_lo"] <= c["pearson"] <= c["pearson_hi"]
     assert st.fmt_p(float("nan")) == "p = n/a" and st.fmt_p(0.0) == "p < 1e-300"
 
 

@@ -184,6 +184,27 @@ def test_null_sweep_heldout_finds_nothing_nested_reaches_one():
     assert k20["p_best"] > pool["p_best"] + 4 * (k20["p_best_se"] + pool["p_best_se"])
 
 
+
+def test_trials_that_never_differ_get_no_recommendation():
+    # 5 trials with identical predictions: any pick, even without a validation image, is the
+    # best, so "k = 1 suffices" would be true of no validation set at all
+    rng = np.random.default_rng(13)
+    label = np.repeat(np.arange(10), 40)
+    top1 = np.repeat(rng.random((1, 400)) < 0.8, 5, axis=0)
+    for design in vs.DESIGNS:
+        res = vs.study(top1, label, design=design, n_draws=200)
+        assert res.p_within_blind == 1.0
+        assert res.recommended_k is None
+        assert "a trial picked at random, without any validation image, is within 0.5 pt of " \
+            "the best with probability 1.000" in res.recommendation
+        assert "cannot tell validation sizes apart" in res.recommendation
+    # one clearly best trial among 5: a random pick is the best 1 time in 5 (exactly, nested:
+    # the 4 others are 10 points behind), so the study recommends a k as before
+    top1[0] = True
+    res = vs.study(top1, label, design="nested", n_draws=200)
+    assert res.p_within_blind == pytest.approx(0.2)
+    assert res.recommended_k is not None
+
 def test_one_clearly_best_trial_is_found_at_small_k():
     # trial 0 at 97%, five others at 87%: 10 points apart (realised 96.8% vs 84-88.5%)
     rng = np.random.default_rng(12)

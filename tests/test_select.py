@@ -381,3 +381,18 @@ def test_study_candidates_keep_the_grid_and_the_ceiling_mc_range():
     text = words(need, sv, crit, 300)
     assert text.count("a ratio of two points of the grid of label counts tried") == 2
     assert "(MC range " in text.split("fewer labels than the report's random stratified")[1]
+
+
+def test_no_saving_is_claimed_when_a_pick_without_labels_already_gets_there():
+    from analysis.select_report import words
+
+    need, _ = _digits_like_need()
+    # every trial within 0.5 pt: each strategy "needs" its smallest count, 1 against 10
+    need["p_within_0.5pt"] = {"random": 1, "stratified": 1, "disagreement": 1, "report": 10}
+    need["no_labels_p_within_0.5pt"] = (1.0, 0.0)
+    sv = savings(need["p_within_0.5pt"])
+    assert sv["ratio"]  # the bare numbers would make a 10x "saving"
+    text = words(need, sv, pd.DataFrame(), 248)
+    assert "fewer labels" not in text
+    assert "A pick without labels already gets there (P = 1.000 ± 0.000)" in text
+    assert "no strategy is compared" in text

@@ -358,3 +358,26 @@ def test_a_reused_workers_death_is_counted_once():
     ctrl = Fake(running)
     ctrl._process_trial_failure(running, RayActorError())
     assert seen == [("handled", Trial.TERMINATED)]
+
+# --- what a resume keeps, and the commands we print --------------------------------------------
+def test_a_resume_keeps_the_checkpoints_and_trackers_the_sweep_was_started_with(
+    ray_session, tmp_path, capsys
+):
+    # --keep-checkpoints and --log are not repeated on --resume (the command printed after an
+    # interrupt has neither); they held only for the first session: a resume pruned every kept
+    # checkpoint but the best and logged nothing
+    assert sweep(tmp_path, "kc", "--keep-checkpoints", "--log", "tensorboard", "--quiet") == 0
+    d = tmp_path / "kc"
+    kept = sorted((d / "ray").glob("*/checkpoint_*"))
+    assert len({p.parent for p in kept}) == 2  # both trials' checkpoints
+    capsys.readouterr()
+    assert resume(d, "--reseed-top", "1", "--seeds", "2", "--quiet", "--no-report") == 0
+    out = capsys.readouterr().out
+    assert all(p.is_dir() for p in kept), out  # nothing the sweep kept was deleted
+    assert "every trial's last one is kept" in out
+    repeats = [p for p in (d / "ray-reseed").iterdir() if p.is_dir()]
+    assert len(repeats) == 1
+    assert list(repeats[0].glob("checkpoint_*"))  # the repeat's checkpoint is kept too
+    assert list(repeats[0].glob("events.out.tfevents*"))  # and the tracker logged it
+    flags = json.loads((d / "space.json").read_text())["flags"]
+    assert flags["keep_checkpoints"] is True and flags["log"] == ["tensorboard"]

@@ -44,7 +44,9 @@ dashboard off unless `--dashboard`. Bad input exits with status 2 and one line; 
 is 0 when the sweep ran, even if some trials failed (their number is printed, with the
 `--resume DIR --retry-errored` command that reruns only them), 130 when interrupted (resume it
 with --resume), 2 when the disk is full (the previous files stay; --resume once there is space).
-`--resume` of a finished sweep prints its summary and changes nothing.
+`--resume` of a finished sweep prints its summary and changes nothing. A resumed sweep keeps
+the `--keep-checkpoints` and `--log` it was started (or last resumed) with unless they are
+given again; `--keep-checkpoints` cannot be turned off on resume.
 
 `--reseed-top K --seeds S` adds seed repeats after the search: the K best configurations are
 trained again until each has S seeds, as trials of a second Ray Tune experiment in
@@ -99,7 +101,8 @@ from tune.sweep_plan import (  # noqa: E402
 )
 from tune.tracking import parse_logs  # noqa: E402
 
-# Flags that may change when a sweep is resumed; every other flag defines the sweep.
+# Flags that may change when a sweep is resumed; every other flag defines the sweep. Of these,
+# keep_checkpoints and log keep their saved values unless given again (load_resumed_flags).
 RESUME_FREE_FLAGS = (
     "address", "dashboard", "storage", "name", "resume", "quiet", "report", "keep_checkpoints",
     "retry_errored", "reseed_top", "seeds", "log",
@@ -283,9 +286,17 @@ def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
                 f"was {before!r}, now {now!r}; drop the flag or start a new sweep with another --name"
             )
     out = {**saved, **{k: flags[k] for k in RESUME_FREE_FLAGS if k in flags}}
+    # Settings that keep or record the sweep's data hold for every session, not only the one
+    # that started it: the command printed after an interrupt (`--resume DIR`) repeats neither,
+    # and taking them from its command line deleted the checkpoints a --keep-checkpoints sweep
+    # kept and silenced its trackers. --keep-checkpoints given now keeps more, never less
+    # (there is no flag that turns it off); --log given now replaces the saved trackers.
+    out["keep_checkpoints"] = bool(saved.get("keep_checkpoints")) or bool(
+        flags.get("keep_checkpoints"))
+    out["log"] = list(flags["log"]) if "log" in given else list(saved.get("log") or [])
+    doc = load_reseed(sweep_dir)
     for key in RESEED_FLAGS:  # kept from the start unless given now
         out[key] = flags[key] if key in given else saved.get(key, DEFAULTS[key])
-    doc = load_reseed(sweep_dir)
     if doc is not None and out["reseed_top"] and (
             (out["reseed_top"], out["seeds"]) != (doc["top"], doc["seeds"])):
         raise UserError(
@@ -325,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_dir = sweep_dir_for(flags, args.resume or None)
         uri = sweep_uri_of(args.resume or None, flags)
         flags = load_resumed_flags(sweep_dir, flags, given, uri)
+        parse_logs(flags["log"])  # the saved trackers, too: one line before Ray if one is gone
         flags["name"] = sweep_dir.name
         flags["storage"] = uri.rsplit("/", 1)[0] if uri else str(sweep_dir.parent)
         if not args.dry_run:
@@ -382,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # provenance: the command as typed, or as a caller of main() would type it
     command = None if argv is None else ["tune/run_sweep.py", *argv]
+    # keep_checkpoints: the sweep's setting (on --resume the saved one, load_resumed_flags)
     return run(flags, sweep_dir, resuming, args.dashboard, args.quiet, args.report,
-               args.keep_checkpoints, retry_errored=args.retry_errored, command=command)
+               flags["keep_checkpoints"], retry_errored=args.retry_errored, command=command)
 
 
 def _axes_of(sweep_dir: Path) -> list[str]:

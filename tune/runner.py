@@ -273,6 +273,21 @@ def trackers(flags: dict[str, Any], sweep_dir: Path, setup: dict[str, Any]) -> l
                               fixed=setup["fixed"])
 
 
+def record_kept_flags(sweep_dir: Path, flags: dict[str, Any]) -> None:
+    """On --resume: write this session's keep_checkpoints and log into space.json's flags when
+    they changed (given on this --resume), so that the next plain `--resume DIR` (the command we
+    print after an interrupt) keeps them too (tune/run_sweep.py's load_resumed_flags)."""
+    path = sweep_dir / SPACE_JSON
+    doc = json.loads(path.read_text())
+    saved = doc.setdefault("flags", {})
+    now = {"keep_checkpoints": bool(flags.get("keep_checkpoints")),
+           "log": list(flags.get("log") or [])}
+    if all(saved.get(k) == v for k, v in now.items()):
+        return
+    saved.update(now)
+    atomic_write_text(path, json.dumps(doc, indent=2, default=str))
+
+
 def start_session(sweep_dir: Path, session: dict[str, Any]) -> None:
     """Append this session's provenance (tune/provenance.py) to space.json's `provenance`."""
     path = sweep_dir / SPACE_JSON
@@ -459,6 +474,8 @@ def _run_tuner(
     )
     if not resuming:
         write_space_json(sweep_dir, plan, flags, flags["metric"])
+    else:
+        record_kept_flags(sweep_dir, flags)
     if session is not None:
         start_session(sweep_dir, session)
     if remote is not None:  # before any trial starts: trials read the splits from the store

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -381,3 +382,36 @@ def test_a_resume_keeps_the_checkpoints_and_trackers_the_sweep_was_started_with(
     assert list(repeats[0].glob("events.out.tfevents*"))  # and the tracker logged it
     flags = json.loads((d / "space.json").read_text())["flags"]
     assert flags["keep_checkpoints"] is True and flags["log"] == ["tensorboard"]
+
+
+def test_the_printed_command_continues_seed_repeats_added_on_resume(
+    ray_session, tmp_path, capsys, monkeypatch
+):
+    # Repeats added to a finished sweep by `--resume DIR --reseed-top K` and interrupted: the
+    # printed `--resume DIR` read the repeats' settings from space.json (none there), ran
+    # nothing, exited 0 and left the repeat unfinished
+    from tune.run_sweep import main
+    from tune.sweep_callback import SweepCallback, stop_ray_tune_loop
+
+    base = ["--space", "baseline_1pct", "--stand-in-trainer", "2", "--no-report", "--quiet",
+            "--concurrency", "1"]
+    assert main([*base, "--storage", str(tmp_path), "--name", "rs", "--max-trials", "3"]) == 0
+    d = tmp_path / "rs"
+    real = SweepCallback.on_trial_complete
+
+    def stop_after_first(self, iteration, trials, trial, **info):  # Ctrl-C after one repeat
+        real(self, iteration, trials, trial, **info)
+        stop_ray_tune_loop()
+
+    monkeypatch.setattr(SweepCallback, "on_trial_complete", stop_after_first)
+    capsys.readouterr()
+    assert resume(d, "--reseed-top", "1", "--seeds", "3", "--quiet") == 130
+    out = capsys.readouterr().out
+    printed = [ln for ln in out.splitlines() if "the seed repeats stopped" in ln]
+    assert printed and printed[-1].endswith(f"python tune/run_sweep.py --resume {d}"), out
+    monkeypatch.setattr(SweepCallback, "on_trial_complete", real)
+    assert main(shlex.split(printed[-1].split("continue them with: ")[1])[2:]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to resume" not in out
+    df = pd.read_parquet(d / "results.parquet")
+    assert len(df) == 3 + 2 and (df["status"] == "completed").all(), df[["trial_id", "status"]]

@@ -45,8 +45,8 @@ is 0 when the sweep ran, even if some trials failed (their number is printed, wi
 `--resume DIR --retry-errored` command that reruns only them), 130 when interrupted (resume it
 with --resume), 2 when the disk is full (the previous files stay; --resume once there is space).
 `--resume` of a finished sweep prints its summary and changes nothing. A resumed sweep keeps
-the `--keep-checkpoints` and `--log` it was started (or last resumed) with unless they are
-given again; `--keep-checkpoints` cannot be turned off on resume.
+the `--keep-checkpoints`, `--log` and `--reseed-top/--seeds` it was started (or last resumed)
+with unless they are given again; `--keep-checkpoints` cannot be turned off on resume.
 
 `--reseed-top K --seeds S` adds seed repeats after the search: the K best configurations are
 trained again until each has S seeds, as trials of a second Ray Tune experiment in
@@ -102,7 +102,8 @@ from tune.sweep_plan import (  # noqa: E402
 from tune.tracking import parse_logs  # noqa: E402
 
 # Flags that may change when a sweep is resumed; every other flag defines the sweep. Of these,
-# keep_checkpoints and log keep their saved values unless given again (load_resumed_flags).
+# keep_checkpoints, log and the RESEED_FLAGS keep their saved values unless given again
+# (load_resumed_flags).
 RESUME_FREE_FLAGS = (
     "address", "dashboard", "storage", "name", "resume", "quiet", "report", "keep_checkpoints",
     "retry_errored", "reseed_top", "seeds", "log",
@@ -295,8 +296,16 @@ def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
         flags.get("keep_checkpoints"))
     out["log"] = list(flags["log"]) if "log" in given else list(saved.get("log") or [])
     doc = load_reseed(sweep_dir)
-    for key in RESEED_FLAGS:  # kept from the start unless given now
-        out[key] = flags[key] if key in given else saved.get(key, DEFAULTS[key])
+    for key in RESEED_FLAGS:
+        # Kept from the start unless given now. Repeats planned on an earlier --resume are
+        # recorded in reseed.json only (space.json keeps the starting flags): read them there,
+        # so that `--resume DIR` continues interrupted repeats instead of skipping them.
+        if key in given:
+            out[key] = flags[key]
+        elif doc is not None:
+            out[key] = int(doc["top"] if key == "reseed_top" else doc["seeds"])
+        else:
+            out[key] = saved.get(key, DEFAULTS[key])
     if doc is not None and out["reseed_top"] and (
             (out["reseed_top"], out["seeds"]) != (doc["top"], doc["seeds"])):
         raise UserError(

@@ -360,6 +360,7 @@ def test_a_reused_workers_death_is_counted_once():
     ctrl._process_trial_failure(running, RayActorError())
     assert seen == [("handled", Trial.TERMINATED)]
 
+
 # --- what a resume keeps, and the commands we print --------------------------------------------
 def test_a_resume_keeps_the_checkpoints_and_trackers_the_sweep_was_started_with(
     ray_session, tmp_path, capsys
@@ -415,3 +416,55 @@ def test_the_printed_command_continues_seed_repeats_added_on_resume(
     assert "nothing to resume" not in out
     df = pd.read_parquet(d / "results.parquet")
     assert len(df) == 3 + 2 and (df["status"] == "completed").all(), df[["trial_id", "status"]]
+
+
+def test_retry_errored_reruns_errored_search_trials_after_seed_repeats(
+    ray_session, tmp_path, capsys, monkeypatch
+):
+    # Errored search trials of a sweep with seed repeats: `--retry-errored` (the printed hint)
+    # ran nothing once reseed.json existed, exited 0 and printed the same hint again. The
+    # storage path has a space: every printed path must survive the shell.
+    import dataclasses
+
+    import search_spaces
+    from search_spaces.baseline import BASELINE_10PCT as B
+    from search_spaces.space import Axis
+    from tune.run_sweep import main
+
+    space = dataclasses.replace(
+        B, name="safety_mix", description="test",
+        # one warmup epoch: the 4-epoch trials are not short runs and can be finalists
+        fixed={**B.fixed, "arch": "resnet18_v1", "width": 0.25, "warmup_epochs": 1.0},
+        fixed_sources={**B.fixed_sources, "arch": "test", "width": "test",
+                       "warmup_epochs": "test"},
+        axes=(Axis("lr", (0.3, 0.1), "test"), Axis("epochs", (4.0, 10.0), "test")),
+    )
+    monkeypatch.setitem(search_spaces._SPACES, "safety_mix", space)
+    storage = tmp_path / "my runs"
+    # batch 24: 20 steps an epoch; 4 epochs (80 steps) never reach step 90, 10 epochs crash
+    # there once (their last checkpoint is at step 80)
+    assert main(["--space", "safety_mix", "--set", "batch_size=24", "--set", "evaluations=10",
+                 "--fail-at-step", "90", "--max-failures", "0", "--concurrency", "1",
+                 "--reseed-top", "1", "--seeds", "2", "--no-report",
+                 "--storage", str(storage), "--name", "re"]) == 0
+    d = storage / "re"
+    out = capsys.readouterr().out
+    df = pd.read_parquet(d / "results.parquet")
+    errored = df.loc[df["status"] == "errored", "trial_id"].tolist()
+    assert len(df) == 5 and len(errored) == 2, out
+    # the traceback named is the sweep's own file, not one in Ray's temporary session folder
+    for t in errored:
+        assert f"(traceback: {d / 'ray' / t / 'error.txt'})" in out, out
+        assert (d / "ray" / t / "error.txt").is_file()
+    hints = [ln for ln in out.splitlines() if "--retry-errored" in ln]
+    assert hints and hints[-1].endswith(
+        f"python tune/run_sweep.py --resume {shlex.quote(str(d))} --retry-errored"), out
+    reseed_before = (d / "reseed.json").read_bytes()
+    # the printed command, as a shell splits it
+    assert main(shlex.split(hints[-1].split(": ", 1)[1])[2:]) == 0
+    out = capsys.readouterr().out
+    final = pd.read_parquet(d / "results.parquet")
+    assert len(final) == 5 and (final["status"] == "completed").all(), out
+    assert set(errored) <= set(final["trial_id"])
+    assert "--retry-errored" not in out
+    assert (d / "reseed.json").read_bytes() == reseed_before  # the finalists stay

@@ -70,6 +70,7 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import shlex  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{uri or sweep_dir} is finished; nothing to resume", flush=True)
                 print(text, flush=True)
                 if n_errored:
-                    print(retry_hint(uri or sweep_dir, n_errored), flush=True)
+                    print(retry_hint(shlex.quote(str(uri or sweep_dir)), n_errored), flush=True)
                 return 0
     else:
         if not flags["space"]:

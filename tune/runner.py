@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -514,9 +515,14 @@ def _run_tuner(
         and "://" not in str(sweep_dir)
     )
 
-    # A sweep whose seed repeats have started finished its search (tune/reseed.py).
-    search_done = load_reseed(sweep_dir) is not None or (
-        resuming and not retry_errored and sweep_state(sweep_dir, plan.num_trials)[0])
+    doc = load_reseed(sweep_dir)
+    if doc is not None:
+        # A sweep whose seed repeats were planned finished its search (tune/reseed.py); it runs
+        # again only for --retry-errored with errored search trials (the finalists stay).
+        search_done = not (retry_errored and _errored(sweep_dir, doc["search_trials"], True))
+    else:
+        search_done = (resuming and not retry_errored
+                       and sweep_state(sweep_dir, plan.num_trials)[0])
     if not search_done:
         if resuming:
             # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
@@ -554,7 +560,8 @@ def _run_tuner(
     planned = plan.num_trials
     if flags.get("reseed_top"):
         code, planned = _reseed_phase(
-            plan, flags, sweep_dir, trainable, setup, concurrency, quiet, keep_all, sizes, tiny_k)
+            plan, flags, sweep_dir, trainable, setup, concurrency, quiet, keep_all, sizes, tiny_k,
+            retry_errored)
         if code:
             return code
     text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes, planned)
@@ -562,7 +569,7 @@ def _run_tuner(
     print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
     _, n_errored = sweep_state(sweep_dir, planned)
     if n_errored:
-        print(retry_hint(where_of(flags, sweep_dir), n_errored), flush=True)
+        print(retry_hint(shlex.quote(where_of(flags, sweep_dir)), n_errored), flush=True)
     if report and n_completed:
         print(make_report(sweep_dir), flush=True)
     if remote is not None:
@@ -632,7 +639,7 @@ def _stopped(sweep_dir: Path, metric: str, axes, planned: int, what: str, where:
     directory or URI, `where_of`)."""
     text, _ = summarize(sweep_dir, metric, axes, planned)
     print(text, flush=True)
-    print(f"{what}: python tune/run_sweep.py --resume {where}", flush=True)
+    print(f"{what}: python tune/run_sweep.py --resume {shlex.quote(where)}", flush=True)
 
 
 def _fit(tuner, callback, sweep_dir: Path, where: str) -> bool:
@@ -654,7 +661,7 @@ def _fit(tuner, callback, sweep_dir: Path, where: str) -> bool:
             callback.end_line()
         if callback.disk_full is not None:  # the table on disk is the last one written in full
             raise DiskFullError(
-                f"{callback.disk_full}: python tune/run_sweep.py --resume {where}"
+                f"{callback.disk_full}: python tune/run_sweep.py --resume {shlex.quote(where)}"
             )
         if not (sweep_dir / RESULTS_PARQUET).is_file():
             callback.write(final=True)
@@ -664,10 +671,22 @@ def _fit(tuner, callback, sweep_dir: Path, where: str) -> bool:
     return interrupted
 
 
+def _errored(sweep_dir: Path, search_trials, in_search: bool) -> int:
+    """Errored rows of the results table among the search's trials (`in_search`) or among the
+    seed repeats (the others)."""
+    path = sweep_dir / RESULTS_PARQUET
+    if not path.is_file():
+        return 0
+    df = read_table(path, columns=["trial_id", "status"])
+    ours = df["trial_id"].astype(str).isin({str(t) for t in search_trials}) == in_search
+    return int((ours & (df["status"] == "errored")).sum())
+
+
 def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, keep_all,
-                  sizes, tiny_k) -> tuple[int, int]:
+                  sizes, tiny_k, retry_errored: bool = False) -> tuple[int, int]:
     """Seed repeats of the best configurations (tune/reseed.py) as a second Ray Tune experiment
-    in `<sweep>/ray-reseed/`, resumable like the search. Returns (exit code or 0, trials
+    in `<sweep>/ray-reseed/`, resumable like the search; `retry_errored`: errored repeats run
+    again from their last checkpoint (--retry-errored). Returns (exit code or 0, trials
     planned in all)."""
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
@@ -683,7 +702,8 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
         print(f"seed repeats: none needed ({len(doc['finalists'])} finalist(s) already have "
               f"{doc['seeds']} seeds, or no trial completed)", flush=True)
         return 0, planned
-    if reseed.reseed_finished(df, doc):
+    if reseed.reseed_finished(df, doc) and not (
+            retry_errored and _errored(sweep_dir, doc["search_trials"], False)):
         return 0, planned
     search = df["trial_id"].astype(str).isin(set(doc["search_trials"]))
     callback = SweepCallback(
@@ -698,7 +718,9 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
     can = (tune.Tuner.can_restore(remote.remote(reseed.RAY_SUBDIR), storage_filesystem=remote.fs)
            if remote is not None else tune.Tuner.can_restore(str(rdir)))
     if can:
-        tuner = _restore(rdir, trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)], remote=remote, resume_unfinished=True)
+        # errored repeats stay errored unless asked (--retry-errored), as in the search
+        tuner = _restore(rdir, trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)],
+                         remote=remote, resume_unfinished=True, resume_errored=retry_errored)
         callback.carry_rows(df[~search])
     else:
         axes = {a.key: [encode_value(v) for v in a.values] for a in plan.space.axes}

@@ -15,6 +15,7 @@ run config).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from typing import Any
 from ray import tune
 
 from s4l_models.errors import DiskFullError
+from s4l_models.io import atomic_write
 
 from .live_report import LiveReport
 from .progress_line import ProgressLine
@@ -91,6 +93,7 @@ class SweepCallback(tune.Callback):
         # a sweep on an object store: every file the table writes is uploaded after it
         remote = (RemoteSweep(setup["remote_uri"], Path(sweep_dir))
                   if setup.get("remote_uri") else None)
+        self.table_remote = remote is not None
         self.table = ResultsTable(
             sweep_dir, setup, total, sizes, tiny_k, table_every_s=table_every_s,
             predictions_every_s=predictions_every_s, on_disk_full=self._stop_on_full_disk,
@@ -195,8 +198,26 @@ class SweepCallback(tune.Callback):
         self.table.finish(trial, "ERROR")
         self.table.maybe_write()
         self.progress.say(f"trial {trial.trial_id} failed: {self.table.error_of(trial)} "
-                          f"(traceback: {trial.local_path}/error.txt)")
+                          f"(traceback: {self.error_file(trial)})")
         self.progress.print_progress(force=True)
+
+    def error_file(self, trial) -> str:
+        """The failed trial's error.txt to name: the sweep's own `<sweep>/ray/<trial>/error.txt`.
+        Ray 2.60 writes it first into its driver staging folder under the Ray session's temp
+        directory (`trial.local_path`, gone with the session) and copies that folder into the
+        sweep only at its next experiment snapshot; it is copied now so that the path printed
+        exists. A sweep on an object store (Ray uploads it there) names the staging file."""
+        staged = Path(str(trial.local_path or "")) / "error.txt"
+        if self.table_remote or not trial.path or "://" in str(trial.path):
+            return str(staged)
+        durable = Path(str(trial.path)) / "error.txt"
+        try:
+            if staged.is_file() and staged.resolve() != durable.resolve():
+                durable.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(durable, lambda tmp: shutil.copyfile(staged, tmp))
+        except (OSError, DiskFullError):
+            pass  # the staged file stays readable; Ray copies it at its next snapshot
+        return str(durable if durable.is_file() else staged)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self.table.trials = trials

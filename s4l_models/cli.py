@@ -24,6 +24,10 @@ from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE
 from .config import TrainConfig, parse_set
 from .errors import ArgumentParser, UserError, exit_on_user_error
 from .run import train
+from .trainer import finished_result
+
+# what a run writes besides its checkpoint (s4l_models.run, .trainer)
+RUN_FILES = ("metrics.json", "progress.jsonl", "val_predictions.npz", "config.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,11 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.from_dict(values)
     out_dir = Path(out)
     checkpoint = out_dir / CHECKPOINT_DIR / CHECKPOINT_FILE
+    # a run's results, with or without its checkpoint (sweep trial folders keep none, and a
+    # user may have deleted it): starting afresh there would overwrite them
+    results = [f for f in RUN_FILES if (out_dir / f).is_file()]
+    if resume and finished_result(out_dir) is not None:
+        # resuming a finished run would rewrite its metrics.json (its timings) for nothing
+        print(f"{out_dir} already finished (metrics.json: completed); nothing to resume",
+              flush=True)
+        return 0
     if resume and not checkpoint.is_file():
-        raise UserError(f"--resume but {out_dir} holds no checkpoint; drop --resume to start it")
+        what = f"holds {results[0]} but no checkpoint" if results else "holds no checkpoint"
+        raise UserError(f"--resume but {out_dir} {what}; choose another --out to train afresh")
     if not resume and checkpoint.is_file():
         raise UserError(
             f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if not resume and results:
+        raise UserError(
+            f"{out_dir} already holds a run's {results[0]}, which a new run would overwrite; "
+            "choose another --out"
         )
     metrics = train(cfg, out_dir, resume_from=checkpoint if resume else None)
     print(

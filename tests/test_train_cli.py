@@ -43,6 +43,17 @@ def test_cli_run_writes_config_metrics_checkpoint_and_progress(tmp_path):
     # running again into the same directory must not clobber it
     again = run_cli("--dataset", "digits", "--out", str(out))
     assert again.returncode == 2 and "--resume" in again.stderr
+    # --resume of the finished run rewrites nothing
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    assert main(["--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v2", "--width",
+                 "0.25", "--epochs", "8", "--batch-size", "64", "--threads", "1", "--set",
+                 "eval_every=4", "--out", str(out), "--resume"]) == 0
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+    # without its checkpoint (a sweep's trial folder keeps none) the results are still refused
+    (out / "checkpoint" / "state.pt").unlink()
+    assert main(["--dataset", "digits", "--epochs", "1", "--out", str(out)]) == 2
+    assert main(["--dataset", "digits", "--epochs", "1", "--out", str(out), "--resume"]) == 0
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
 
 
 def _bad_image_tree(root):

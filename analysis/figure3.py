@@ -31,6 +31,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from s4l_models.io import atomic_write  # noqa: E402
+
 from .load import Sweep  # noqa: E402
 from .stats import TinyResult, Yardstick, fmt_p, subset_images, tiny_study  # noqa: E402
 
@@ -176,18 +178,23 @@ def _draw(ax, panel: Panel, sweep: Sweep, multi: bool) -> None:
     ax.legend(loc="lower right", fontsize=7, framealpha=0.8)
 
 
-def save(fig, stem) -> list[str]:
-    """Write `stem`.png and `stem`.svg; return the file names. The same figure gives the same
-    bytes: no creation date, and SVG element ids from a fixed salt instead of random ones, so a
-    report rebuilt from the same files is identical and a committed one changes only where its
-    data do."""
+def save(fig, stem, retry: str = "rerun the command") -> list[str]:
+    """Write `stem`.png and `stem`.svg, each atomically (an interrupted or disk-full write
+    leaves the previous file, never half of one: `retry` is the advice then); return the file
+    names. The same figure gives the same bytes: no creation date, and SVG element ids from a
+    fixed salt instead of random ones, so a report rebuilt from the same files is identical and
+    a committed one changes only where its data do."""
     names = []
     for ext in ("png", "svg"):
         path = f"{stem}.{ext}"
         meta = {"Date": None} if ext == "svg" else {"Software": None}
-        with plt.rc_context({"svg.hashsalt": "s4l-tune"}):
-            fig.savefig(path, dpi=110 if ext == "png" else None, bbox_inches="tight",
-                        metadata=meta)
+
+        def write(tmp, ext=ext, meta=meta):
+            with plt.rc_context({"svg.hashsalt": "s4l-tune"}):
+                fig.savefig(tmp, format=ext, dpi=110 if ext == "png" else None,
+                            bbox_inches="tight", metadata=meta)
+
+        atomic_write(path, write, retry=retry)
         names.append(path)
     plt.close(fig)
     return names

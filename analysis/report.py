@@ -56,8 +56,41 @@ code{background:#f4f4f4;padding:0 3px}
 """
 
 
+RETRY = "rerun s4l-report"  # after a full disk: nothing the sweep computed is lost
+# every file name the report writes, without the per-sweep suffixes of a multi-sweep report
+OWN_FILES = ("index.html", "summary.txt", "sweeps.csv", "tiny_subsets.csv", "valsize.csv",
+             "select_curves.csv", "select_criteria.csv", "sensitivity.csv",
+             "sensitivity_values.csv", "fanova.csv", "leaderboard.csv", "configurations.csv",
+             "cost_by_axis.csv", "figure3.png", "figure3.svg")
+MARK = "by s4l-report"  # in every page's header line
+
+
 def _write_utf8(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), retry=RETRY)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False), retry=RETRY)
+
+
+def _save(fig, stem: Path) -> list[str]:
+    return save_figure(fig, stem, retry=RETRY)
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output folder whose files the report would replace unless they are a previous
+    report's (its index.html says it was made by s4l-report): a user's own index.html or
+    leaderboard.csv there would be overwritten without a word."""
+    page = out / "index.html"
+    try:
+        if page.is_file() and MARK in page.read_text(encoding="utf-8", errors="replace"):
+            return
+    except OSError:
+        pass
+    clash = [n for n in OWN_FILES if (out / n).exists()]
+    if clash:
+        raise UserError(f"--out {out} holds {clash[0]}, not from an earlier s4l-report, which "
+                        "the report would overwrite; choose a new or empty folder")
 
 
 def _slug(name: str) -> str:
@@ -236,6 +269,7 @@ def build_report(
         run_dirs = [run_dirs]
     sweeps = load_sweeps(list(run_dirs), include_short=include_short)
     out = Path(out_dir)
+    check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -258,15 +292,15 @@ def build_report(
         "tiny_subsets": " ".join(f"{k}/class" for k in s.tiny_ks),
         "predictions": "yes" if s.predictions is not None else "no",
     } for s in sweeps]).fillna(0)
-    overview.to_csv(out / "sweeps.csv", index=False)
+    _write_csv(overview, out / "sweeps.csv")
 
     # --- Figure 3 and the tiny-subset statistics -------------------------------------------
     say("tiny-subset statistics and Figure 3")
     tiny = {s.name: st.tiny_study(s, n_boot=n_boot, seed=seed) for s in sweeps}
     tiny_df = st.tiny_table([r for rs in tiny.values() for r in rs])
-    tiny_df.to_csv(out / "tiny_subsets.csv", index=False)
+    _write_csv(tiny_df, out / "tiny_subsets.csv")
     fig, _ = fig3.figure3(sweeps, tiny)
-    save_figure(fig, out / "figure3")
+    _save(fig, out / "figure3")
     body.append("<h2>Figure 3: tiny validation subsets against the full split</h2>")
     body.append(_p(
         "As in the paper's Figure 3: one point per completed trial, x = top-1 on the tiny "
@@ -343,7 +377,7 @@ def build_report(
         table = table.copy()
         table.insert(0, "sweep", s.name)
         vs_tables.append(table)
-        save_figure(fig, stem("valsize", s))
+        _save(fig, stem("valsize", s))
         if multi:
             body.append(f"<h3>{html.escape(s.name)}</h3>")
         body.append(_img(stem("valsize", s).with_suffix(".png"),
@@ -374,7 +408,7 @@ def build_report(
         body.append(_p(words))
         body.append(_table(table.drop(columns=["sweep"]) if not multi else table))
     if vs_tables:
-        pd.concat(vs_tables, ignore_index=True).to_csv(out / "valsize.csv", index=False)
+        _write_csv(pd.concat(vs_tables, ignore_index=True), out / "valsize.csv")
 
     # --- few-label selection (s4l-select) ----------------------------------------------------
     body.append("<h2>How many labels does this sweep need?</h2>")
@@ -407,7 +441,7 @@ def build_report(
                            "note"))
             continue
         table, crit, need, sv = got
-        save_figure(sel.curves_figure(table, s.name if multi else ""), stem("select", s))
+        _save(sel.curves_figure(table, s.name if multi else ""), stem("select", s))
         if multi:
             body.append(f"<h3>{html.escape(s.name)}</h3>")
         body.append(_img(stem("select", s).with_suffix(".png"), "labels needed per strategy"))
@@ -418,8 +452,8 @@ def build_report(
         sel_curves.append(table.assign(sweep=s.name))
         sel_crit.append(crit.assign(sweep=s.name))
     if sel_curves:
-        pd.concat(sel_curves, ignore_index=True).to_csv(out / "select_curves.csv", index=False)
-        pd.concat(sel_crit, ignore_index=True).to_csv(out / "select_criteria.csv", index=False)
+        _write_csv(pd.concat(sel_curves, ignore_index=True), out / "select_curves.csv")
+        _write_csv(pd.concat(sel_crit, ignore_index=True), out / "select_criteria.csv")
 
     # --- sensitivity -----------------------------------------------------------------------
     say("sensitivity per axis")
@@ -445,7 +479,7 @@ def build_report(
         rankings.append(ranking)
         values.append(per_value)
         fig, _ = sens.plot_sensitivity(s, ranking)
-        save_figure(fig, stem("sensitivity", s))
+        _save(fig, stem("sensitivity", s))
         if multi:
             body.append(f"<h3>{html.escape(s.name)}</h3>")
         body.append(_img(stem("sensitivity", s).with_suffix(".png"),
@@ -454,8 +488,8 @@ def build_report(
         body.append(_p(words))
         key.append((f"{s.name}: " if multi else "") + words)
         body.append(_table(ranking.drop(columns=["sweep"]) if not multi else ranking))
-    pd.concat(rankings, ignore_index=True).to_csv(out / "sensitivity.csv", index=False)
-    pd.concat(values, ignore_index=True).to_csv(out / "sensitivity_values.csv", index=False)
+    _write_csv(pd.concat(rankings, ignore_index=True), out / "sensitivity.csv")
+    _write_csv(pd.concat(values, ignore_index=True), out / "sensitivity_values.csv")
     # Optuna's views beside ours: fANOVA importance and the parallel-coordinates plot
     body.append("<h3>Optuna's fANOVA importance and parallel coordinates</h3>")
     body.append(_p(
@@ -477,17 +511,17 @@ def build_report(
             body.append(_p(words))
             key.append((f"{s.name}: " if multi else "") + words)
             fig = hv.plot_parallel(s)
-            save_figure(fig, stem("parallel", s))
+            _save(fig, stem("parallel", s))
             body.append(_img(stem("parallel", s).with_suffix(".png"),
                              f"parallel coordinates{' — ' + s.name if multi else ''}"))
         else:
             body.append(_p(hv.fanova_missing(s)))
-    pd.concat(fanovas, ignore_index=True).to_csv(out / "fanova.csv", index=False)
+    _write_csv(pd.concat(fanovas, ignore_index=True), out / "fanova.csv")
 
     # --- leaderboard -----------------------------------------------------------------------
     best, configs = lb.leaderboard(sweeps)
-    best.to_csv(out / "leaderboard.csv", index=False)
-    configs.to_csv(out / "configurations.csv", index=False)
+    _write_csv(best, out / "leaderboard.csv")
+    _write_csv(configs, out / "configurations.csv")
     body.append("<h2>Leaderboard (in the spirit of Table 1)</h2>")
     body.append(_p("Best configuration per search space and method, chosen on mean full-split "
                    "top-1 over seeds (trials that differ only in seed form one configuration); "
@@ -540,7 +574,7 @@ def build_report(
         "sweep and per value of each axis (cost_by_axis.csv). Provenance: each session that "
         "ran the sweep (the first run and every --resume), from space.json."))
     by_axis = pd.concat([cost.cost_by_axis(s) for s in sweeps], ignore_index=True)
-    by_axis.to_csv(out / "cost_by_axis.csv", index=False)
+    _write_csv(by_axis, out / "cost_by_axis.csv")
     for s in sweeps:
         words = cost.sweep_cost(s).words()
         body.append(_p(words))
@@ -560,8 +594,9 @@ def build_report(
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>{len(sweeps)} sweep(s), "
         f"{sum(len(s.df) for s in sweeps)} trials, {sum(len(s.completed) for s in sweeps)} "
-        f"analysed (completed, short runs left out unless --include-short-runs); generated {time.strftime('%Y-%m-%d %H:%M:%S')} in {elapsed:.1f} s by "
-        f"s4l-report. Tables as CSV beside this page: "
+        f"analysed (completed, short runs left out unless --include-short-runs); generated "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')} in {elapsed:.1f} s {MARK}. Tables as CSV beside "
+        "this page: "
         + ", ".join(f"<a href='{f}'>{f}</a>" for f in sorted(p.name for p in out.glob("*.csv")))
         + ".</p>",
         "<div class='key'><b>Key numbers</b><ul>"

@@ -2,7 +2,7 @@
 
     s4l-select SWEEP_DIR --budget 40                      # round 1: a sheet of images to label
     s4l-select SWEEP_DIR --budget 40 --labels SHEET.csv   # next round, or the pick when spent
-    s4l-select SWEEP_DIR --simulate --out DIR             # labels each strategy needs here
+    s4l-select SWEEP_DIR --simulate                       # labels each strategy needs here
     s4l-select SWEEP_DIR --criterion confidence           # rank with no labels at all
 
 The candidates are the sweep's completed trials that are not too short to mean anything; the
@@ -14,7 +14,11 @@ SWEEP_DIR/select): the rows labeled so far with their labels, then the new image
 `label` column (class index 0..C-1) and, for image-folder datasets, each image's file. Fill in
 the labels and pass the sheet back with --labels. Once --budget labels are in, it names the
 selected trial with its settings, an interval for its accuracy and the probability that it is
-the best (also in selection.json). Rows left empty are proposed again. No file is overwritten.
+the best (also in selection.json). Rows left empty are proposed again. No file is overwritten:
+a sheet or selection.json whose name is taken gets -2, -3, ...; a simulation goes to a new
+SWEEP_DIR/select/simulate[-2, ...] (or to an --out that holds no earlier one). Every file is
+written atomically. A sweep whose predictions.npz is missing gets it rebuilt from its trials'
+own val_predictions.npz.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
+from s4l_models.io import atomic_write, atomic_write_text
 from s4l_models.predictions import load_sweep_predictions
+from tune.results import TRIAL_PREDICTIONS, TRIALS_DIR, write_predictions
 
 from .figure3 import save as save_figure
 from .load import PREDICTIONS_FILE, load_sweep
@@ -75,13 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def rebuild_predictions(sweep_dir: Path, completed) -> None:
+    """Gather `predictions.npz` again from each completed trial's `val_predictions.npz` (in
+    `trials/<id>/` beside the table, else where the table says the trial ran), as the sweep
+    does; a one-line error when no trial kept its file."""
+    dirs = {}
+    for _, row in completed.iterrows():
+        t = str(row["trial_id"])
+        here = sweep_dir / TRIALS_DIR / t
+        dirs[t] = str(here if here.is_dir() else row.get("trial_dir", here))
+    if write_predictions(sweep_dir, dirs) is None:
+        raise UserError(f"{sweep_dir / PREDICTIONS_FILE} is missing and no completed trial kept "
+                        f"its {TRIAL_PREDICTIONS} under {sweep_dir / TRIALS_DIR}; s4l-select "
+                        "needs the trials' per-image predictions, so rerun the sweep")
+
+
 def load_candidates(sweep_dir: Path, include_short: bool = False) -> tuple[Candidates, object]:
     """The sweep's candidates (completed, not short trials with stored predictions)."""
     sweep = load_sweep(sweep_dir, with_predictions=False, include_short=include_short)
     path = Path(sweep_dir) / PREDICTIONS_FILE
     if not path.is_file():
-        raise UserError(f"{path} is missing: the sweep stores its trials' predictions there; "
-                        "rerun the sweep's last step (--resume) to write it")
+        rebuild_predictions(Path(sweep_dir), sweep.completed)
+        print(f"note: {path} was missing; rebuilt it from the completed trials' own "
+              f"{TRIAL_PREDICTIONS}", file=sys.stderr)
     raw = load_sweep_predictions(path)
     have = set(np.asarray(raw["trial_ids"]).astype(str))
     keep = [t for t in sweep.completed["trial_id"].astype(str) if t in have]
@@ -115,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir} is not a directory; give a sweep directory")
     out = Path(args.out) if args.out else sweep_dir / "select"
+    if args.simulate:
+        simulation_dir(sweep_dir, args.out)  # refuse a used --out before the work
     c, sweep = load_candidates(sweep_dir, args.include_short_runs)
     if args.simulate:
-        return simulate_cmd(c, sweep, out, args)
+        return simulate_cmd(c, sweep, simulation_dir(sweep_dir, args.out), args)
     labeled, y = read_labels(args.labels, c) if args.labels else (np.zeros(0, np.int64),
                                                                   np.zeros(0, np.int64))
     if args.criterion:
@@ -172,6 +196,9 @@ def image_paths(sweep) -> list[str] | None:
         return None
 
 
+RETRY = "rerun s4l-select"  # after a full disk
+
+
 def free_path(path: Path) -> Path:
     """`path`, or path with -2, -3, ... when it exists: nothing is overwritten."""
     n, p = 2, path
@@ -200,7 +227,7 @@ def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:
         sheet["path"] = [paths[int(i)] for i in sheet["id"]]
     out.mkdir(parents=True, exist_ok=True)
     path = free_path(out / f"labels_round{rnd}.csv")
-    sheet.to_csv(path, index=False)
+    atomic_write(path, lambda tmp: sheet.to_csv(tmp, index=False), retry=RETRY)
     print(f"{len(labeled)} of {budget} labels in; strategy {args.strategy} asks for {len(nxt)} "
           f"more: fill in the label column (class index 0..{c.n_classes - 1}) of {path}, then "
           f"run: s4l-select {args.sweep_dir} --budget {budget} --strategy {args.strategy}"
@@ -243,7 +270,7 @@ def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     path = free_path(out / "selection.json")
-    path.write_text(json.dumps(doc, indent=2, default=str))
+    atomic_write_text(path, json.dumps(doc, indent=2, default=str), retry=RETRY)
     sets = ", ".join(f"{k}={v}" for k, v in doc["settings"].items())
     print(f"selected trial {pk.trial_id} ({sets}) after {pk.labeled} labels: "
           f"{pk.hits}/{pk.labeled} labeled images right"
@@ -290,19 +317,39 @@ def criteria_cmd(c: Candidates, sweep, criteria, labeled, y) -> int:
     return 0
 
 
+SIMULATION_FILES = ("select.json", "select_curves.csv", "select_criteria.csv",
+                    "select_curves.png", "select_curves.svg")
+
+
+def simulation_dir(sweep_dir: Path, out: str | None) -> Path:
+    """Where a simulation goes: a given --out that holds no earlier simulation (else a one-line
+    error), or a new SWEEP_DIR/select/simulate[-2, -3, ...]: an earlier one is never replaced."""
+    if out is None:
+        return free_path(sweep_dir / "select" / "simulate")
+    out_dir = Path(out)
+    clash = [f for f in SIMULATION_FILES if (out_dir / f).exists()]
+    if clash:
+        raise UserError(f"--out {out_dir} already holds a simulation ({clash[0]}); choose "
+                        "another --out, or leave it out for a new folder under the sweep")
+    return out_dir
+
+
 def simulate_cmd(c: Candidates, sweep, out: Path, args) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     table, crit, need, sv = study_candidates(c, args.draws or DRAWS, args.seed, log)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "select_curves.csv", index=False)
-    crit.to_csv(out / "select_criteria.csv", index=False)
+    atomic_write(out / "select_curves.csv", lambda tmp: table.to_csv(tmp, index=False),
+                 retry=RETRY)
+    atomic_write(out / "select_criteria.csv", lambda tmp: crit.to_csv(tmp, index=False),
+                 retry=RETRY)
     pool = int((np.bincount(c.label) // 2).sum())
     doc = {"sweep": str(sweep.run_dir), "candidates": len(c.trial_ids),
            "images": len(c.label), "pool": pool, "draws": int(table["draws"].iloc[0]),
            "seed": args.seed, "needed": need, "savings": sv,
            "criteria": crit.to_dict(orient="records")}
-    (out / "select.json").write_text(json.dumps(doc, indent=2, default=float))
-    save_figure(curves_figure(table), out / "select_curves")
+    atomic_write_text(out / "select.json", json.dumps(doc, indent=2, default=float),
+                      retry=RETRY)
+    save_figure(curves_figure(table), out / "select_curves", retry=RETRY)
     print(f"{len(c.trial_ids)} candidates, {len(c.label)} validation images; strategies label "
           f"from a {pool}-image half and are judged on the other half ({doc['draws']} draws)")
     print(words(need, sv, crit, pool))

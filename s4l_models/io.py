@@ -45,8 +45,12 @@ def _size(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def disk_full_error(target: Path, written: int) -> DiskFullError:
-    """The one-line error for a write to `target` that ran out of space after `written` bytes."""
+RETRY = "rerun with --resume"  # what to do after freeing space, for the training commands
+
+
+def disk_full_error(target: Path, written: int, retry: str = RETRY) -> DiskFullError:
+    """The one-line error for a write to `target` that ran out of space after `written` bytes;
+    `retry` says how to carry on once space is freed."""
     try:
         free = shutil.disk_usage(target.parent).free
     except OSError:
@@ -55,19 +59,21 @@ def disk_full_error(target: Path, written: int) -> DiskFullError:
     need = max(written, previous, 1)
     return DiskFullError(
         f"disk full writing {target}: {_size(free)} free there, it needs at least {_size(need)} "
-        f"more; the previous {target.name} is intact. Free space, then rerun with --resume"
+        f"more; the previous {target.name} is intact. Free space, then {retry}"
     )
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)` to produce the file, then atomically move it to `path`."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *,
+                 retry: str = RETRY) -> Path:
+    """Call `write(tmp_path)` to produce the file, then atomically move it to `path`; a full
+    disk is a one-line DiskFullError saying to free space and then `retry`."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as err:
         if err.errno in _FULL:
-            raise disk_full_error(target, 0) from None
+            raise disk_full_error(target, 0, retry) from None
         raise
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
@@ -83,7 +89,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         if _is_disk_full(err):
-            raise disk_full_error(target, written) from None
+            raise disk_full_error(target, written, retry) from None
         raise
     return target
 
@@ -103,9 +109,9 @@ def _is_disk_full(err: BaseException) -> bool:
     return False
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, retry: str = RETRY) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), retry=retry)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+def atomic_write_text(path: str | os.PathLike, text: str, *, retry: str = RETRY) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), retry=retry)

@@ -108,6 +108,40 @@ def test_cli_writes_the_report(tmp_path, capsys):
     assert "validation-size study" in said.err  # progress goes to stderr
 
 
+
+def test_the_report_overwrites_only_an_earlier_report(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import matplotlib.figure
+
+    run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
+    mine = tmp_path / "site"
+    mine.mkdir()
+    (mine / "index.html").write_text("<html>my own page</html>")
+    (mine / "leaderboard.csv").write_text("mine\n")
+    argv = ["--draws", "20", "--boot", "0", "--quiet"]
+    assert cli.main([str(run), "--out", str(mine), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "holds index.html, not from an earlier s4l-report" in err and len(
+        err.strip().splitlines()) == 1
+    assert (mine / "index.html").read_text() == "<html>my own page</html>"
+    assert (mine / "leaderboard.csv").read_text() == "mine\n"
+    # an earlier report is rebuilt in place; a full disk mid-way leaves every earlier file whole
+    out = tmp_path / "r"
+    assert cli.main([str(run), "--out", str(out), *argv]) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    real = matplotlib.figure.Figure.savefig
+
+    def full(self, fname, *a, **k):
+        real(self, fname, *a, **k)  # half a file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    assert cli.main([str(run), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disk full writing" in err[0] and "rerun s4l-report" in err[0]
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
 # ---------------------------------------------------------------------------------------
 # Bad input: exit 2, one line naming the problem and the fix, no traceback
 # ---------------------------------------------------------------------------------------

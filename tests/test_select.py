@@ -396,3 +396,42 @@ def test_no_saving_is_claimed_when_a_pick_without_labels_already_gets_there():
     assert "fewer labels" not in text
     assert "A pick without labels already gets there (P = 1.000 ± 0.000)" in text
     assert "no strategy is compared" in text
+
+
+def test_a_simulation_never_replaces_an_earlier_one(tmp_path, capsys):
+    d = _planted_dir(tmp_path)
+    sim = tmp_path / "sim"
+    assert main([str(d), "--simulate", "--draws", "10", "--out", str(sim)]) == 0
+    before = {f.name: f.read_bytes() for f in sim.iterdir()}
+    assert main([str(d), "--simulate", "--draws", "5", "--seed", "1", "--out", str(sim)]) == 2
+    assert "already holds a simulation (select.json)" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in sim.iterdir()} == before
+    # without --out: a new folder under the sweep each time
+    for _ in range(2):
+        assert main([str(d), "--simulate", "--draws", "5"]) == 0
+    assert (d / "select" / "simulate" / "select.json").is_file()
+    assert (d / "select" / "simulate-2" / "select.json").is_file()
+
+
+def test_a_missing_predictions_file_is_rebuilt_from_the_trials(tmp_path, capsys):
+    from s4l_models.predictions import load_sweep_predictions, save_predictions
+
+    d = _planted_dir(tmp_path)
+    saved = load_sweep_predictions(d / "predictions.npz")
+    ids = [str(t) for t in saved["trial_ids"]]
+    for i, t in enumerate(ids):  # each trial's own file, as the trainer writes it
+        save_predictions(d / "trials" / t, saved["index"], saved["label"], saved["top1"][i],
+                         saved["top5"][i], pred=saved["pred"][i], conf=saved["conf"][i])
+    (d / "predictions.npz").unlink()
+    assert main([str(d), "--criterion", "agreement"]) == 0
+    assert "rebuilt it from the completed trials' own" in capsys.readouterr().err
+    again = load_sweep_predictions(d / "predictions.npz")
+    assert [str(t) for t in again["trial_ids"]] == ids
+    assert np.array_equal(again["top1"], saved["top1"]) and np.array_equal(again["pred"],
+                                                                           saved["pred"])
+    # with no trial file left, a one-line error that says so
+    (d / "predictions.npz").unlink()
+    for t in ids:
+        (d / "trials" / t / "val_predictions.npz").unlink()
+    assert main([str(d), "--criterion", "agreement"]) == 2
+    assert "no completed trial kept its val_predictions.npz" in capsys.readouterr().err

@@ -63,6 +63,9 @@ OWN_FILES = ("index.html", "summary.txt", "sweeps.csv", "tiny_subsets.csv", "val
              "sensitivity_values.csv", "fanova.csv", "leaderboard.csv", "configurations.csv",
              "cost_by_axis.csv", "figure3.png", "figure3.svg")
 MARK = "by s4l-report"  # in every page's header line
+# written first into the output folder: a report stopped before its page (a live rebuild ended
+# by the final one) still marks the folder as the report's to rewrite
+OWN_MARKER = ".s4l-report"
 
 
 def _write_utf8(path: Path, text: str) -> None:
@@ -81,6 +84,8 @@ def check_out(out: Path) -> None:
     """Refuse an output folder whose files the report would replace unless they are a previous
     report's (its index.html says it was made by s4l-report): a user's own index.html or
     leaderboard.csv there would be overwritten without a word."""
+    if (out / OWN_MARKER).is_file():  # a report began here, perhaps stopped before its page
+        return
     page = out / "index.html"
     try:
         if page.is_file() and MARK in page.read_text(encoding="utf-8", errors="replace"):
@@ -275,6 +280,8 @@ def build_report(
     except OSError as err:
         raise UserError(f"cannot create the output directory {out} ({err.strerror}); "
                         f"choose another --out") from None
+    _write_utf8(out / OWN_MARKER, "s4l-report writes this folder; the next report rewrites "
+                "its files\n")
     multi = len(sweeps) > 1
 
     def stem(base: str, s: Sweep) -> Path:

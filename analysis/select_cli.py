@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,12 @@ def load_candidates(sweep_dir: Path, include_short: bool = False) -> tuple[Candi
         rebuild_predictions(Path(sweep_dir), sweep.completed)
         print(f"note: {path} was missing; rebuilt it from the completed trials' own "
               f"{TRIAL_PREDICTIONS}", file=sys.stderr)
-    raw = load_sweep_predictions(path)
+    try:
+        raw = load_sweep_predictions(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise UserError(f"{path} is unreadable ({type(err).__name__}); rename it (to "
+                        f"{path.name}.bad) and run s4l-select again, which rebuilds it from the "
+                        "trials' own predictions") from None
     have = set(np.asarray(raw["trial_ids"]).astype(str))
     keep = [t for t in sweep.completed["trial_id"].astype(str) if t in have]
     if len(keep) < 2:
@@ -157,7 +163,8 @@ def read_labels(path: str, c: Candidates) -> tuple[np.ndarray, np.ndarray]:
     try:
         sheet = pd.read_csv(path, dtype={"label": "string"})
     except (OSError, ValueError) as err:
-        raise UserError(f"--labels {path}: cannot read it ({err}); give the CSV sheet "
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"--labels {path}: cannot read it ({first}); give the CSV sheet "
                         "s4l-select wrote, with its label column filled in") from None
     if not {"id", "label"} <= set(sheet.columns):
         raise UserError(f"--labels {path}: needs columns id and label; use the sheet "
@@ -165,9 +172,9 @@ def read_labels(path: str, c: Candidates) -> tuple[np.ndarray, np.ndarray]:
     sheet = sheet[sheet["label"].notna() & (sheet["label"].str.strip() != "")]
     pos = {int(v): i for i, v in enumerate(c.index)}
     ids = pd.to_numeric(sheet["id"], errors="coerce")
-    unknown = [v for v in ids if pd.isna(v) or int(v) not in pos]
+    unknown = [raw for raw, v in zip(sheet["id"], ids) if pd.isna(v) or int(v) not in pos]
     if unknown:
-        raise UserError(f"--labels {path}: id {unknown[0]} is not an image of this sweep's "
+        raise UserError(f"--labels {path}: id {unknown[0]!r} is not an image of this sweep's "
                         "validation split; keep the ids of the sheet s4l-select wrote")
     lab = pd.to_numeric(sheet["label"].str.strip(), errors="coerce")
     bad = lab.isna() | (lab < 0) | (lab >= c.n_classes) | (lab != lab.round())

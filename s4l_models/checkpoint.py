@@ -16,6 +16,7 @@ mutated hyperparameters put into its optimiser and schedule.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,16 @@ def check_resumable(saved: dict[str, Any], now: dict[str, Any], where: str | os.
 
 
 def read_state(path: str | os.PathLike, device: torch.device | str = "cpu", **kw) -> dict:
-    """The saved dict of a state.pt (weights only: a checkpoint is data, never code)."""
-    return torch.load(path, map_location=device, weights_only=True, **kw)
+    """The saved dict of a state.pt (weights only: a checkpoint is data, never code); a
+    truncated or damaged file is a one-line UserError, not torch's traceback."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True, **kw)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"the checkpoint {path} is unreadable ({first[:120]}): it was cut short "
+                        "or damaged; start afresh with another --out") from None
 
 
 def write_state(directory: Path, payload: dict) -> Path:

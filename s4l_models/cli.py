@@ -74,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     out = args.pop("out") or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     resume = args.pop("resume")
-    values = {**parse_set(args.pop("set")), **args}
+    settings = parse_set(args.pop("set"))
+    both = sorted(set(settings) & set(args))  # flags left out are absent (SUPPRESS)
+    if both:
+        k = both[0]
+        raise UserError(f"{k} given twice (--set {k}={settings[k]} and --{k.replace('_', '-')} "
+                        f"{args[k]}); give it once")
+    values = {**settings, **args}
     cfg = TrainConfig.from_dict(values)
     out_dir = Path(out)
     checkpoint = out_dir / CHECKPOINT_DIR / CHECKPOINT_FILE

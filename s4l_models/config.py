@@ -38,6 +38,8 @@ COMMAND_SETTINGS = frozenset({"dataset", "data_dir"})
 # - set by a sweep for every trial (the splits it writes once), never by the user in a sweep;
 DRIVER_SETTINGS = frozenset({"splits_path"})
 # - deciding the shared splits: the same for every trial of a sweep, so never an axis;
+MIN_BATCH = 2  # batch norm in training mode needs more than one value per channel
+MAX_BATCH = 1 << 20  # about ILSVRC-2012's 1.28M images: more is a typo (1e11 hung building a batch)
 SPLIT_SETTINGS = frozenset({"dataset", "labels", "val_size", "tiny_k", "split_seed"})
 # - free to differ between a run and its resumption: they do not change the result (and so are
 #   not part of a configuration either, tune/results.py `config_id`).
@@ -173,7 +175,12 @@ class TrainConfig:
             (self.wd >= 0, f"--wd must be >= 0, got {self.wd}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.batch_size >= MIN_BATCH, f"--batch-size must be >= {MIN_BATCH} (batch norm "
+             f"needs 2 images per batch), got {self.batch_size}"),
+            (self.batch_size <= MAX_BATCH, f"--batch-size must be <= {MAX_BATCH:,}, got "
+             f"{self.batch_size:,}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (self.split_seed >= 0, f"split_seed must be >= 0, got {self.split_seed}"),
             (self.eval_batch_size >= 0, "eval_batch_size must be >= 0 (0 = automatic)"),
             (self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}"),
             (self.evaluations >= 1, f"evaluations must be >= 1, got {self.evaluations}"),
@@ -186,8 +193,11 @@ class TrainConfig:
             (self.pretext in ("rotation", "exemplar"), "pretext must be rotation or exemplar"),
             (self.w_sup >= 0, f"w_sup must be >= 0, got {self.w_sup}"),
             (self.w_u >= 0, f"w_u must be >= 0, got {self.w_u}"),
+            (self.w_vat >= 0, f"w_vat must be >= 0, got {self.w_vat}"),
+            (self.w_entmin >= 0, f"w_entmin must be >= 0, got {self.w_entmin}"),
             (self.pretrain_epochs > 0, f"pretrain_epochs must be > 0, got {self.pretrain_epochs}"),
-            (self.pretrain_batch_size >= 1, "pretrain_batch_size must be >= 1"),
+            (MIN_BATCH <= self.pretrain_batch_size <= MAX_BATCH,
+             f"pretrain_batch_size must be in {MIN_BATCH}..{MAX_BATCH:,}"),
             (
                 self.teacher_epochs is None or self.teacher_epochs > 0,
                 f"teacher_epochs must be > 0, got {self.teacher_epochs}",
@@ -278,6 +288,8 @@ def parse_value(name: str, value: Any, hint: Any) -> Any:
             out = float(value)
             if math.isnan(out):
                 raise ValueError
+            if math.isinf(out):  # "inf" parses, then overflows a schedule or trains NaN
+                raise UserError(f"setting {name}={value!r} is not finite; give a finite number")
             return out
         if hint is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
@@ -291,6 +303,6 @@ def parse_value(name: str, value: Any, hint: Any) -> Any:
     raise UserError(f"setting {name}={value!r} is not a valid {tname}; give a {tname} value")
 
 
-__all__ = ["TrainConfig", "parse_set", "parse_value", "AUTO_EVAL_BATCH",
+__all__ = ["TrainConfig", "parse_set", "parse_value", "AUTO_EVAL_BATCH", "MIN_BATCH", "MAX_BATCH",
            "DEFAULT_DECAY_FRACTIONS", "RESUME_FREE", "COMMAND_SETTINGS", "DRIVER_SETTINGS",
            "SPLIT_SETTINGS"]

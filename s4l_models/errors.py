@@ -23,7 +23,8 @@ class DiskFullError(UserError):
 
 
 def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a CLI `main` so that a UserError becomes one line on stderr and exit status 2."""
+    """Wrap a CLI `main` so that a UserError, or a path it cannot use (permissions, a file
+    where a folder belongs), becomes one line on stderr and exit status 2."""
 
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
@@ -31,6 +32,13 @@ def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int]:
             return main(*args, **kwargs) or 0
         except UserError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
+            return 2
+        except (PermissionError, NotADirectoryError, IsADirectoryError) as err:
+            # a path the user gave (--out, --storage, --data-dir) cannot be used: their fix,
+            # not a bug; everything written before was written atomically and stays
+            where = err.filename if err.filename is not None else "a path"
+            print(f"error: cannot use {where} ({err.strerror}); give a path this user can "
+                  "read and write", file=sys.stderr, flush=True)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr, flush=True)

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from s4l_models.config import TrainConfig
+from s4l_models.config import MIN_BATCH, TrainConfig
 from s4l_models.data.splits import parse_labels
 from s4l_models.errors import UserError
 
@@ -240,7 +240,9 @@ def adapt(
         shortest = min(float(e) for e in _values(space, "epochs"))
         f = batch_factor(batches, shortest, labeled)
         if f < 1.0:
-            mapping = {b: max(1, int(math.floor(b * f + 1e-9))) for b in batches}
+            # never below 2 images: batch norm cannot train on one (such runs stay short and
+            # are named as such)
+            mapping = {b: max(MIN_BATCH, int(math.floor(b * f + 1e-9))) for b in batches}
             why = (
                 f"(scaled protocol) x{f:.4g}: {labeled} labeled images and a shortest schedule "
                 f"of {shortest:g} epochs give >= {TARGET_STEPS} steps (lr per 256 examples, "

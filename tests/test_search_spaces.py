@@ -229,3 +229,21 @@ def test_estimate_trial_epochs():
     assert estimate_trial_epochs(space, space.points()) == 2160 / 4 * (30 + 100 + 200 + 500)
     assert estimate_trial_epochs(get_space("moam_10pct"), [{}]) == 200.0
     assert estimate_trial_epochs(space, []) == 0.0
+
+
+def test_the_scaled_protocol_never_shrinks_a_batch_below_two():
+    # one epoch over digits' 130 labeled images cannot reach 200 steps at any batch; the
+    # protocol used to map 256 to 1, and every trial died in batch norm
+    import dataclasses
+
+    from s4l_models.config import MIN_BATCH
+    from search_spaces.protocol import DatasetFacts, adapt
+    from search_spaces.space import Axis
+
+    base = get_space("baseline_1pct")
+    one_epoch = dataclasses.replace(
+        base, axes=tuple(Axis("epochs", (1.0,), "test") if a.key == "epochs" else a
+                         for a in base.axes))
+    space, note = adapt(one_epoch, DatasetFacts.nominal("digits"))
+    old, new, _ = note.changes["batch_size"]
+    assert min(new) == MIN_BATCH and max(new) < max(old)

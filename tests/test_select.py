@@ -435,3 +435,19 @@ def test_a_missing_predictions_file_is_rebuilt_from_the_trials(tmp_path, capsys)
         (d / "trials" / t / "val_predictions.npz").unlink()
     assert main([str(d), "--criterion", "agreement"]) == 2
     assert "no completed trial kept its val_predictions.npz" in capsys.readouterr().err
+
+
+def test_unreadable_sheets_and_predictions_are_one_line(tmp_path, capsys):
+    d = _planted_dir(tmp_path)
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("id,label\nabc,1\n")
+    assert main([str(d), "--labels", str(sheet)]) == 2
+    assert "id 'abc' is not an image" in capsys.readouterr().err
+    sheet.write_bytes(bytes(range(256)) * 8)  # not a CSV: pandas' message has newlines
+    assert main([str(d), "--labels", str(sheet)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot read it" in err
+    (d / "predictions.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert main([str(d), "--criterion", "agreement"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "predictions.npz is unreadable" in err

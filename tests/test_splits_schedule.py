@@ -81,7 +81,7 @@ def test_splits_are_saved_and_reused(tmp_path, digit_labels):
         ("ten", (1,), 500, "not understood"),
         ("200/class", (1,), 500, "only"),
         ("10%", (60,), 500, "tiny validation"),
-        ("10%", (1,), 5, "smaller than"),
+        ("10%", (1,), 5, "must be between 10 and"),
     ],
 )
 def test_impossible_splits_are_user_errors(digit_labels, labels, tiny, val, match):

@@ -79,6 +79,16 @@ BAD_INPUTS = {
     "malformed data dir": (["--dataset", "cifar10", "--data-dir", "{tmp}"], "data_batch_1"),
     "missing fashion files": (["--dataset", "fashion_mnist", "--data-dir", "{tmp}"], "train-images"),
     "no gpu": (["--device", "cuda"], "GPU"),
+    "infinite epochs": (["--epochs", "inf"], "epochs='inf' is not finite"),
+    "infinite lr": (["--lr", "inf"], "is not finite"),  # it trained NaN weights, exit 0
+    "negative seed": (["--seed=-1"], "--seed must be >= 0"),
+    "negative split seed": (["--split-seed=-1"], "split_seed must be >= 0"),
+    "batch of one": (["--batch-size", "1"], "batch norm needs 2 images"),
+    "absurd batch": (["--batch-size", "99999999999"], "--batch-size must be <="),
+    "no training image of a class left": (["--val-size", "1499"], "between 10 and 1490"),
+    "a setting given twice": (["--set", "epochs=2", "--epochs", "3"], "epochs given twice"),
+    "negative VAT weight": (["--method", "vat", "--w-vat=-1"], "w_vat must be >= 0"),
+    "negative EntMin weight": (["--method", "vat_entmin", "--w-entmin=-1"], "w_entmin must be"),
     "unreadable image": (
         ["--dataset", "imagenet", "--data-dir", "{tree}", "--val-size", "1", "--labels", "100%",
          "--tiny-k", "1", "--workers", "0", "--batch-size", "2", "--epochs", "1"],
@@ -122,3 +132,23 @@ def test_bad_input_through_the_installed_process_has_no_traceback(tmp_path):
     p = run_cli("--labels", "0%", "--out", str(tmp_path / "x"))
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_path_that_cannot_be_used_or_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["--dataset", "digits", "--epochs", "1", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot use {blocker / 'run'}" in err
+    # a run cut short, whose checkpoint was then truncated
+    out = tmp_path / "run"
+    args = ["--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v2", "--width", "0.25",
+            "--epochs", "8", "--batch-size", "64", "--threads", "1", "--out", str(out)]
+    assert main(args) == 0
+    (out / "metrics.json").unlink()  # as if it had been stopped before the end
+    state = out / "checkpoint" / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is unreadable" in err and "Traceback" not in err

@@ -525,14 +525,16 @@ def _read_pickle(path: str) -> dict:
         with open(path, "rb") as f:
             obj = _CifarUnpickler(f, encoding="bytes").load()
     except OSError as err:
-        raise UserError(f"cannot read {path} ({err.strerror or err})") from None
+        raise UserError(f"cannot read {path} ({err.strerror or err}); check its permissions"
+                        ) from None
     except Exception as err:  # truncated/garbled pickles raise many types
         raise UserError(
             f"{path} is not a readable CIFAR pickle ({type(err).__name__}: {err}); "
             f"the file is truncated or corrupt, re-extract the archive"
         ) from None
     if not isinstance(obj, dict):
-        raise UserError(f"{path} is not a CIFAR pickle (holds a {type(obj).__name__}, not a dict)")
+        raise UserError(f"{path} is not a CIFAR pickle (holds a {type(obj).__name__}, not a "
+                        "dict); re-extract the archive")
     # Keys are bytes in the official (python-2 written) files; accept str keys too.
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
@@ -555,11 +557,12 @@ def _read_cifar_batch(path: str, label_key: str, num_classes: int) -> tuple[np.n
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise UserError(
             f"{path} holds data of shape {list(data.shape)} ({data.dtype}), expected uint8 "
-            f"[N, 3072]; the file is corrupt or not a CIFAR batch"
+            f"[N, 3072]; the file is corrupt or not a CIFAR batch: re-extract the archive"
         )
     if labels.ndim != 1 or len(labels) != len(data):
         raise UserError(
-            f"{path} holds {len(data)} images but {labels.size} labels; the file is corrupt"
+            f"{path} holds {len(data)} images but {labels.size} labels; the file is corrupt: "
+            "re-extract the archive"
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(

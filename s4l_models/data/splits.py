@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +88,15 @@ def make_splits(
 ) -> Splits:
     labels = np.asarray(labels)
     n = len(labels)
-    if not 0 < val_size < n:
+    if n == 0:
+        raise UserError("the dataset's training files hold no images; check --data-dir")
+    # a stratified split leaves at least one image of every class on each side
+    classes = len(np.unique(labels))
+    if not classes <= val_size <= n - classes:
         raise UserError(
-            f"--val-size {val_size} must be between 1 and {n - 1} (the training split has {n} "
-            "images)"
+            f"--val-size {val_size} must be between {classes} and {n - classes} (the training "
+            f"split has {n} images of {classes} classes, and each side keeps one of every class; "
+            "in a sweep: --set val_size=N)"
         )
     if val_size < num_classes:
         raise UserError(
@@ -173,10 +179,15 @@ def load_splits(path: str | os.PathLike) -> Splits:
     d = p if p.is_dir() else p.parent
     if not (d / SPLITS_NPZ).is_file() or not (d / SPLITS_JSON).is_file():
         raise UserError(f"no saved splits at {d} (expected {SPLITS_NPZ} and {SPLITS_JSON})")
-    meta = json.loads((d / SPLITS_JSON).read_text())
-    with np.load(d / SPLITS_NPZ) as z:
-        tiny = {k: z[f"tiny_{k}"] for k in meta["tiny_k"]}
-        return Splits(train=z["train"], val=z["val"], labeled=z["labeled"], tiny=tiny, meta=meta)
+    try:
+        meta = json.loads((d / SPLITS_JSON).read_text())
+        with np.load(d / SPLITS_NPZ) as z:
+            tiny = {k: z[f"tiny_{k}"] for k in meta["tiny_k"]}
+            return Splits(train=z["train"], val=z["val"], labeled=z["labeled"], tiny=tiny,
+                          meta=meta)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        raise UserError(f"the saved splits at {d} are unreadable ({type(err).__name__}); restore "
+                        f"{SPLITS_NPZ} and {SPLITS_JSON} or start a fresh run") from None
 
 
 def splits_for(

@@ -416,3 +416,19 @@ def test_the_line_names_the_summarys_best_also_during_seed_repeats(tmp_path, pla
     repeats.write(final=True)
     text, _ = summarize(tmp_path / "search", "val_full_top1", list(plan.axes))
     assert "best completed trial by val_full_top1: 0.9540" in text and "(trial abc_00000" in text
+
+
+def test_the_best_is_found_through_the_tables_public_columns(tmp_path, plan):
+    # The line reads the column order through ResultsTable.columns (it read the private
+    # _columns): a table that offers only its public rows() and columns is enough, and the
+    # accessor is the order of results.columns, not a handle on the table's own list.
+    from tune.results import columns
+
+    cb = _sweep_of(tmp_path, plan, [{"val_full_top1": 0.7}, {"val_full_top1": 0.9}])
+    table = cb.table
+    assert list(table.columns) == columns(table.tiny_k)
+    assert len(table.columns) == len(table.rows()[0])
+    public = SimpleNamespace(columns=table.columns, rows=table.rows)
+    cb.progress.table = public
+    best = cb.progress.best()
+    assert best.trial_id == "abc_00001" and best.value == 0.9

@@ -382,7 +382,7 @@ class ProgressLine:
         stopped-early trial only while no trial completed. A running trial's last evaluation
         counts, marked as not final. None when no row has a score; a `Best` without a value
         when every scored candidate was a short run."""
-        cols = self.table._columns  # the table's own column order (results.columns)
+        cols = self.table.columns  # the order of the cells of table.rows()
         if self.metric not in cols:
             return None
         at = {c: cols.index(c) for c in

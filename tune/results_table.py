@@ -113,6 +113,12 @@ class ResultsTable:
         self._kept: list[tuple] = []  # rows of an earlier phase (the search, before seed repeats)
         self.written_finished = 0  # completed trials in the table last written (live report)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's column order (`results.columns(tiny_k)`): the cells of every row that
+        `rows()` returns are in this order."""
+        return tuple(self._columns)
+
     # --- per-trial facts -------------------------------------------------------------------
     def resolved(self, trial) -> dict[str, Any]:
         """The trial's full TrainConfig dict (recomputed when PBT changes its config)."""

@@ -30,7 +30,8 @@ class Clock:
 
 def trial(trial_id: str, config: dict, status: str = "PENDING") -> SimpleNamespace:
     return SimpleNamespace(trial_id=trial_id, status=status, last_result={}, config=config,
-                           experiment_tag=trial_id.rsplit("_", 1)[-1], local_path="/nowhere")
+                           experiment_tag=trial_id.rsplit("_", 1)[-1], local_path="/nowhere",
+                           path=None)  # a Ray trial has both (sweep_callback.error_file)
 
 
 def callback(tmp_path, plan, clock, concurrency=2, planned=True, **kw) -> SweepCallback:

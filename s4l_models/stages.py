@@ -67,7 +67,9 @@ STAGE_KEYS = (
     "epochs",
     "steps",
     "train_seconds",
+    "eval_seconds",
 )
+CLOCKS = ("train_seconds", "eval_seconds")  # summed over the stages in the run's metrics
 
 
 def _stage_dir(out: Path, i: int, stage: Stage) -> Path:
@@ -298,7 +300,11 @@ def run_stages(
             line = {**m, "stage": i + 1, "stage_name": stage.name}
             record_progress(out / "progress.jsonl", line)
             if report is not None:
-                report({**m, "stage": i + 1, "num_stages": n}, ck)
+                # the run's clocks over all its stages so far, not this stage's alone: a sweep's
+                # results table reads a trial's cost off its last report
+                clocks = {k: m.get(k, 0.0) + sum(d["metrics"].get(k, 0.0)
+                                                 for d in state["finished"]) for k in CLOCKS}
+                report({**m, **clocks, "stage": i + 1, "num_stages": n}, ck)
 
         trainer = Trainer(
             scfg,
@@ -356,13 +362,13 @@ def run_stages(
             **state["finished"][-1]["metrics"], "status": "completed", "message": ""
         }
     completed = final.get("status") == "completed"
-    seconds = sum(d["metrics"].get("train_seconds", 0.0) for d in state["finished"])
+    clocks = {k: sum(d["metrics"].get(k, 0.0) for d in state["finished"]) for k in CLOCKS}
     if not completed:
-        seconds += final.get("train_seconds", 0.0)
+        clocks = {k: v + final.get(k, 0.0) for k, v in clocks.items()}
     for done in state["finished"][:-1] if completed else state["finished"]:
         for k, v in done["metrics"].items():
             final[f"{done['name']}_{k}"] = v
-    final["train_seconds"] = seconds  # all stages together
+    final.update(clocks)  # all stages together
     final["num_labeled"] = int(len(splits.labeled))
     final["stages"] = ",".join(st.name for st in stages)
     final["num_stages"] = n

@@ -91,13 +91,24 @@ def test_method_trains_end_to_end_and_its_loss_goes_down(method, tmp_path):
 def test_staged_run_layout_and_linear_curve_per_epoch(tmp_path):
     pretrained = {}
 
+    reports = []
+
     def keep_pretrained(metrics, ckpt):
+        reports.append(metrics)
         if metrics["stage"] == 1:
             pretrained.update(torch.load(ckpt / "state.pt", weights_only=True)["model"])
 
     m = train(cfg(method="selfsup_linear", eval_every=0, epochs=4), tmp_path,
               report=keep_pretrained, **quiet)
     assert m["stages"] == "pretrain,linear" and m["num_stages"] == 2
+    # the clocks reported (what a sweep's results table costs a trial by) are the run's, all
+    # stages together: the linear stage's own clock (its progress line) plus the pretraining's
+    own = json.loads((tmp_path / "progress.jsonl").read_text().splitlines()[-1])
+    for k in ("train_seconds", "eval_seconds"):
+        assert m[f"pretrain_{k}"] > 0
+        assert reports[-1][k] == pytest.approx(own[k] + m[f"pretrain_{k}"])
+        assert m[k] == pytest.approx(m[f"pretrain_{k}"] + json.loads(
+            (tmp_path / "stage_2_linear" / "metrics.json").read_text())[k])
     assert "pretrain_val_full_top1" in m and "pretrain_train_seconds" in m
     assert m["train_seconds"] >= m["pretrain_train_seconds"]
     curve = _progress(tmp_path / "stage_2_linear" / "progress.jsonl")

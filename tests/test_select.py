@@ -234,9 +234,15 @@ def test_bad_labels_and_an_old_sweep_are_refused(tmp_path, capsys):
     bad.write_text("id,label\n0,11\n")
     assert main([str(d), "--labels", str(bad)]) == 2
     assert "not a class index 0..9" in capsys.readouterr().err
-    bad.write_text("id,label\n99999,1\n")
+    for ids, said in (("99999", "id 99999 is not an image of this sweep"),
+                      ("abc", "id 'abc' is not an image of this sweep")):
+        bad.write_text(f"id,label\n{ids},1\n")
+        assert main([str(d), "--labels", str(bad)]) == 2
+        assert said in capsys.readouterr().err
+    bad.write_bytes(bytes(range(256)) * 8)  # not a CSV: pandas' message has newlines
     assert main([str(d), "--labels", str(bad)]) == 2
-    assert "is not an image of this sweep" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot read it" in err
     old = _planted_dir(tmp_path / "old", with_pred=False)
     assert main([str(old), "--simulate"]) == 2
     assert "holds only per-example correctness" in capsys.readouterr().err
@@ -437,16 +443,8 @@ def test_a_missing_predictions_file_is_rebuilt_from_the_trials(tmp_path, capsys)
     assert "no completed trial kept its val_predictions.npz" in capsys.readouterr().err
 
 
-def test_unreadable_sheets_and_predictions_are_one_line(tmp_path, capsys):
+def test_an_unreadable_predictions_file_is_one_line(tmp_path, capsys):
     d = _planted_dir(tmp_path)
-    sheet = tmp_path / "sheet.csv"
-    sheet.write_text("id,label\nabc,1\n")
-    assert main([str(d), "--labels", str(sheet)]) == 2
-    assert "id 'abc' is not an image" in capsys.readouterr().err
-    sheet.write_bytes(bytes(range(256)) * 8)  # not a CSV: pandas' message has newlines
-    assert main([str(d), "--labels", str(sheet)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot read it" in err
     (d / "predictions.npz").write_bytes(b"PK\x03\x04 cut short")
     assert main([str(d), "--criterion", "agreement"]) == 2
     err = capsys.readouterr().err.strip()

@@ -102,6 +102,10 @@ BAD_INPUTS = [
     (["--space", "baseline_10pct", "--cpus-per-trial", "0"], "cpus-per-trial"),
     (["--space", "baseline_10pct", "--address", "127.0.0.1:9", "--max-trials", "1"], "address"),
     (["--dry-run"], "--space"),
+    # not "above 1 must be a whole number of GPUs" (inf passed that test's first half)
+    (["--space", "baseline_10pct", "--gpus-per-trial", "inf", "--dry-run"], "finite"),
+    (["--space", "baseline_10pct", "--cpus-per-trial", "nan", "--dry-run"], "finite"),
+    (["--space", "baseline_10pct", "--set", "epochs=inf", "--dry-run"], "finite"),
 ]
 
 
@@ -126,6 +130,45 @@ def test_more_bad_input_that_needs_a_directory_or_data(capsys, tmp_path):
     assert main(["--space", "baseline_10pct", "--dataset", "cifar10", "--data-dir",
                  str(tmp_path / "none"), "--max-trials", "1", "--storage", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def _fake_sweep(d: Path, space: str) -> Path:
+    """A sweep directory as far as --resume first looks: Ray's experiment and space.json."""
+    (d / "ray").mkdir(parents=True)
+    (d / "ray" / "tuner.pkl").write_bytes(b"")
+    (d / "space.json").write_text(space)
+    return d
+
+
+@pytest.mark.parametrize("space,needle", [("{x", "is not valid JSON"),
+                                          ("[1]", "no 'flags' object")])
+def test_a_broken_space_json_is_one_line_naming_it(space, needle, capsys, tmp_path):
+    d = _fake_sweep(tmp_path / "s", space)
+    assert main(["--resume", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert str(d / "space.json") in err and "backup" in err
+    assert (d / "space.json").read_text() == space  # left as it was
+
+
+def test_an_unusable_storage_is_one_line(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    blocked = [afile]  # a file where the storage folder belongs
+    try:  # a folder no one may create, even root (the audit's 'Operation not permitted')
+        os.makedirs("/sys/s4l-test-storage")
+    except PermissionError:
+        blocked.append(Path("/sys/s4l-test-storage"))
+    except OSError:
+        pass
+    for storage in blocked:
+        p = cli("--space", "baseline_1pct", "--max-trials", "1", "--no-report",
+                "--storage", str(storage), "--name", "x")
+        err = p.stderr.strip()
+        assert p.returncode == 2 and "Traceback" not in err, err
+        assert len(err.splitlines()) == 1 and err.startswith("error: cannot use "), err
+        assert str(storage) in err
+    assert afile.read_text() == "mine"
 
 
 def test_gpus_without_a_gpu_is_refused(capsys, tmp_path):
@@ -204,3 +247,13 @@ def test_interrupted_sweep_resumes_without_rerunning_completed_trials(tmp_path):
     p = cli(*args, "--resume", "--seed", "5")
     assert p.returncode == 2 and "--seed" in p.stderr
     assert json.loads((d / "space.json").read_text())["flags"]["seed"] == 0
+
+
+def test_a_broken_reseed_json_is_a_user_error_naming_it(tmp_path):
+    from s4l_models.errors import UserError
+    from tune.reseed import load_reseed
+
+    for text in ('{"top": 2', '{"top": 2}'):
+        (tmp_path / "reseed.json").write_text(text)
+        with pytest.raises(UserError, match="reseed.json"):
+            load_reseed(tmp_path)

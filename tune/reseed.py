@@ -106,7 +106,18 @@ def load_reseed(sweep_dir: str | Path) -> dict[str, Any] | None:
     path = Path(sweep_dir) / RESEED_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        doc, problem = None, f"is not valid JSON ({err})"
+    else:
+        problem = "is not a plan of seed repeats"
+    if isinstance(doc, dict) and {"top", "seeds", "points", "search_trials"} <= set(doc):
+        return doc
+    raise UserError(
+        f"{path} {problem}; it records which configurations get seed repeats: restore it from "
+        "a backup"
+    )
 
 
 def reseed_finished(df: pd.DataFrame, doc: Mapping[str, Any]) -> bool:

@@ -70,6 +70,7 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import shlex  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -209,6 +210,10 @@ def resolve_flags(args: argparse.Namespace) -> tuple[dict[str, Any], set[str]]:
 
 
 def check_flags(flags: dict[str, Any]) -> None:
+    for key in ("cpus_per_trial", "gpus_per_trial"):
+        if flags[key] is not None and not math.isfinite(flags[key]):
+            raise UserError(f"--{key.replace('_', '-')} must be a finite number, got "
+                            f"{flags[key]:g}")
     if flags["cpus_per_trial"] is not None and not flags["cpus_per_trial"] > 0:
         raise UserError(f"--cpus-per-trial must be > 0, got {flags['cpus_per_trial']:g}")
     if not flags["gpus_per_trial"] >= 0:
@@ -257,6 +262,26 @@ def sweep_uri_of(resume: str | None, flags: dict[str, Any]) -> str | None:
     return None
 
 
+def read_space(sweep_dir: Path, uri: str | None = None) -> dict[str, Any]:
+    """The sweep's space.json (its flags, plan and sessions); a one-line error when it is not
+    the JSON object the sweep wrote (a truncated or hand-edited file)."""
+    path = sweep_dir / SPACE_JSON
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = f"is not valid JSON ({err})"
+    else:
+        if isinstance(doc, dict) and isinstance(doc.get("flags"), dict):
+            return doc
+        problem = "is not a sweep's description (no 'flags' object)"
+    where = f"{path} (downloaded from {uri}/{SPACE_JSON})" if uri else str(path)
+    raise UserError(
+        f"--resume: {where} {problem}; it records the flags the sweep was started with and "
+        "cannot be rebuilt: restore it from a backup, or start a new sweep with another --name "
+        "(the trials' files stay where they are)"
+    )
+
+
 def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
                        uri: str | None = None) -> dict[str, Any]:
     """The flags a sweep was started with; flags given now must agree with them. `uri`: the
@@ -275,7 +300,7 @@ def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
             f"--resume: {sweep_dir} holds no sweep to resume (no {SPACE_JSON} and Ray Tune "
             "experiment); check --storage/--name or start a new sweep without --resume"
         )
-    saved = json.loads(space_json.read_text())["flags"]
+    saved = read_space(sweep_dir, uri)["flags"]
     for key in sorted(given - set(RESUME_FREE_FLAGS)):
         now, before = flags[key], saved.get(key)
         if key == "set":
@@ -350,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         flags["name"] = sweep_dir.name
         flags["storage"] = uri.rsplit("/", 1)[0] if uri else str(sweep_dir.parent)
         if not args.dry_run:
-            planned = int(json.loads((sweep_dir / SPACE_JSON).read_text()).get("num_trials", 0))
+            planned = int(read_space(sweep_dir, uri).get("num_trials", 0))
             finished, n_errored = sweep_state(sweep_dir, planned)
             if finished and flags["reseed_top"]:  # and its seed repeats, when it has them
                 doc = load_reseed(sweep_dir)
@@ -410,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _axes_of(sweep_dir: Path) -> list[str]:
-    return list(json.loads((sweep_dir / SPACE_JSON).read_text()).get("axes", []))
+    return list(read_space(sweep_dir).get("axes", []))
 
 
 if __name__ == "__main__":

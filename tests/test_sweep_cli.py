@@ -257,3 +257,24 @@ def test_a_broken_reseed_json_is_a_user_error_naming_it(tmp_path):
         (tmp_path / "reseed.json").write_text(text)
         with pytest.raises(UserError, match="reseed.json"):
             load_reseed(tmp_path)
+
+
+def test_an_error_after_ray_started_is_one_line_without_rays_auth_warning(tmp_path):
+    # The command chooses Ray's token authentication itself (so Ray does not warn that it
+    # chose it), which works only if Ray is not imported before main() sets the mode: the
+    # modules run_sweep imports (tune/memory_plan.py -> tune/trainable.py) imported Ray, and
+    # every sweep printed Ray's "Token authentication is enabled" WARNING on stderr.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    p = subprocess.run([sys.executable, "-c", "import sys, tune.run_sweep; "
+                        "print('ray' in sys.modules)"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.stdout.strip() == "False", p.stdout + p.stderr
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), "--space", "baseline_1pct", "--max-trials", "1",
+         "--cpus-per-trial", "100", "--no-report", "--storage", str(tmp_path), "--name", "c"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "error: --cpus-per-trial 100 but the Ray cluster has only "
+        f"{len(os.sched_getaffinity(0))} CPUs"], p.stderr
+    assert not (tmp_path / "c").exists()  # nothing of the refused sweep is left

@@ -25,9 +25,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray import tune
-
 from s4l_models.checkpoint import CHECKPOINT_FILE, RETARGETED_DIR, retarget
 from s4l_models.config import TrainConfig
 from s4l_models.data.datasets import adopt_dataset
@@ -94,6 +91,8 @@ _ADOPTED: set[str] = set()
 def adopt_shared_dataset(cfg: TrainConfig, ref) -> None:
     """Fetch the driver's in-memory dataset once per worker process and serve it to the trainer."""
     if ref.hex() not in _ADOPTED:
+        import ray
+
         adopt_dataset(cfg.dataset, cfg.data_dir, ray.get(ref))
         _ADOPTED.add(ref.hex())
 
@@ -104,6 +103,11 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     `data`: None, or a one-item list holding the object reference of the sweep's in-memory
     dataset as the driver loaded it; the trainer then uses it instead of reading the files.
     """
+    # Ray is imported here, in the worker, not with the module: the sweep command imports this
+    # module (through tune/memory_plan.py) before it sets Ray's environment (its loopback
+    # address, its token authentication), which Ray reads when it is first imported.
+    from ray import tune
+
     trial_id = tune.get_context().get_trial_id()
     # Test-only fault injection (run_sweep --fail-at-step): a trial that starts fresh dies like
     # a killed process at its first evaluation at or after that step, before reporting it; a

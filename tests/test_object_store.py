@@ -159,3 +159,32 @@ def test_an_interrupted_sweep_resumes_on_another_machine_from_the_uri(s3, tmp_pa
         assert _read(s3, f"bucket/sweeps/r/ray/{t}/trainer/metrics.json") == stamps[t]
     sessions = json.loads(_read(s3, "bucket/sweeps/r/space.json"))["provenance"]["sessions"]
     assert [x["outcome"] for x in sessions] == ["interrupted", "finished"]
+
+
+def test_a_uri_without_a_bucket_or_an_unreachable_store_is_one_line(tmp_path):
+    # The audit: s3:// gave pyarrow's "Path cannot start with a separator" traceback, and a
+    # store that cannot be reached an OSError NETWORK_CONNECTION traceback (sweep, --resume and
+    # s4l-report alike). No Ray and no server: port 9 on 127.0.0.1 refuses connections.
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
+           "S4L_MIRROR_DIR": str(tmp_path / "mirror")}
+    report = [sys.executable, "-c", "import sys; from analysis.cli import main; "
+              "sys.argv[0] = 's4l-report'; sys.exit(main())"]
+    sweep = [sys.executable, str(SCRIPT)]
+    cases = [
+        (sweep + ["--resume", "s3://"], "s3://: no bucket"),
+        (sweep + ["--resume", "s3:///p/x"], "s3:///p/x: no bucket"),
+        (sweep + [*TINY, "--storage", "s3://", "--name", "x"], "s3://: no bucket"),
+        (report + ["s3://"], "s3://: no bucket"),
+        (sweep + [*TINY, "--storage", "s3://bucket/p", "--name", "x"],
+         "s3://bucket/p/x: the object store cannot be reached"),
+        (sweep + ["--resume", "s3://bucket/x"], "s3://bucket/x: the object store cannot be reached"),
+        (report + ["s3://bucket/x"], "s3://bucket/x: the object store cannot be reached"),
+    ]
+    for argv, needle in cases:
+        p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        err = p.stderr.strip()
+        assert p.returncode == 2 and "Traceback" not in err, (argv, err)
+        assert len(err.splitlines()) == 1 and err.startswith(f"error: {needle}"), (argv, err)
+        if "reached" in needle:
+            assert "AWS_ENDPOINT_URL" in err and "NETWORK_CONNECTION" in err

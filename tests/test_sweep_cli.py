@@ -278,3 +278,35 @@ def test_an_error_after_ray_started_is_one_line_without_rays_auth_warning(tmp_pa
         "error: --cpus-per-trial 100 but the Ray cluster has only "
         f"{len(os.sched_getaffinity(0))} CPUs"], p.stderr
     assert not (tmp_path / "c").exists()  # nothing of the refused sweep is left
+
+
+def test_a_truncated_results_table_is_rebuilt_on_resume_and_kept(tmp_path):
+    # The audit: --resume of a sweep whose results.parquet was truncated ended in pyarrow's
+    # ArrowInvalid traceback. Every trial's last result is in Ray's saved state: the resume
+    # rebuilds the table from it and keeps the unreadable file; reading it elsewhere is one line.
+    from s4l_models.errors import UserError
+    from tune.results import read_table
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    args = ["--space", "baseline_10pct", "--max-trials", "2", "--stand-in-trainer", "2",
+            "--no-report", "--quiet", "--storage", str(tmp_path), "--name", "t"]
+    p = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    d = tmp_path / "t"
+    before = read_table(d / "results.parquet")
+    broken = (d / "results.parquet").read_bytes()[:200]
+    (d / "results.parquet").write_bytes(broken)
+    with pytest.raises(UserError, match="not a readable results table.*--resume"):
+        read_table(d / "results.parquet")
+
+    p = subprocess.run([sys.executable, str(SCRIPT), "--resume", str(d), "--no-report"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stdout + p.stderr
+    assert "not a readable results table" in p.stdout and "results.parquet.unreadable" in p.stdout
+    assert (d / "results.parquet.unreadable").read_bytes() == broken  # the user's file stays
+    after = read_table(d / "results.parquet")
+    cols = ["trial_id", "status", "val_full_top1", "steps_done"]
+    pd.testing.assert_frame_equal(after[cols].sort_values("trial_id").reset_index(drop=True),
+                                  before[cols].sort_values("trial_id").reset_index(drop=True))
+    assert "trials: 2 completed (of 2 planned)" in p.stdout

@@ -49,6 +49,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -332,11 +333,32 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None,
     one's data (bench/chaos.py saw 312 failures in 11,739 tight-loop reads). Reading through one
     open file reads one version (0 failures in 6,143). `complete=False` leaves out the
     settings the file left out (the analysis, which reads a missing setting as not swept)."""
+    import pyarrow as pa
+
     with open(path, "rb") as f:
-        if columns is not None and not set(columns) & set(TrainConfig.field_names()):
-            return pd.read_parquet(f, columns=columns)  # outcome columns are always written
-        df = internal_form(pd.read_parquet(f), complete=complete)
+        try:
+            if columns is not None and not set(columns) & set(TrainConfig.field_names()):
+                return pd.read_parquet(f, columns=columns)  # outcome columns are always written
+            df = internal_form(pd.read_parquet(f), complete=complete)
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            # a truncated or overwritten file (the sweep itself replaces it atomically)
+            text = str(err).strip()
+            raise UnreadableTable(path, text.splitlines()[0] if text else type(err).__name__
+                                  ) from None
     return df[columns] if columns is not None else df
+
+
+class UnreadableTable(UserError):
+    """results.parquet is not a readable table (truncated, overwritten, a missing column).
+    A sweep rebuilds it from Ray's saved state when resumed (tune/run_sweep.py)."""
+
+    def __init__(self, path, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(
+            f"{path} is not a readable results table ({problem}); `python tune/run_sweep.py "
+            f"--resume {shlex.quote(str(self.path.parent))}` rebuilds it from the sweep's Ray "
+            "state"
+        )
 
 
 # Settings whose values are sequences (TrainConfig tuples): lists in results.parquet.
@@ -477,6 +499,7 @@ __all__ = [
     "config_id",
     "setting_columns",
     "read_table",
+    "UnreadableTable",
     "upgrade_table",
     "RAY_SUBDIR",
     "FINISHED_STATUSES",

@@ -69,6 +69,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
@@ -89,11 +90,19 @@ from tune.results import (  # noqa: E402
     RAY_SUBDIR,
     RESULTS_PARQUET,
     SPACE_JSON,
+    UnreadableTable,
     check_metric,
     ray_dir,
     read_table,
 )
-from tune.storage import SWEEP_FILES, RemoteSweep, is_uri, mirror_dir, sweep_uri  # noqa: E402
+from tune.storage import (  # noqa: E402
+    SWEEP_FILES,
+    RemoteSweep,
+    check_uri,
+    is_uri,
+    mirror_dir,
+    sweep_uri,
+)
 from tune.summary import retry_hint, summarize, sweep_state  # noqa: E402
 from tune.sweep_plan import (  # noqa: E402
     describe,
@@ -282,6 +291,27 @@ def read_space(sweep_dir: Path, uri: str | None = None) -> dict[str, Any]:
     )
 
 
+def set_aside_unreadable_table(sweep_dir: Path) -> Path | None:
+    """Resuming a sweep whose results.parquet cannot be read (truncated, overwritten): the
+    table is rebuilt from Ray's saved state, where every trial's last result is (the resumed
+    sweep runs as one without a table: tune/runner.py). The unreadable file is kept, renamed
+    results.parquet.unreadable[-N]; returns that path, or None when the table is readable."""
+    path = sweep_dir / RESULTS_PARQUET
+    if not path.is_file():
+        return None
+    try:
+        read_table(path)
+        return None
+    except UnreadableTable as err:
+        problem = err.problem
+    keep = next(p for p in (path.with_name(f"{RESULTS_PARQUET}.unreadable" + (f"-{i}" if i else ""))
+                            for i in itertools.count()) if not p.exists())
+    os.replace(path, keep)
+    print(f"{path} is not a readable results table ({problem}); rebuilding it from the "
+          f"sweep's Ray state (the unreadable file is kept as {keep.name})", flush=True)
+    return keep
+
+
 def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
                        uri: str | None = None) -> dict[str, Any]:
     """The flags a sweep was started with; flags given now must agree with them. `uri`: the
@@ -364,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         # unless the mode is given, warns at every start that it did; we choose it explicitly
         # (Ray reads the mode when it is imported, and creates ~/.ray/auth_token if missing).
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+    for given_uri in (args.resume, flags["storage"]):
+        if is_uri(given_uri):
+            check_uri(given_uri)  # s3:// without a bucket: one line before anything else
     resuming = args.resume is not None
     if resuming:
         if not args.resume and not flags["name"]:
@@ -375,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         flags["name"] = sweep_dir.name
         flags["storage"] = uri.rsplit("/", 1)[0] if uri else str(sweep_dir.parent)
         if not args.dry_run:
+            set_aside_unreadable_table(sweep_dir)
             planned = int(read_space(sweep_dir, uri).get("num_trials", 0))
             finished, n_errored = sweep_state(sweep_dir, planned)
             if finished and flags["reseed_top"]:  # and its seed repeats, when it has them

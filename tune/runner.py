@@ -519,7 +519,10 @@ def _run_tuner(
     if doc is not None:
         # A sweep whose seed repeats were planned finished its search (tune/reseed.py); it runs
         # again only for --retry-errored with errored search trials (the finalists stay).
-        search_done = not (retry_errored and _errored(sweep_dir, doc["search_trials"], True))
+        # Without a results table (an unreadable one is set aside on --resume) the search is
+        # restored too: its finished trials rebuild their rows, which the repeats then follow.
+        search_done = (sweep_dir / RESULTS_PARQUET).is_file() and not (
+            retry_errored and _errored(sweep_dir, doc["search_trials"], True))
     else:
         search_done = (resuming and not retry_errored
                        and sweep_state(sweep_dir, plan.num_trials)[0])

@@ -43,6 +43,31 @@ def sweep_uri(storage, name: str) -> str:
     return f"{str(storage).rstrip('/')}/{name}"
 
 
+class StoreError(UserError, OSError):
+    """The object store cannot be used (unreachable, no such bucket, access denied): one line
+    naming the URI and what to check. An OSError too, so that the uploads a sweep makes only
+    in passing (tune/runner.py) still carry on past it."""
+
+
+def store_error(uri: str, err: BaseException) -> StoreError:
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return StoreError(f"{uri}: the object store cannot be reached or refused the request "
+                      f"({first}); check the URI's bucket, AWS_ENDPOINT_URL and the "
+                      "credentials, then rerun")
+
+
+def check_uri(uri: str) -> None:
+    """A one-line error for an object-store URI without a bucket (s3://, s3:///prefix): pyarrow
+    takes those as the store's root and fails later with 'Path cannot start with a separator'."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(uri))
+    if parts.scheme.lower() not in ("", "file", "local", "mock") and not parts.netloc:
+        raise UserError(f"{uri}: no bucket in this storage URI; give it as "
+                        f"{parts.scheme}://BUCKET/PREFIX")
+
+
 @functools.lru_cache(maxsize=32)
 def filesystem(uri: str):
     """(pyarrow filesystem, path inside it) of a URI; a one-line error when it cannot be used.
@@ -50,6 +75,7 @@ def filesystem(uri: str):
     and an S3 filesystem is a client with its own connection pool, worth building once."""
     import pyarrow.fs as pafs
 
+    check_uri(uri)
     try:
         return pafs.FileSystem.from_uri(uri)
     except Exception as err:  # unknown scheme, missing credentials library, bad URI
@@ -69,6 +95,7 @@ class RemoteSweep:
     """A sweep directory in an object store and its local mirror."""
 
     def __init__(self, uri: str, local: Path | None = None):
+        check_uri(uri)
         self.uri = uri.rstrip("/")
         self.fs, self.root = filesystem(self.uri)
         self.local = Path(local) if local is not None else mirror_dir(self.uri)
@@ -82,7 +109,10 @@ class RemoteSweep:
     def exists(self, rel: str) -> bool:
         import pyarrow.fs as pafs
 
-        return self.fs.get_file_info(self.remote(rel)).type != pafs.FileType.NotFound
+        try:
+            return self.fs.get_file_info(self.remote(rel)).type != pafs.FileType.NotFound
+        except OSError as err:
+            raise store_error(self.uri, err) from None
 
     def push(self, *rels: str) -> None:
         """Upload these files or folders of the mirror (those that exist) to the store."""
@@ -95,10 +125,14 @@ class RemoteSweep:
                 self._put(src, rel)
 
     def _put(self, src: Path, rel: str) -> None:
+        data = src.read_bytes()
         parent = self.remote(rel).rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
-        with self.fs.open_output_stream(self.remote(rel)) as out:
-            out.write(src.read_bytes())
+        try:
+            self.fs.create_dir(parent, recursive=True)
+            with self.fs.open_output_stream(self.remote(rel)) as out:
+                out.write(data)
+        except OSError as err:
+            raise store_error(self.uri, err) from None
 
     def pull(self, *rels: str) -> list[str]:
         """Download these files of the store into the mirror (those that exist); returns them."""
@@ -120,15 +154,21 @@ class RemoteSweep:
         return got
 
     def read_bytes(self, rel: str) -> bytes:
-        with self.fs.open_input_stream(self.remote(rel)) as f:
-            return f.read()
+        try:
+            with self.fs.open_input_stream(self.remote(rel)) as f:
+                return f.read()
+        except OSError as err:
+            raise store_error(self.uri, err) from None
 
 
 def read_uri_bytes(uri: str) -> bytes:
     """The bytes of one file given by URI (a trial's predictions in the store)."""
     fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as f:
-        return f.read()
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except OSError as err:
+        raise store_error(uri, err) from None
 
 
 def open_uri(uri: str) -> io.BytesIO:
@@ -142,5 +182,5 @@ def fetch_splits(uri: str, cache: Path) -> Path:
     return cache
 
 
-__all__ = ["SWEEP_FILES", "RemoteSweep", "is_uri", "sweep_uri", "filesystem", "mirror_dir", "open_uri",
+__all__ = ["SWEEP_FILES", "RemoteSweep", "StoreError", "check_uri", "is_uri", "sweep_uri", "filesystem", "mirror_dir", "open_uri",
            "read_uri_bytes", "fetch_splits"]

@@ -394,9 +394,8 @@ def study(
             pair_totals.append(tot)
         if sampled:
             has = np.bincount(pcol, minlength=b) > 0  # draws with a close pair
-        # a trial picked uniformly at random, without any validation image
-        blind = (regret if heldout else np.repeat(regret_fixed[:, None], b, axis=1))
-        chance.append((blind <= TARGET_TOL + _EPS).mean(axis=0))
+        if heldout:  # a trial picked uniformly at random, without any validation image
+            chance.append((regret <= TARGET_TOL + _EPS).mean(axis=0))
         for (lab, _, _), cnt in zip(rows, cnts):
             a = acc[lab]
             top = cnt == cnt.max(axis=0, keepdims=True)  # [T, b] tied at the top of the subset
@@ -454,7 +453,9 @@ def study(
     import pandas as pd
 
     table = pd.DataFrame(table_rows)
-    blind = np.concatenate(chance)
+    # nested: the yardstick is fixed, so a blind pick's chance is the same in every draw
+    blind = (np.concatenate(chance) if heldout
+             else np.full(n_draws, (regret_fixed <= TARGET_TOL + _EPS).mean()))
     rec = recommend(table, n_classes, blind=(float(blind.mean()), _se(blind)))
     return ValSizeResult(table=table, regret=dist, n_classes=n_classes, n_examples=n,
                          n_trials=t, n_pairs=n_pairs, recommended_k=rec.k,

@@ -2,9 +2,10 @@
 
 `ProgressLine` prints one line: done / diverged (when any) / running / errored of the total, an
 ETA and the elapsed time, the best metric so far with its configuration (chosen from the results
-table's rows as the end summary chooses; marked when it is a running trial's last evaluation). It reads the trials, their statuses and
-their estimated costs from the results table (tune/results_table.py); the sweep's Ray callback
-(tune/sweep_callback.py) tells it when trials start and report. The ETA is the plan's cost model
+table's rows as the end summary chooses; marked when it is a running trial's last evaluation).
+It reads the trials, their statuses and their estimated costs from the results table
+(tune/results_table.py); the sweep's Ray callback (tune/sweep_callback.py) tells it when trials
+start and report. The ETA is the plan's cost model
 (`sweep_plan.trial_cost` of every trial) corrected by the speed measured on the trials that
 finished or reported, the remaining trials scheduled on the sweep's `concurrency` slots; until
 something is measured it is the model's alone, marked "~" (see `ProgressLine.eta`). The line

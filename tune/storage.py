@@ -95,7 +95,7 @@ class RemoteSweep:
     """A sweep directory in an object store and its local mirror."""
 
     def __init__(self, uri: str, local: Path | None = None):
-        check_uri(uri)
+        check_uri(uri)  # as given: "s3://" stripped of its slashes would read "s3:"
         self.uri = uri.rstrip("/")
         self.fs, self.root = filesystem(self.uri)
         self.local = Path(local) if local is not None else mirror_dir(self.uri)
@@ -154,21 +154,22 @@ class RemoteSweep:
         return got
 
     def read_bytes(self, rel: str) -> bytes:
-        try:
-            with self.fs.open_input_stream(self.remote(rel)) as f:
-                return f.read()
-        except OSError as err:
-            raise store_error(self.uri, err) from None
+        return _read(self.fs, self.remote(rel), self.uri)
 
 
-def read_uri_bytes(uri: str) -> bytes:
-    """The bytes of one file given by URI (a trial's predictions in the store)."""
-    fs, path = filesystem(uri)
+def _read(fs, path: str, uri: str) -> bytes:
+    """The bytes of `path` in `fs`; a store that fails is a StoreError naming `uri`."""
     try:
         with fs.open_input_stream(path) as f:
             return f.read()
     except OSError as err:
         raise store_error(uri, err) from None
+
+
+def read_uri_bytes(uri: str) -> bytes:
+    """The bytes of one file given by URI (a trial's predictions in the store)."""
+    fs, path = filesystem(uri)
+    return _read(fs, path, uri)
 
 
 def open_uri(uri: str) -> io.BytesIO:

@@ -72,6 +72,12 @@ STAGE_KEYS = (
 CLOCKS = ("train_seconds", "eval_seconds")  # summed over the stages in the run's metrics
 
 
+def _run_clocks(finished: list[dict], current: dict | None = None) -> dict[str, float]:
+    """The run's CLOCKS: the finished stages' (pipeline state) plus `current`'s, if given."""
+    return {k: sum(d["metrics"].get(k, 0.0) for d in finished)
+            + (current.get(k, 0.0) if current else 0.0) for k in CLOCKS}
+
+
 def _stage_dir(out: Path, i: int, stage: Stage) -> Path:
     return out / f"stage_{i + 1}_{stage.name}"
 
@@ -302,9 +308,8 @@ def run_stages(
             if report is not None:
                 # the run's clocks over all its stages so far, not this stage's alone: a sweep's
                 # results table reads a trial's cost off its last report
-                clocks = {k: m.get(k, 0.0) + sum(d["metrics"].get(k, 0.0)
-                                                 for d in state["finished"]) for k in CLOCKS}
-                report({**m, **clocks, "stage": i + 1, "num_stages": n}, ck)
+                report({**m, **_run_clocks(state["finished"], m), "stage": i + 1,
+                        "num_stages": n}, ck)
 
         trainer = Trainer(
             scfg,
@@ -362,9 +367,7 @@ def run_stages(
             **state["finished"][-1]["metrics"], "status": "completed", "message": ""
         }
     completed = final.get("status") == "completed"
-    clocks = {k: sum(d["metrics"].get(k, 0.0) for d in state["finished"]) for k in CLOCKS}
-    if not completed:
-        clocks = {k: v + final.get(k, 0.0) for k, v in clocks.items()}
+    clocks = _run_clocks(state["finished"], None if completed else final)
     for done in state["finished"][:-1] if completed else state["finished"]:
         for k, v in done["metrics"].items():
             final[f"{done['name']}_{k}"] = v

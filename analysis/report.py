@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from s4l_models.errors import UserError
-from s4l_models.io import atomic_write
+from s4l_models.io import atomic_write, atomic_write_csv
 
 from . import cost
 from . import figure3 as fig3
@@ -73,7 +73,7 @@ def _write_utf8(path: Path, text: str) -> None:
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False), retry=RETRY)
+    atomic_write_csv(path, df, retry=RETRY)
 
 
 def _save(fig, stem: Path) -> list[str]:

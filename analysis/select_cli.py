@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
-from s4l_models.io import atomic_write, atomic_write_text
+from s4l_models.io import atomic_write_csv, atomic_write_text
 from s4l_models.predictions import load_sweep_predictions
 from tune.results import TRIAL_PREDICTIONS, TRIALS_DIR, write_predictions
 
@@ -234,7 +234,7 @@ def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:
         sheet["path"] = [paths[int(i)] for i in sheet["id"]]
     out.mkdir(parents=True, exist_ok=True)
     path = free_path(out / f"labels_round{rnd}.csv")
-    atomic_write(path, lambda tmp: sheet.to_csv(tmp, index=False), retry=RETRY)
+    atomic_write_csv(path, sheet, retry=RETRY)
     print(f"{len(labeled)} of {budget} labels in; strategy {args.strategy} asks for {len(nxt)} "
           f"more: fill in the label column (class index 0..{c.n_classes - 1}) of {path}, then "
           f"run: s4l-select {args.sweep_dir} --budget {budget} --strategy {args.strategy}"
@@ -345,10 +345,8 @@ def simulate_cmd(c: Candidates, sweep, out: Path, args) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     table, crit, need, sv = study_candidates(c, args.draws or DRAWS, args.seed, log)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "select_curves.csv", lambda tmp: table.to_csv(tmp, index=False),
-                 retry=RETRY)
-    atomic_write(out / "select_criteria.csv", lambda tmp: crit.to_csv(tmp, index=False),
-                 retry=RETRY)
+    atomic_write_csv(out / "select_curves.csv", table, retry=RETRY)
+    atomic_write_csv(out / "select_criteria.csv", crit, retry=RETRY)
     pool = int((np.bincount(c.label) // 2).sum())
     doc = {"sweep": str(sweep.run_dir), "candidates": len(c.trial_ids),
            "images": len(c.label), "pool": pool, "draws": int(table["draws"].iloc[0]),

@@ -115,3 +115,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, retry: str = RET
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, retry: str = RETRY) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text), retry=retry)
+
+
+def atomic_write_csv(path: str | os.PathLike, frame, *, retry: str = RETRY) -> Path:
+    """A pandas DataFrame as CSV without its index, written atomically."""
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False), retry=retry)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s4l_models.errors import UserError
+from s4l_models.errors import UserError, first_line
 from s4l_models.predictions import SWEEP_PREDICTIONS, load_sweep_predictions
 from tune.reseed import load_reseed
 from tune.results import (  # the results-table format it reads
@@ -134,9 +134,8 @@ def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path]:
             except pd.errors.EmptyDataError:
                 return pd.DataFrame(), path
             except Exception as err:  # corrupt file: name it and how to get a good one
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise UserError(
-                    f"cannot read {path} ({first}); {REGENERATE}"
+                    f"cannot read {path} ({first_line(err)}); {REGENERATE}"
                 ) from None
     hint = ""
     if run_dir.is_dir():

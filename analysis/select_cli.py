@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
+from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error, first_line
 from s4l_models.io import atomic_write_csv, atomic_write_text
 from s4l_models.predictions import load_sweep_predictions
 from tune.results import TRIAL_PREDICTIONS, TRIALS_DIR, write_predictions
@@ -163,8 +163,7 @@ def read_labels(path: str, c: Candidates) -> tuple[np.ndarray, np.ndarray]:
     try:
         sheet = pd.read_csv(path, dtype={"label": "string"})
     except (OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"--labels {path}: cannot read it ({first}); give the CSV sheet "
+        raise UserError(f"--labels {path}: cannot read it ({first_line(err)}); give the CSV sheet "
                         "s4l-select wrote, with its label column filled in") from None
     if not {"id", "label"} <= set(sheet.columns):
         raise UserError(f"--labels {path}: needs columns id and label; use the sheet "

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .config import RESUME_FREE, TrainConfig
-from .errors import UserError
+from .errors import UserError, first_line
 from .io import atomic_write
 
 CHECKPOINT_DIR = "checkpoint"
@@ -56,9 +56,8 @@ def read_state(path: str | os.PathLike, device: torch.device | str = "cpu", **kw
     except FileNotFoundError:
         raise
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"the checkpoint {path} is unreadable ({first[:120]}): it was cut short "
-                        "or damaged; start afresh with another --out") from None
+        raise UserError(f"the checkpoint {path} is unreadable ({first_line(err)[:120]}): it "
+                        "was cut short or damaged; start afresh with another --out") from None
 
 
 def write_state(directory: Path, payload: dict) -> Path:

@@ -17,6 +17,13 @@ class UserError(Exception):
     """Bad input from the user: the message names the problem and how to fix it."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error quotes of a library's multi-line text."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class DiskFullError(UserError):
     """The disk (or a quota) is full: the message names the file, the space there and the least
     it needs. Nothing written before is lost (s4l_models/io.py writes atomically)."""

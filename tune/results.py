@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from s4l_models.config import RESUME_FREE, TrainConfig
-from s4l_models.errors import UserError
+from s4l_models.errors import UserError, first_line
 from s4l_models.io import atomic_write
 from s4l_models.predictions import (
     SWEEP_PREDICTIONS,
@@ -342,9 +342,7 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None,
             df = internal_form(pd.read_parquet(f), complete=complete)
         except (pa.ArrowException, OSError, ValueError, KeyError) as err:
             # a truncated or overwritten file (the sweep itself replaces it atomically)
-            text = str(err).strip()
-            raise UnreadableTable(path, text.splitlines()[0] if text else type(err).__name__
-                                  ) from None
+            raise UnreadableTable(path, first_line(err)) from None
     return df[columns] if columns is not None else df
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from s4l_models.config import TrainConfig, parse_set
 from s4l_models.data.datasets import DATASETS, load_dataset
 from s4l_models.data.splits import splits_for
-from s4l_models.errors import DiskFullError, UserError
+from s4l_models.errors import DiskFullError, UserError, first_line
 from s4l_models.io import atomic_write_text
 from tune import provenance, reseed, tracking
 from tune.checkpoints import CheckpointPruner, prune_checkpoints
@@ -105,8 +105,8 @@ def start_ray(address: str | None, dashboard: bool) -> bool:
         try:
             ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"--address {address}: cannot connect to Ray ({first})") from None
+            raise UserError(f"--address {address}: cannot connect to Ray ({first_line(err)})"
+                            ) from None
         return True
     try:
         ray.init(dashboard_host="127.0.0.1", num_cpus=len(os.sched_getaffinity(0)), **common)

@@ -27,7 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from s4l_models.errors import UserError
+from s4l_models.errors import UserError, first_line
 
 # The sweep directory's own files (everything else lives in Ray's experiment in the store).
 SWEEP_FILES = ("space.json", "splits.npz", "splits.json", "results.parquet", "results.csv",
@@ -50,8 +50,7 @@ class StoreError(UserError, OSError):
 
 
 def store_error(uri: str, err: BaseException) -> StoreError:
-    text = str(err).strip()
-    first = text.splitlines()[0] if text else type(err).__name__
+    first = first_line(err)
     return StoreError(f"{uri}: the object store cannot be reached or refused the request "
                       f"({first}); check the URI's bucket, AWS_ENDPOINT_URL and the "
                       "credentials, then rerun")
@@ -79,9 +78,9 @@ def filesystem(uri: str):
     try:
         return pafs.FileSystem.from_uri(uri)
     except Exception as err:  # unknown scheme, missing credentials library, bad URI
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{uri}: cannot open this storage URI ({first}); give an s3://, gs:// "
-                        "or file:// URI that pyarrow can reach, or a local folder") from None
+        raise UserError(f"{uri}: cannot open this storage URI ({first_line(err)}); give an "
+                        "s3://, gs:// or file:// URI that pyarrow can reach, or a local folder"
+                        ) from None
 
 
 def mirror_dir(uri: str) -> Path:

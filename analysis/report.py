@@ -57,11 +57,14 @@ code{background:#f4f4f4;padding:0 3px}
 
 
 RETRY = "rerun s4l-report"  # after a full disk: nothing the sweep computed is lost
-# every file name the report writes, without the per-sweep suffixes of a multi-sweep report
+# every file the report writes: these names, and each figure's PNG and SVG (`_save`), named by
+# its stem alone or, in a report of several sweeps, `<stem>-<sweep>` (`stem` in build_report)
 OWN_FILES = ("index.html", "summary.txt", "sweeps.csv", "tiny_subsets.csv", "valsize.csv",
              "select_curves.csv", "select_criteria.csv", "sensitivity.csv",
              "sensitivity_values.csv", "fanova.csv", "leaderboard.csv", "configurations.csv",
-             "cost_by_axis.csv", "figure3.png", "figure3.svg")
+             "cost_by_axis.csv")
+FIGURE_STEMS = ("figure3", "valsize", "select", "sensitivity", "parallel")
+FIGURE_SUFFIXES = (".png", ".svg")
 MARK = "by s4l-report"  # in every page's header line
 # written first into the output folder: a report stopped before its page (a live rebuild ended
 # by the final one) still marks the folder as the report's to rewrite
@@ -80,6 +83,15 @@ def _save(fig, stem: Path) -> list[str]:
     return save_figure(fig, stem, retry=RETRY)
 
 
+def owned(name: str) -> bool:
+    """Whether the report writes a file of this name (and would replace one found there)."""
+    if name in OWN_FILES:
+        return True
+    stem, dot, ext = name.rpartition(".")
+    return (bool(dot) and f".{ext}" in FIGURE_SUFFIXES
+            and any(stem == s or stem.startswith(f"{s}-") for s in FIGURE_STEMS))
+
+
 def check_out(out: Path) -> None:
     """Refuse an output folder whose files the report would replace unless they are a previous
     report's (its index.html says it was made by s4l-report): a user's own index.html or
@@ -92,7 +104,10 @@ def check_out(out: Path) -> None:
             return
     except OSError:
         pass
-    clash = [n for n in OWN_FILES if (out / n).exists()]
+    try:
+        clash = sorted(f.name for f in out.iterdir() if owned(f.name))
+    except (FileNotFoundError, NotADirectoryError):  # a new folder, or a file (mkdir says)
+        clash = []
     if clash:
         raise UserError(f"--out {out} holds {clash[0]}, not from an earlier s4l-report, which "
                         "the report would overwrite; choose a new or empty folder")

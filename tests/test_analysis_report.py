@@ -17,7 +17,7 @@ from planted_sweeps import planted_sweep
 
 from analysis import cli
 from analysis.load import FULL
-from analysis.report import build_report
+from analysis.report import OWN_MARKER, build_report, owned
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,10 +126,21 @@ def test_the_report_overwrites_only_an_earlier_report(tmp_path, capsys, monkeypa
         err.strip().splitlines()) == 1
     assert (mine / "index.html").read_text() == "<html>my own page</html>"
     assert (mine / "leaderboard.csv").read_text() == "mine\n"
+    # a folder holding only one of the report's figures, under its own name, is refused too
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "valsize.png").write_bytes(b"my plot")
+    assert cli.main([str(run), "--out", str(plots), *argv]) == 2
+    assert "holds valsize.png" in capsys.readouterr().err
+    assert (plots / "valsize.png").read_bytes() == b"my plot"
     # an earlier report is rebuilt in place; a full disk mid-way leaves every earlier file whole
     out = tmp_path / "r"
     assert cli.main([str(run), "--out", str(out), *argv]) == 0
     before = {f.name: f.read_bytes() for f in out.iterdir()}
+    # check_out knows every file the report writes (the marker aside), so none is overwritten
+    # unrecognised in a user's folder
+    written = sorted(n for n in before if n != OWN_MARKER)
+    assert "valsize.png" in written and [n for n in written if not owned(n)] == []
     real = matplotlib.figure.Figure.savefig
 
     def full(self, fname, *a, **k):

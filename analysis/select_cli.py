@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error, first_line
-from s4l_models.io import atomic_write_csv, atomic_write_text
+from s4l_models.io import atomic_write_csv, atomic_write_text, free_path
 from s4l_models.predictions import load_sweep_predictions
 from tune.results import TRIAL_PREDICTIONS, TRIALS_DIR, write_predictions
 
@@ -203,15 +203,6 @@ def image_paths(sweep) -> list[str] | None:
 
 
 RETRY = "rerun s4l-select"  # after a full disk
-
-
-def free_path(path: Path) -> Path:
-    """`path`, or path with -2, -3, ... when it exists: nothing is overwritten."""
-    n, p = 2, path
-    while p.exists():
-        p = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        n += 1
-    return p
 
 
 def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:

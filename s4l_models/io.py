@@ -7,6 +7,7 @@ The file gets the permissions any new file would get (0666 less the process umas
 the usual umask 022), not mkstemp's private 0600: sweeps on shared storage are read by others.
 A full disk (ENOSPC, or a quota: EDQUOT) becomes a `DiskFullError`: one line naming the file,
 the free space there and the least it needs; the previous version stays in place.
+`free_path` names a new file or folder beside existing ones without replacing any.
 """
 
 from __future__ import annotations
@@ -120,3 +121,13 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, retry: str = RETRY)
 def atomic_write_csv(path: str | os.PathLike, frame, *, retry: str = RETRY) -> Path:
     """A pandas DataFrame as CSV without its index, written atomically."""
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False), retry=retry)
+
+
+def free_path(path: Path) -> Path:
+    """`path`, or `path` with -2, -3, ... before its suffix when it exists: nothing is
+    overwritten (labels_round1-2.csv, simulate-2, results.parquet-2.unreadable)."""
+    n, p = 2, path
+    while p.exists():
+        p = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return p

@@ -310,3 +310,19 @@ def test_a_truncated_results_table_is_rebuilt_on_resume_and_kept(tmp_path):
     pd.testing.assert_frame_equal(after[cols].sort_values("trial_id").reset_index(drop=True),
                                   before[cols].sort_values("trial_id").reset_index(drop=True))
     assert "trials: 2 completed (of 2 planned)" in p.stdout
+
+
+def test_a_second_unreadable_table_is_kept_beside_the_first(tmp_path, capsys):
+    # Two resumes of a sweep whose table broke twice: each unreadable file is kept, the first
+    # is never replaced by the second.
+    from tune.run_sweep import set_aside_unreadable_table
+
+    table = tmp_path / "results.parquet"
+    for n, content in enumerate((b"first broken table", b"second broken table")):
+        table.write_bytes(content)
+        kept = set_aside_unreadable_table(tmp_path)
+        assert kept == tmp_path / ("results.parquet.unreadable" if n == 0
+                                   else "results.parquet-2.unreadable")
+        assert kept.read_bytes() == content and not table.exists()
+        assert kept.name in capsys.readouterr().out
+    assert (tmp_path / "results.parquet.unreadable").read_bytes() == b"first broken table"

@@ -69,7 +69,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
-import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
@@ -79,6 +78,7 @@ from typing import Any  # noqa: E402
 
 from s4l_models.config import parse_set  # noqa: E402
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
+from s4l_models.io import free_path  # noqa: E402
 from tune.memory_plan import (  # noqa: E402
     check_fits,
     largest_trials,
@@ -295,7 +295,7 @@ def set_aside_unreadable_table(sweep_dir: Path) -> Path | None:
     """Resuming a sweep whose results.parquet cannot be read (truncated, overwritten): the
     table is rebuilt from Ray's saved state, where every trial's last result is (the resumed
     sweep runs as one without a table: tune/runner.py). The unreadable file is kept, renamed
-    results.parquet.unreadable[-N]; returns that path, or None when the table is readable."""
+    results.parquet.unreadable (or results.parquet-N.unreadable: `free_path`); returns that path, or None when the table is readable."""
     path = sweep_dir / RESULTS_PARQUET
     if not path.is_file():
         return None
@@ -304,8 +304,7 @@ def set_aside_unreadable_table(sweep_dir: Path) -> Path | None:
         return None
     except UnreadableTable as err:
         problem = err.problem
-    keep = next(p for p in (path.with_name(f"{RESULTS_PARQUET}.unreadable" + (f"-{i}" if i else ""))
-                            for i in itertools.count()) if not p.exists())
+    keep = free_path(path.with_name(f"{RESULTS_PARQUET}.unreadable"))
     os.replace(path, keep)
     print(f"{path} is not a readable results table ({problem}); rebuilding it from the "
           f"sweep's Ray state (the unreadable file is kept as {keep.name})", flush=True)

@@ -165,6 +165,36 @@ def test_permutation_pvalue_exact_and_monte_carlo():
     assert all(np.isnan(sens.permutation_pvalue([2, 2, 2], ["a", "b", "b"])))
 
 
+def test_permutation_pvalue_counts_ties_of_accuracies_exactly():
+    # Accuracies are counts over the same images (k/500 here), so many reassignments tie the
+    # observed grouping exactly; each must count, whatever the floating-point order of the
+    # sums (the committed digits report's p moved with the machine's BLAS kernel when means
+    # less the grand mean were compared). Exact p by enumerating every ordering in fractions,
+    # with groups of one trial (scipy's "pairings" form) and without ("independent").
+    import itertools
+    from fractions import Fraction
+
+    def exact(y, groups):
+        vals = [Fraction(round(v * 500), 500) for v in y]
+
+        def stat(order):
+            return sum(sum(v for v, g in zip(order, groups) if g == label) ** 2
+                       / groups.count(label) for label in set(groups))
+
+        observed = stat(vals)
+        orders = list(itertools.permutations(vals))
+        return sum(stat(o) >= observed for o in orders) / len(orders)
+
+    y = [0.944, 0.95, 0.956, 0.944, 0.946, 0.956, 0.95]
+    for groups in ([2, 2, 2, 3, 3, 0, 0], [0, 0, 0, 1, 0, 2, 0], [3, 0, 1, 3, 1, 1, 3],
+                   [1, 3, 2, 2, 1, 1, 1]):
+        p, se = sens.permutation_pvalue(y, groups, n_permutations=9999)
+        assert se == 0.0 and p == pytest.approx(exact(y, groups), abs=1e-12), groups
+        # the same values shifted by a constant: the same test
+        assert sens.permutation_pvalue([v - 0.5 for v in y], groups, n_permutations=9999)[0] \
+            == pytest.approx(p, abs=1e-12)
+
+
 def test_holm():
     assert sens.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert sens.holm([0.5, 0.01]) == pytest.approx([0.5, 0.02])

@@ -225,7 +225,10 @@ class Pick:
     posterior: np.ndarray  # [T] P(candidate is the best) under the noise model
     all_hits: np.ndarray  # [T] correct labeled images of every candidate
     eps: float  # the noise model's accuracy of the best candidate
-    runner_up: int | None  # row of the next candidate by labeled hits (None with one candidate)
+    runner_up: int | None  # row of the next candidate by labeled hits (None with one candidate);
+    # of several with those hits, the one the labels separate least from the pick (largest
+    # McNemar p), so that a tie cannot hide a closer competitor behind table order
+    runner_up_tied: int  # candidates with the runner-up's hits, the runner-up included
     pick_only: int  # labeled images the pick gets right and the runner-up does not
     runner_only: int  # ... and the other way round
     mcnemar_p: float  # exact McNemar p of the two on the labeled images
@@ -235,7 +238,8 @@ def pick(c: Candidates, labeled: np.ndarray, y: np.ndarray,
          rng: np.random.Generator, eps: float | None = None) -> Pick:
     """The candidate with the most correct labeled images (random among ties), with what the
     labels prove about it: the exact (Clopper-Pearson) interval of its accuracy on the labeled
-    images and an exact McNemar test against the runner-up on them. Also the noise model's
+    images and an exact McNemar test against the runner-up on them (of the candidates next by
+    labeled hits, the one least separated from the pick). Also the noise model's
     probability that it is the best, which is overconfident (the model treats the candidates'
     errors as independent, while trials of one sweep err on the same hard images); no estimate
     of its accuracy on the whole split is made from labels chosen where the candidates
@@ -249,13 +253,18 @@ def pick(c: Candidates, labeled: np.ndarray, y: np.ndarray,
     t = int(rng.choice(top))
     w = posterior(c.pred, labeled, y, eps, c.n_classes)
     ci = binomtest(int(hits[t]), max(1, len(labeled))).proportion_ci(method="exact")
-    others = [j for j in np.argsort(-hits, kind="stable") if j != t]
-    r = int(others[0]) if others else None
-    a_only = int((right[t] & ~right[r]).sum()) if r is not None else 0
-    b_only = int((right[r] & ~right[t]).sum()) if r is not None else 0
+    others = [int(j) for j in np.argsort(-hits, kind="stable") if j != t]
+    r, a_only, b_only, p_r, n_r = None, 0, 0, 1.0, 0
+    if others:
+        nxt = [j for j in others if hits[j] == hits[others[0]]]
+        # (McNemar p, discordant pairs fewer first, table order): the least separated
+        sep = [(mcnemar_p(a, b), -(a + b), -i, j, a, b) for i, j in enumerate(nxt)
+               for a, b in [(int((right[t] & ~right[j]).sum()), int((right[j] & ~right[t]).sum()))]]
+        p_r, _, _, r, a_only, b_only = max(sep)
+        n_r = len(nxt)
     return Pick(t, str(c.trial_ids[t]), len(labeled), int(hits[t]), float(w[t]),
-                float(ci.low), float(ci.high), len(top), w, hits, float(eps), r, a_only, b_only,
-                mcnemar_p(a_only, b_only))
+                float(ci.low), float(ci.high), len(top), w, hits, float(eps), r, n_r, a_only,
+                b_only, p_r)
 
 
 # --- label-free criteria -------------------------------------------------------------------------

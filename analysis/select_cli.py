@@ -247,6 +247,7 @@ def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
     if pk.runner_up is not None:
         runner = {"trial_id": str(c.trial_ids[pk.runner_up]),
                   "correct_on_labeled": int(hits[pk.runner_up]),
+                  "tied_on_labeled": pk.runner_up_tied,
                   "labeled_only_pick_right": pk.pick_only,
                   "labeled_only_runner_up_right": pk.runner_only,
                   "mcnemar_p_exact": pk.mcnemar_p}
@@ -288,8 +289,10 @@ def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
         verdict = (f"exact McNemar p = {pk.mcnemar_p:.2g}: "
                    + ("the labels separate them at the 5% level" if pk.mcnemar_p < 0.05
                       else "the labels do not separate them"))
+        tie = (f"; {pk.runner_up_tied - 1} other(s) also got {runner['correct_on_labeled']}, "
+               "this one is the least separated from the pick" if pk.runner_up_tied > 1 else "")
         print(f"against the runner-up {runner['trial_id']} ({runner['correct_on_labeled']}/"
-              f"{pk.labeled} right): {pk.pick_only} labeled images only the pick gets right, "
+              f"{pk.labeled} right{tie}): {pk.pick_only} labeled images only the pick gets right, "
               f"{pk.runner_only} only the runner-up" + (f"; {verdict}" if d else
                                                         "; they answer every labeled image alike"))
     print(f"how often such a pick is the best on this sweep: s4l-select {args.sweep_dir} "

@@ -81,6 +81,24 @@ def test_the_exact_interval_of_random_labels_covers_the_true_accuracy():
     assert covered >= 34  # 95% nominal; the exact interval is conservative
 
 
+def test_the_runner_up_of_a_tie_is_the_one_least_separated_from_the_pick():
+    # 10 labeled images: the pick gets 8 right; "apart" and "close" both get 6. "apart" (first
+    # in table order) is right only where the pick is (discordant 2 vs 0, McNemar p 0.5);
+    # "close" is right on both images the pick misses (4 vs 2, p 0.69). The pick is compared
+    # with "close", the competitor the labels separate least, and the tie is counted.
+    label = np.zeros(10, dtype=np.int64)
+    right = {"pick": [1] * 8 + [0, 0], "apart": [1] * 6 + [0] * 4,
+             "close": [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]}
+    ids = np.array(list(right))
+    pred = np.array([np.where(np.array(r) == 1, 0, 1) for r in right.values()])
+    c = Candidates(ids, pred, np.full(pred.shape, 0.8, np.float32), label, np.arange(10), C)
+    pk = pick(c, np.arange(10), label, np.random.default_rng(0))
+    assert pk.trial_id == "pick" and pk.hits == 8
+    assert ids[pk.runner_up] == "close" and pk.runner_up_tied == 2
+    assert (pk.pick_only, pk.runner_only) == (4, 2)
+    assert pk.mcnemar_p == pytest.approx(stats.binomtest(4, 6).pvalue)
+
+
 def test_stratified_spreads_labels_over_the_voted_classes():
     c, _ = contested()
     got = propose("stratified", c, np.arange(400), np.zeros(0, np.int64),

@@ -649,14 +649,12 @@ def summary(fig: dict) -> str:
 
 def merge_result(key: str, fig: dict) -> Path:
     """Store `fig` (with its date and command) under `key` of bench/results/chaos.json."""
-    import shlex
-
-    from common import RESULTS
+    from common import RESULTS, command_line
 
     path = RESULTS / "chaos.json"
     doc = json.loads(path.read_text())
     doc[key] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": "python " + " ".join(shlex.quote(a) for a in sys.argv), **fig}
+                "command": command_line(), **fig}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
 

@@ -12,6 +12,17 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def command_line() -> str:
+    """This benchmark's command as run from the repository root (python bench/NAME.py ARGS),
+    wherever it was started from, so the recorded command can be pasted as it is."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(RESULTS.parent.parent)
+    except ValueError:
+        pass
+    return "python " + " ".join(shlex.quote(a) for a in [str(script), *sys.argv[1:]])
 # Settings a benchmark's trainer config needs for a dataset: ImageNet-shaped synthetic data has
 # 1,000 classes and a 1,000-image validation split, one image per class, so only the
 # 1-per-class tiny subset exists.
@@ -73,7 +84,7 @@ def write_result(name: str, figures: dict) -> Path:
     payload = {
         "name": name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command_line(),
         "machine": machine(),
         **figures,
     }

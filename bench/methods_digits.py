@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_result  # noqa: E402
+from common import RESULTS, command_line, write_result  # noqa: E402
 from methods_table import run_one, summarize  # noqa: E402
 
 from s4l_models.methods import PAPER_METHODS  # noqa: E402
@@ -114,7 +113,7 @@ def merged(rows: list[dict], methods: list[str], setup: dict, wall: float):
     known = [*PAPER_METHODS, *VARIANTS]
     reruns = old.get("reruns", []) + [{
         "methods": methods, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command_line(),
         "wall_seconds": wall,
     }]
     figures = {**setup, "jobs": old.get("jobs"), "wall_seconds": old.get("wall_seconds"),

@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import DATASET_SETTINGS, RESULTS, sync, write_result
+from common import DATASET_SETTINGS, RESULTS, command_line, sync, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -179,7 +179,7 @@ def measure(case: Case, device, threads: int, repeats: int, tmp: Path) -> dict:
     hand = statistics.median(r["images_per_s"] for r in loop_runs)
     paired = [t["images_per_s"] / h["images_per_s"] for t, h in zip(trainer_runs, loop_runs)]
     return {
-        "command": "python " + " ".join(sys.argv),
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "dataset": case.dataset, "arch": case.arch, "width": case.width, "batch": case.batch,
         "steps_per_run": trainer_runs[0]["steps"], "repeats": repeats, "threads": threads,

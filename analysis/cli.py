@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     # report uses too, so one directory gives one page either way.
     p.add_argument("--draws", type=int,
                    help="random draws per k and design in the validation-size study (default 2000)")
-    p.add_argument("--boot", type=int, help="bootstrap resamples for the CIs (default 2000)")
+    p.add_argument("--boot", type=int,
+                   help="bootstrap resamples for the CIs, Monte-Carlo null draws for Figure 3's "
+                        "p-values and random subsets for the spread of r (default 2000; 0 skips "
+                        "all three)")
     p.add_argument("--permutations", type=int,
                    help="permutations of each sweep axis in the sensitivity test (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of subsets, bootstrap and permutations (default 0)")

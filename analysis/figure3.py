@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from s4l_models.io import atomic_write  # noqa: E402
 
 from .load import Sweep  # noqa: E402
-from .stats import TinyResult, Yardstick, fmt_p, subset_images, tiny_study  # noqa: E402
+from .stats import NO_DRAWS, TinyResult, Yardstick, fmt_p, subset_images, tiny_study  # noqa: E402
 
 TITLES = {"nested": "full split (contains the subset; paper's Figure 3)",
           "disjoint": "rest of the split (disjoint from the subset)"}
@@ -122,7 +122,7 @@ def _label(y: Yardstick) -> str:
         if np.isfinite(null):
             text += f"\nmean r under H0 (overlap only) = {null:.2f}"
         text += (f"\n{fmt_p(p, c.get('pearson_p_min'))} vs H0" if np.isfinite(p)
-                 else "\np n/a (no predictions)")
+                 else "\np n/a (--boot 0)" if y.null == NO_DRAWS else "\np n/a (no predictions)")
     else:
         text += f"\n{fmt_p(p, c.get('pearson_p_min'))} vs r = 0" if np.isfinite(p) else ""
     return text

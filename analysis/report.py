@@ -215,6 +215,25 @@ def _pick(sel: st.Selection, where: str) -> str:
             f"expected regret {_pt(sel.expected_regret_pt)}")
 
 
+def _other_subsets(r: st.TinyResult) -> str:
+    """How r varies with the images drawn: the coefficients above hold for this one subset."""
+    parts = []
+    for y, where in ((r.nested, "the full split"), (r.disjoint, "the rest")):
+        c = y.corr if y is not None else {}
+        if np.isfinite(c.get("pearson_subsets_median", np.nan)):
+            parts.append(f"{c['pearson_subsets_lo']:.2f} to {c['pearson_subsets_hi']:.2f} "
+                         f"(median {c['pearson_subsets_median']:.2f}) against {where}")
+    if not parts:
+        return ""
+    c = r.nested.corr
+    undefined = c.get("pearson_subsets_undefined", 0.0)
+    tie = (f"; {100 * undefined:.1f}% of them define no r, every trial tying on them"
+           if undefined > 0 else "")
+    return (f"; these coefficients hold for this sweep's subset: other random {r.k}/class "
+            f"subsets of the same split give r {' and '.join(parts)} (central "
+            f"{100 * st.LEVEL:.0f}% of {int(c['subset_draws']):,} draws{tie})")
+
+
 def tiny_key(r: st.TinyResult) -> str:
     """The key-numbers line of one tiny subset: both yardsticks, the tie rule in expectation."""
     n, d = r.nested, r.disjoint
@@ -224,6 +243,8 @@ def tiny_key(r: st.TinyResult) -> str:
         text += (f" against the full split, where overlap alone gives r = "
                  f"{c['pearson_null']:.2f} (mean r under H0, over the simulated null's draws; "
                  f"{st.fmt_p(c['pearson_p'], c.get('pearson_p_min'))} vs that null)")
+    elif np.isfinite(c["pearson"]) and n.null == st.NO_DRAWS:
+        text += " against the full split (no p-value: no null draws were asked for, --boot 0)"
     elif np.isfinite(c["pearson"]):
         text += " against the full split (no p-value: without per-example predictions the null "
         text += "that keeps the overlap cannot be computed)"
@@ -235,6 +256,7 @@ def tiny_key(r: st.TinyResult) -> str:
         text += f"; {_coef(d.corr, 'pearson', 'r')} against the rest of the split"
         if np.isfinite(d.corr["pearson_p"]):
             text += f" ({st.fmt_p(d.corr['pearson_p'], d.corr.get('pearson_p_min'))} vs 0)"
+    text += _other_subsets(r)
     text += "; " + _pick(n.selection, "the full split")
     if d is not None:
         sd = d.selection
@@ -648,12 +670,18 @@ def build_report(
               f"<li>Monte-Carlo error: every resampled or bootstrapped figure is an estimate "
               f"from random draws and carries its Monte-Carlo standard error (± or a _se / "
               f"_mcse column): validation-size study {n_draws} draws per k and design, "
-              f"bootstrap and null draws {n_boot}, permutations {n_permutations} per axis; "
+              f"bootstrap, null draws and other random subsets of the split {n_boot}, permutations {n_permutations} per axis; "
               f"sized so that a probability near 0.95 is off by at most 0.005 (one standard "
               f"error). The sweep's own report and s4l-report use the same sizes and seed, so "
               f"they give the same page for the same directory.</li>"
               "<li>Exact binomial intervals: Clopper–Pearson (scipy.stats.binomtest). McNemar: "
-              "exact, on the discordant images of the two best trials on the subset.</li>"
+              "exact, on the discordant images of the two best trials on the subset (when more "
+              "than two tie for them, the first two in trial order, said as such, and the "
+              "rest-of-split counts are left out).</li>"
+              "<li>Which images: Figure 3's coefficients, intervals and p-values are for the "
+              "sweep's own tiny subsets (splits.npz), resampling trials; the spread of r over "
+              "other random subsets of the same size from the same split is given beside them "
+              "(tiny_subsets.csv, pearson_subsets_*).</li>"
               "<li>What each p-value tests: Figure 3 top row, H0 = all trials equally good "
               "(keeps the overlap of subset and full split); second row and Welch's test, no "
               "difference; sensitivity, the axis has no effect (permutation, Holm-corrected)."

@@ -104,6 +104,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .load import FULL, Sweep, tiny_column
+from .valsize import _gather_counts, stratified_subsets
 
 TOPK = (1, 5, 10)
 BOOT = 2000  # bootstrap resamples and Monte-Carlo null draws
@@ -122,6 +123,7 @@ UNAVAILABLE = ("unavailable: the overlap-aware null needs per-example prediction
                "subset's mask (predictions.npz, splits.npz); the independence test would be "
                "the wrong null for a subset inside its yardstick")
 INDEPENDENCE = "independence of the two scores (scipy.stats, two-sided)"
+NO_DRAWS = "not computed: no null draws were asked for (--boot 0)"
 
 
 # --- correlations -------------------------------------------------------------------------------
@@ -531,22 +533,26 @@ class McNemar:
     tiny_p: float  # exact McNemar p on the subset
     tiny_min_p: float  # the smallest p the subset's discordant count allows
     rest_n: int  # examples in the rest of the split
-    rest_a_only: int
-    rest_b_only: int
-    rest_p: float
+    rest_a_only: int | None  # None when more than two trials tie for the pair (`n_tied`)
+    rest_b_only: int | None
+    rest_p: float  # NaN then
     can_tell: bool  # the subset's p < alpha
     verdict: str  # sentence-ready
     alpha: float = 0.05
+    n_tied: int = 2  # trials with at least the second-best subset score
 
 
 MCNEMAR_RULE = ("the two best trials on the subset: first two of a stable sort by subset score "
-                "(ties broken by trial order)")
+                "(ties broken by trial order; when more than two trials tie for them, the "
+                "rest-of-split counts are left out, since they would depend on that order)")
 
 
 def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray, mask: np.ndarray | None = None, *,
-            a: str = "a", b: str = "b", alpha: float = 0.05, subset: str = "the subset"
-            ) -> McNemar:
-    """McNemar of two trials' per-example correctness [N] on the subset `mask` and the rest."""
+            a: str = "a", b: str = "b", alpha: float = 0.05, subset: str = "the subset",
+            n_tied: int = 2) -> McNemar:
+    """McNemar of two trials' per-example correctness [N] on the subset `mask` and the rest.
+    `n_tied` > 2: the pair is two of that many trials tied for it; the sentence says so and
+    the rest-of-split counts (which another pair of them would change) are left out."""
     x, y = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
     m = np.ones(len(x), bool) if mask is None else np.asarray(mask, dtype=bool)
     ta, tb = int(np.sum(x[m] & ~y[m])), int(np.sum(~x[m] & y[m]))
@@ -554,6 +560,9 @@ def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray, mask: np.ndarray | Non
     p, p_min = mcnemar_p(ta, tb), min_mcnemar_p(ta + tb)
     n, d = int(m.sum()), ta + tb
     pair = f"{a} and {b}"
+    if n_tied > 2:
+        pair = (f"{a} and {b} (the first two in trial order of the {n_tied} trials with the "
+                "subset's top two scores)")
     if d == 0:
         verdict = (f"{pair} answer all {n} images of {subset} alike: {subset} cannot tell them "
                    f"apart")
@@ -568,9 +577,11 @@ def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray, mask: np.ndarray | Non
         verdict = (f"{subset} does not tell {pair} apart: {ta} vs {tb} discordant images of "
                    f"{n}, McNemar {fmt_p(p)}")
     return McNemar(a=a, b=b, rule=MCNEMAR_RULE, tiny_n=n, tiny_a_only=ta, tiny_b_only=tb,
-                   tiny_p=p, tiny_min_p=p_min, rest_n=int((~m).sum()), rest_a_only=ra,
-                   rest_b_only=rb, rest_p=mcnemar_p(ra, rb), can_tell=bool(p < alpha),
-                   verdict=verdict, alpha=alpha)
+                   tiny_p=p, tiny_min_p=p_min, rest_n=int((~m).sum()),
+                   rest_a_only=ra if n_tied <= 2 else None,
+                   rest_b_only=rb if n_tied <= 2 else None,
+                   rest_p=mcnemar_p(ra, rb) if n_tied <= 2 else float("nan"),
+                   can_tell=bool(p < alpha), verdict=verdict, alpha=alpha, n_tied=n_tied)
 
 
 # --- one tiny subset ----------------------------------------------------------------------------
@@ -659,6 +670,7 @@ class TinyResult:
                 "mcnemar_tiny_b_only": m.tiny_b_only, "mcnemar_tiny_p": m.tiny_p,
                 "mcnemar_tiny_min_p": m.tiny_min_p, "mcnemar_rest_a_only": m.rest_a_only,
                 "mcnemar_rest_b_only": m.rest_b_only, "mcnemar_rest_p": m.rest_p,
+                "mcnemar_n_tied": m.n_tied,
                 "mcnemar_can_tell": m.can_tell, "mcnemar_verdict": m.verdict})
         out = []
         for y in self.yardsticks:
@@ -676,6 +688,55 @@ class TinyResult:
     def row(self) -> dict:
         """The nested (paper's) row."""
         return self.rows()[0]
+
+
+SUBSET_KEYS = ("pearson_subsets_median", "pearson_subsets_lo", "pearson_subsets_hi",
+               "pearson_subsets_undefined", "pearson_subsets_at_or_below", "subset_draws")
+
+
+def other_subsets_r(top1: np.ndarray, label: np.ndarray, k: int, observed: tuple[float, float],
+                    n_draws: int, seed: int) -> tuple[dict, dict]:
+    """How much r depends on which images the tiny set holds: Pearson r of the trials' scores
+    on `n_draws` random k-per-class subsets of the validation split against the full split
+    (nested) and against the rest of it (disjoint). The sweep's own subset is one such draw, and
+    its bootstrap interval (over trials) holds for it alone; the paper's question is about
+    tiny sets of this size in general. Per yardstick: the median and the central 95% of the
+    draws' r, the share of draws with no r (every trial ties on the subset), and the share at
+    or below the sweep's own subset's r (`observed`: nested, disjoint). Empty without draws,
+    with fewer than 3 trials, or when a class has fewer than k images."""
+    empty: tuple[dict, dict] = ({}, {})
+    t, n = top1.shape
+    if n_draws <= 0 or t < 3:
+        return empty
+    try:
+        cols = stratified_subsets(label, k, n_draws, seed)
+    except ValueError:  # a class smaller than k: no subset of this shape exists
+        return empty
+    m = cols.shape[1]
+    x = top1.astype(np.float32)
+    counts = _gather_counts(np.ascontiguousarray(x.T), cols).astype(np.float64)  # [T, draws]
+    total = x.sum(axis=1, dtype=np.float64)
+    tiny = counts / m
+    out = []
+    for ref, obs in ((np.repeat((total / n)[:, None], n_draws, axis=1), observed[0]),
+                     ((total[:, None] - counts) / max(1, n - m), observed[1])):
+        a = tiny - tiny.mean(axis=0)
+        b = ref - ref.mean(axis=0)
+        den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(den > 0, (a * b).sum(axis=0) / np.where(den > 0, den, 1), np.nan)
+        ok = r[np.isfinite(r)]
+        if len(ok) == 0:
+            out.append({"pearson_subsets_undefined": 1.0, "subset_draws": n_draws})
+            continue
+        lo, med, hi = np.percentile(ok, [100 * (1 - LEVEL) / 2, 50, 100 * (1 + LEVEL) / 2])
+        out.append({"pearson_subsets_median": float(med), "pearson_subsets_lo": float(lo),
+                    "pearson_subsets_hi": float(hi),
+                    "pearson_subsets_undefined": float(1 - len(ok) / n_draws),
+                    "pearson_subsets_at_or_below": (float((ok <= obs + TIE_TOL).mean())
+                                                    if np.isfinite(obs) else float("nan")),
+                    "subset_draws": n_draws})
+    return out[0], out[1]
 
 
 def tiny_pairs(sweep: Sweep, k: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -704,8 +765,8 @@ def tiny_study(
 ) -> list[TinyResult]:
     """Both yardsticks, intervals, McNemar and warnings for every tiny subset of the sweep.
 
-    `n_boot` bootstrap resamples; `n_null` Monte-Carlo null draws (default: n_boot; 0 gives NaN
-    p-values)."""
+    `n_boot` bootstrap resamples and random subsets of the split (`other_subsets_r`); `n_null`
+    Monte-Carlo null draws (default: n_boot; 0 gives NaN p-values)."""
     n_null = n_boot if n_null is None else n_null
     preds = sweep.predictions
     row_of = {t: i for i, t in enumerate(preds.trial_ids)} if preds is not None else {}
@@ -732,7 +793,8 @@ def tiny_study(
         else:
             corr = correlations(tiny, full, n_boot=n_boot, seed=seed, p_values=False)
             corr["null_r"] = float("nan")
-            null, test = UNAVAILABLE, "none"
+            null = NO_DRAWS if mask is not None and n_null <= 0 else UNAVAILABLE
+            test = "none"
         nested = Yardstick(
             name="nested", description="the full validation split (contains the subset)",
             n_images=n_full, trial_ids=ids, tiny=tiny, scores=full, corr=corr, null=null,
@@ -751,7 +813,7 @@ def tiny_study(
                 d_null, d_test = DISJOINT_NULL, MC_TEST
             else:
                 d_corr = correlations(d_tiny, rest, n_boot=n_boot, seed=seed, p_values=False)
-                d_null, d_test = UNAVAILABLE, "none"
+                d_null, d_test = (NO_DRAWS if n_null <= 0 else UNAVAILABLE), "none"
             d_corr["null_r"] = 0.0
             disjoint = Yardstick(
                 name="disjoint",
@@ -760,14 +822,24 @@ def tiny_study(
                 corr=d_corr, null=d_null, test=d_test,
                 selection=select(d_tiny, rest, d_ids, yardstick="disjoint"),
                 overlap={t: topk_overlap(d_tiny, rest, t) for t in TOPK})
+        if mask is not None and len(have) >= 3:
+            spread = other_subsets_r(
+                preds.top1[[row_of[ids[i]] for i in have]], preds.label, k,
+                (nested.corr["pearson"] if len(have) == len(ids) else float("nan"),
+                 disjoint.corr["pearson"] if disjoint is not None else float("nan")),
+                n_boot, seed)
+            nested.corr.update(spread[0])
+            if disjoint is not None:
+                disjoint.corr.update(spread[1])
         n_img = subset_images(sweep, k)
         ci = _intervals(nested.selection, ids, tiny, preds, row_of, mask, n_img)
         mc = None
         if mask is not None and len(have) >= 2:
             d_tiny = tiny[have]
             a, b = (have[j] for j in top_k(d_tiny, 2))
+            n_tied = int((d_tiny >= tiny[b] - TIE_TOL).sum())
             mc = mcnemar(preds.top1[row_of[ids[a]]], preds.top1[row_of[ids[b]]], mask,
-                         a=ids[a], b=ids[b], subset=f"the {k}/class subset")
+                         a=ids[a], b=ids[b], subset=f"the {k}/class subset", n_tied=n_tied)
         res = TinyResult(sweep=sweep.name, k=k, column=tiny_column(k), n_trials=len(ids),
                          n_images=n_img, n_full=n_full, num_classes=classes, nested=nested,
                          disjoint=disjoint, ci=ci, mcnemar=mc)
@@ -862,13 +934,18 @@ def tiny_table(results: list[TinyResult]) -> pd.DataFrame:
     H0, a formula, not shown on the page; 0 on the disjoint yardstick); selection (headline
     first): n_tied, tied, top_tiny, expected_regret_pt, p_pick_best, expected_yard, best,
     best_yard, n_best, best_tied, then the secondary order pick: order_pick, order_pick_tiny,
-    order_pick_yard, order_pick_regret_pt, order_pick_is_best; top1/top5/top10_overlap
+    order_pick_yard, order_pick_regret_pt, order_pick_is_best; how r varies with the images
+    drawn (`other_subsets_r`, per yardstick): pearson_subsets_median, pearson_subsets_lo,
+    pearson_subsets_hi (central 95% of the draws), pearson_subsets_undefined (share of draws
+    with no r), pearson_subsets_at_or_below (share at or below this subset's r),
+    subset_draws; top1/top5/top10_overlap
     (expected share over uniformly random tie-breaks of both rankings, `topk_overlap`); per
     subset (the same on both rows): pick_trial, pick_tiny_correct, pick_tiny_n, pick_tiny_lo,
     pick_tiny_hi, best_full_trial, best_full_tiny_correct/_n/_lo/_hi (exact 95% intervals),
     mcnemar_a, mcnemar_b, mcnemar_tiny_a_only, mcnemar_tiny_b_only, mcnemar_tiny_p,
-    mcnemar_tiny_min_p, mcnemar_rest_a_only, mcnemar_rest_b_only, mcnemar_rest_p,
-    mcnemar_can_tell, mcnemar_verdict (absent without predictions and masks); warnings (joined
+    mcnemar_tiny_min_p, mcnemar_rest_a_only, mcnemar_rest_b_only, mcnemar_rest_p (empty when
+    more than two trials tie for the pair), mcnemar_n_tied, mcnemar_can_tell, mcnemar_verdict
+    (absent without predictions and masks); warnings (joined
     by " | ").
     """
     return pd.DataFrame([row for r in results for row in r.rows()])

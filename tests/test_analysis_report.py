@@ -359,3 +359,16 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
     subprocess.run(flags + ["--window-size=1300,5000", f"--screenshot={shot}", index.as_uri()],
                    capture_output=True, timeout=90)
     assert shot.is_file() and shot.stat().st_size > 50_000
+
+
+def test_boot_0_says_no_null_draws_were_asked_for_not_that_predictions_are_missing(tmp_path):
+    run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-3, 1e-2], "epochs": [30, 300]})
+    out = tmp_path / "r"
+    assert cli.main([str(run), "--out", str(out), "--boot", "0", "--draws", "20",
+                     "--permutations", "20", "--quiet"]) == 0
+    summary = (out / "summary.txt").read_text()
+    assert "no null draws were asked for, --boot 0" in summary
+    assert "without per-example predictions" not in summary
+    tiny = pd.read_csv(out / "tiny_subsets.csv")
+    assert tiny["null"].str.startswith("not computed").all()
+    assert "pearson_subsets_median" not in tiny.columns  # no random subsets drawn either

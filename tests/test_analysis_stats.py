@@ -445,3 +445,52 @@ def test_a_monte_carlo_p_at_its_floor_reads_as_a_bound():
     c = st.correlations(x, x, null_draws=null, n_boot=0)
     assert c["pearson_p"] == pytest.approx(1 / 100)
     assert c["pearson_p_min"] == pytest.approx(1 / 100)
+
+
+def test_mcnemar_of_a_pair_tied_with_others_leaves_out_the_order_dependent_counts():
+    mask = np.arange(100) < 10
+    a = np.arange(100) % 3 == 0
+    b = np.arange(100) % 4 == 0
+    m = st.mcnemar(a, b, mask, a="x", b="y", n_tied=5)
+    assert m.rest_a_only is None and m.rest_b_only is None and np.isnan(m.rest_p)
+    assert "first two in trial order of the 5 trials" in m.verdict and m.n_tied == 5
+    m2 = st.mcnemar(a, b, mask, a="x", b="y")  # a unique pair: every count
+    assert m2.rest_a_only == int((a[10:] & ~b[10:]).sum()) and np.isfinite(m2.rest_p)
+    assert m2.tiny_p == m.tiny_p
+
+
+def test_the_spread_of_r_over_other_subsets_matches_a_direct_count():
+    # r of random k-per-class subsets against the full split and the rest, computed here one
+    # subset at a time with np.corrcoef, from the very subsets the function draws
+    from analysis.valsize import stratified_subsets
+
+    rng = np.random.default_rng(3)
+    t, n, k = 12, 60, 2
+    label = np.arange(n) % 5
+    skill = np.linspace(0.55, 0.9, t)[:, None]
+    top1 = rng.random((t, n)) < skill
+    own = np.isin(np.arange(n), stratified_subsets(label, k, 1, seed=99)[0])
+    obs = (np.corrcoef(top1[:, own].mean(1), top1.mean(1))[0, 1],
+           np.corrcoef(top1[:, own].mean(1), top1[:, ~own].mean(1))[0, 1])
+    nested, disjoint = st.other_subsets_r(top1, label, k, obs, n_draws=300, seed=7)
+    r_n, r_d = [], []
+    for cols in stratified_subsets(label, k, 300, seed=7):
+        m = np.isin(np.arange(n), cols)
+        tiny = top1[:, m].mean(1)
+        if np.ptp(tiny) == 0:
+            r_n.append(np.nan), r_d.append(np.nan)
+            continue
+        r_n.append(np.corrcoef(tiny, top1.mean(1))[0, 1])
+        r_d.append(np.corrcoef(tiny, top1[:, ~m].mean(1))[0, 1])
+    for got, want, o in ((nested, np.array(r_n), obs[0]), (disjoint, np.array(r_d), obs[1])):
+        ok = want[np.isfinite(want)]
+        assert got["subset_draws"] == 300
+        assert got["pearson_subsets_undefined"] == pytest.approx(1 - len(ok) / 300)
+        assert got["pearson_subsets_median"] == pytest.approx(np.median(ok), abs=1e-9)
+        assert (got["pearson_subsets_lo"], got["pearson_subsets_hi"]) == pytest.approx(
+            tuple(np.percentile(ok, [2.5, 97.5])), abs=1e-9)
+        assert got["pearson_subsets_at_or_below"] == pytest.approx(np.mean(ok <= o + 1e-9))
+    # no draws asked for, too few trials, or a class smaller than k: nothing claimed
+    assert st.other_subsets_r(top1, label, k, obs, n_draws=0, seed=0) == ({}, {})
+    assert st.other_subsets_r(top1[:2], label, k, obs, n_draws=50, seed=0) == ({}, {})
+    assert st.other_subsets_r(top1, label, 13, obs, n_draws=50, seed=0) == ({}, {})

@@ -4,7 +4,7 @@
     python bench/methods_digits.py --methods supervised s4l_rotation --seeds 0 1 --jobs 1
     python bench/methods_digits.py --methods pseudolabel moam --merge   # rerun 2, keep the rest
 
-About 15 minutes on 2 free CPU cores with the default --jobs 2 (889 s measured; MOAM and
+About 15 minutes on 2 free CPU cores with the default --jobs 2 (889 s measured on 2026-11-29 for the whole table; MOAM and
 S4L-Exemplar take most of it).
 
 Model and budget (chosen so that the whole table runs in well under 20 minutes on 2 CPU cores):

@@ -55,12 +55,19 @@ def configurations(sweeps: list[Sweep]) -> pd.DataFrame:
     keys = ["space", "method", "config_id"]
     rows = []
     for _, g in df.groupby(keys, sort=False, dropna=False):
+        # a random or Optuna search can run one configuration twice with the same seed: that
+        # is the same run again, not a seed repeat (it would show a seed std of 0 and count
+        # towards "most seeds"); the first in trial order stands for it, the others counted
+        n_runs = len(g)
+        if "seed" in g.columns:
+            g = g.drop_duplicates("seed", keep="first")
         first = g.iloc[0]
         shown = axes.get(first["space"]) or [c for c in config if df[c].nunique() > 1]
         row = {
             "space": first["space"], "method": first["method"],
             "config": ", ".join(f"{a}={first[a]}" for a in shown if a in g.columns),
             "n_seeds": len(g),
+            "same_seed_reruns": n_runs - len(g),
             "seeds": " ".join(str(v) for v in g["seed"]) if "seed" in g.columns else "",
             "trials": " ".join(g["trial_id"]),
             # the full-split top-1 [%] of each seed, for the seed-noise test (`separation`)

@@ -44,6 +44,19 @@ def test_leaderboard_chooses_among_the_finalists_by_seed_mean(tmp_path):
     assert fin["val_full_top1_per_seed"].iloc[0].split() == ["76.0000", "74.0000", "75.0000"]
 
 
+def test_a_configuration_run_twice_with_one_seed_is_no_seed_repeat(tmp_path):
+    # a random search drew wd 1e-2 three times, all with seed 0 (the same run, 0.76 each time),
+    # and wd 1e-3 once (0.80): no configuration has repeated seeds, so the best is the best run,
+    # not the configuration with the most duplicates, and no seed std of 0 is claimed
+    s = _sweep(tmp_path / "s", [1e-2, 1e-2, 1e-2, 1e-3], [0, 0, 0, 0], [0.76, 0.76, 0.76, 0.80])
+    best, configs = lb.leaderboard([s])
+    assert best.iloc[0]["config"] == "wd=0.001"
+    dup = configs.set_index("config").loc["wd=0.01"]
+    assert dup["n_seeds"] == 1 and dup["same_seed_reruns"] == 2
+    assert np.isnan(dup["val_full_top1_std"])
+    assert lb.seed_noise_ci(configs)["df"] == 0
+
+
 def test_separation_says_when_seed_noise_cannot_separate_the_finalists(tmp_path):
     close = _sweep(tmp_path / "close", [1e-2] * 3 + [1e-3] * 3, [0, 1, 2] * 2,
                    [0.75, 0.70, 0.80, 0.74, 0.76, 0.72])

@@ -144,3 +144,9 @@ def test_fractional_epochs_when_the_batch_exceeds_the_labeled_set():
     s = Schedule.from_epochs(0.1, 256, 10, 1000, 10, (700, 800, 900))
     assert s.total_steps == 40
     assert s.decay_steps == (28, 32, 36)
+
+
+def test_a_class_with_a_single_image_is_one_line_naming_it():
+    labels = np.r_[np.repeat(np.arange(4), 10), 4]  # class 4: one image (a folder of one file)
+    with pytest.raises(UserError, match="class 4 of the training split has only 1 image"):
+        make_splits(labels, 5, 10, "100%", (1,), seed=0)

@@ -99,6 +99,7 @@ BAD_INPUTS = [
     (["--space", "baseline_10pct", "--set", "lr", "--dry-run"], "KEY=VALUE"),
     (["--space", "baseline_10pct", "--max-trials", "0", "--dry-run"], "max-trials"),
     (["--space", "baseline_10pct", "--metric", "val_3pc_top1", "--dry-run"], "metric"),
+    (["--space", "baseline_10pct", "--metric", "test_top1", "--dry-run"], "public test split"),
     (["--space", "baseline_10pct", "--cpus-per-trial", "0"], "cpus-per-trial"),
     (["--space", "baseline_10pct", "--address", "127.0.0.1:9", "--max-trials", "1"], "address"),
     (["--dry-run"], "--space"),
@@ -106,6 +107,13 @@ BAD_INPUTS = [
     (["--space", "baseline_10pct", "--gpus-per-trial", "inf", "--dry-run"], "finite"),
     (["--space", "baseline_10pct", "--cpus-per-trial", "nan", "--dry-run"], "finite"),
     (["--space", "baseline_10pct", "--set", "epochs=inf", "--dry-run"], "finite"),
+    # a staged method's first stage (pretraining, the teacher) would be what the scheduler
+    # judges: trials cut off there read as completed
+    (["--space", "selfsup_linear_10pct", "--scheduler", "asha", "--dry-run"],
+     "cannot run selfsup_linear"),
+    (["--space", "pseudolabel_10pct", "--scheduler", "pbt", "--dry-run"],
+     "cannot run pseudolabel"),
+    (["--space", "moam_10pct", "--scheduler", "hyperband", "--dry-run"], "cannot run moam"),
 ]
 
 

@@ -488,6 +488,10 @@ def meaningful(df):
 
 def check_metric(metric: str, tiny_k) -> None:
     keys = metric_keys(tiny_k)
+    if metric.startswith("test_"):  # the test split is scored, never selected on
+        raise UserError(f"--metric {metric} would choose models on the public test split, "
+                        "which model selection never uses; choose a validation metric "
+                        "(val_full_top1, the default, or a tiny subset's val_*)")
     if metric not in keys:
         raise UserError(f"--metric {metric!r} is not a metric of the trainer; choose one of {', '.join(keys)}")
 

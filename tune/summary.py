@@ -87,7 +87,9 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
             f"(trial {best['trial_id']}" + (f": {cfg}" if cfg else "") + f"{tied})"
         )
         if "config_id" in pool.columns:  # seed repeats: configurations by their seed mean
-            agg = pool.groupby("config_id", sort=False)[metric].agg(["mean", "std", "count"])
+            # (a configuration a random or Optuna search drew twice with one seed is one run)
+            seeds = pool.drop_duplicates(["config_id", "seed"]) if "seed" in pool else pool
+            agg = seeds.groupby("config_id", sort=False)[metric].agg(["mean", "std", "count"])
             agg = agg[agg["count"] > 1].sort_values("mean", ascending=False, kind="stable")
             if not agg.empty:
                 cid, r = agg.index[0], agg.iloc[0]

@@ -473,6 +473,29 @@ def short_configurations(plan: Plan, points) -> tuple[int, int, dict[str, str]]:
     return short, total, reasons
 
 
+def check_scheduler_fits_method(space, scheduler: str) -> None:
+    """ASHA, HyperBand and PBT decide on a trial's reports as they come. A method with stages
+    (pseudo-label, self-supervised linear/fine-tune, MOAM) reports its first stage (the
+    teacher, the pretraining) before the stage the searched lr and wd act on, and each stage's
+    steps count from zero: the scheduler would stop trials, or PBT copy and perturb them, on
+    the first stage's scores, and a trial stopped at its first stage's end would read as
+    completed. Refused until the stages report as one run."""
+    from s4l_models.methods import get_method
+
+    if scheduler not in ("asha", "hyperband", "pbt"):
+        return
+    methods = {space.fixed.get("method")}
+    for axis in space.axes:
+        if axis.key == "method":
+            methods |= set(axis.values)
+    staged = sorted(m for m in methods if m and get_method(str(m)).stages is not None)
+    if staged:
+        raise UserError(
+            f"--scheduler {scheduler} cannot run {', '.join(staged)}: its stages report one "
+            "after another, so the scheduler would decide on the first stage's scores, before "
+            "the stage the searched settings act on; use --scheduler fifo (the default)")
+
+
 def make_plan(
     space_name: str,
     dataset: str = DIGITS,
@@ -498,6 +521,7 @@ def make_plan(
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(sorted(DATASETS))}")
     n_req = parse_max_trials(None if max_trials is None else str(max_trials))
     base, space, pinned, overrides = resolve_space(space_name, labels, raw_set or {}, scheduler)
+    check_scheduler_fits_method(space, scheduler)
     if data is not None:
         facts = measured_facts(dataset, data_dir, space.fixed, data)
     else:

@@ -91,7 +91,15 @@ def make_splits(
     if n == 0:
         raise UserError("the dataset's training files hold no images; check --data-dir")
     # a stratified split leaves at least one image of every class on each side
-    classes = len(np.unique(labels))
+    present, counts = np.unique(labels, return_counts=True)
+    classes = len(present)
+    if counts.min() < 2:
+        lone = int(present[counts.argmin()])
+        raise UserError(
+            f"class {lone} of the training split has only 1 image, and the validation split "
+            "keeps one image of every class beside the training part; add images of that "
+            "class (or remove its folder)"
+        )
     if not classes <= val_size <= n - classes:
         raise UserError(
             f"--val-size {val_size} must be between {classes} and {n - classes} (the training "

@@ -261,6 +261,25 @@ def test_random_and_optuna_sweeps_run(ray_session, tmp_path):
         df = table(d)
         assert len(df) == 3 and (df["status"] == "completed").all(), search
         assert set(df["wd"]) <= WD and set(df["lr"]) <= LR
+        if search == "random":  # distinct draws: no configuration runs twice
+            assert df["config_id"].nunique() == 3
+
+
+def test_optuna_is_told_a_stopped_trial_as_pruned_not_with_its_partial_score():
+    # Ray's OptunaSearch tells a trial ASHA stopped as COMPLETE with its score after a ninth of
+    # training; TPE would then model final accuracy from it
+    from ray import tune as ray_tune
+
+    from tune.runner import _optuna_search
+
+    s = _optuna_search(0)
+    s.set_search_properties("val_full_top1", "max", {"lr": ray_tune.choice([0.1, 0.3])})
+    s.suggest("stopped"), s.suggest("finished"), s.suggest("failed")
+    s.on_trial_complete("stopped", {"val_full_top1": 0.5, "step": 3, "total_steps": 9})
+    s.on_trial_complete("finished", {"val_full_top1": 0.9, "step": 9, "total_steps": 9})
+    s.on_trial_complete("failed", None, error=True)
+    states = [(t.state.name, t.value) for t in s._ot_study.trials]
+    assert states == [("PRUNED", None), ("COMPLETE", 0.9), ("FAIL", None)]
 
 
 def test_asha_stops_some_trials_early(ray_session, tmp_path):

@@ -60,11 +60,32 @@ def test_dry_run_counts_the_trials_the_flags_ask_for(capsys):
                  "--max-trials", "50", "--scheduler", "asha"]) == 0
     out = capsys.readouterr().out
     assert "trials: 50 (" in out and "asha" in out
+    # its rungs would compare schedules of different lengths: said before anything runs
+    assert "note: asha compares trials at their n-th evaluation, and epochs is an axis" in out
+    assert main(["--space", "baseline_10pct", "--dry-run", "--scheduler", "asha",
+                 "--set", "epochs=30"]) == 0
+    assert "n-th evaluation" not in capsys.readouterr().out
     assert main(["--space", "baseline_10pct", "--dry-run", "--set", "epochs=2",
                  "--set", "arch=resnet18_v1"]) == 0
     out = capsys.readouterr().out
     assert "configurations: 90" in out and "pinned" in out
     assert "compute: 48 trial-epochs" in out  # 24 trials x 2 epochs
+
+
+def test_random_search_draws_distinct_configurations_at_most_the_grid():
+    # Ray's tune.choice drew with replacement: the same configuration ran again with the same
+    # seed (the same run), and the analysis read the copies as seed repeats
+    from tune.sweep_plan import make_plan
+
+    plan = make_plan("s4l_rotation_10pct", search="random", max_trials=12, seed=3)
+    keys = [tuple(sorted(p.items())) for p in plan.points]
+    assert len(keys) == 12 == len(set(keys)) == plan.num_trials
+    again = make_plan("s4l_rotation_10pct", search="random", max_trials=12, seed=3)
+    assert again.points == plan.points  # seeded: a --resume rebuilds the same draws
+    whole = make_plan("s4l_rotation_10pct", search="random", max_trials=50)
+    assert whole.num_trials == 18 == len({tuple(sorted(p.items())) for p in whole.points})
+    assert "capped at the grid's 18" in whole.note
+    assert make_plan("s4l_rotation_10pct", search="optuna", max_trials=50).num_trials == 18
 
 
 def test_the_cost_estimate_is_calibrated_to_the_image_size():

@@ -190,6 +190,9 @@ def test_no_log_means_no_tracker_files(ray_session, tmp_path):
     (["comet"], "unknown tracker"),
     (["tensorboard=/x"], "takes no value"),
     (["mlflow", "mlflow=sqlite:///a.db"], "given twice"),
+    # a server that is not running: one line at once (Ray's callback retried for minutes, then
+    # failed with a traceback inside a half-made sweep directory)
+    (["mlflow=http://127.0.0.1:9"], "the tracking store cannot be used"),
 ])
 def test_bad_log_values_are_one_line_errors(specs, problem):
     with pytest.raises(UserError, match=problem):

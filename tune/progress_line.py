@@ -111,9 +111,9 @@ def fit_line(width: int, counts: tuple[str, str], eta: tuple[str, str],
 
 def planned_costs(plan, limit: int = 100_000) -> list[float] | None:
     """The estimated cost of every trial a plan runs, in the order Ray creates them (for the
-    ETA of trials not created yet): an explicit subset longest first, as
-    `run_sweep.build_search` orders it; the whole grid in the grid's order. None where the
-    trials are sampled (random, optuna: their mean is the mean of those seen) or costs unknown."""
+    ETA of trials not created yet): an explicit subset (a grid's, or random search's draws)
+    longest first, as `runner.build_search` orders it; the whole grid in the grid's order. None
+    where Optuna suggests the trials (their mean is the mean of those seen) or costs unknown."""
     if not plan.sizes:
         return None
     if plan.points is not None:

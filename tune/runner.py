@@ -55,6 +55,7 @@ from tune.results import (
     has_ray_experiment,
     ray_dir,
     read_table,
+    trial_status,
     upgrade_table,
 )
 from tune.storage import RemoteSweep, is_uri, sweep_uri
@@ -67,6 +68,7 @@ from tune.sweep_plan import (
     make_plan,
     planned_concurrency,
     report_count,
+    scheduler_caveat,
     short_line,
 )
 from tune.trainable import STAND_IN_FILE, encode_value, run_trial, trial_dirname
@@ -144,7 +146,7 @@ def build_search(plan, metric: str, concurrency: int, seed: int):
     if plan.search == "grid" and plan.points is None:
         space = {a.key: tune.grid_search([encode_value(v) for v in a.values]) for a in axes}
         return space, None, 1
-    if plan.search == "grid":
+    if plan.points is not None:  # a grid's seeded subset, or random search's distinct draws
         # Longest first (when costs are known): the last trials to finish are short ones.
         ordered = sorted(plan.points, key=plan.cost, reverse=True) if plan.sizes else plan.points
         points = [{k: encode_value(v) for k, v in p.items()} for p in ordered]
@@ -155,10 +157,23 @@ def build_search(plan, metric: str, concurrency: int, seed: int):
     if plan.search == "random" or not axes:
         search_alg = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
         return choices, search_alg, plan.num_trials
+    searcher = ConcurrencyLimiter(_optuna_search(seed), max_concurrent=concurrency)
+    return choices, searcher, plan.num_trials
+
+
+def _optuna_search(seed: int):
+    """Ray's OptunaSearch, except that a trial a scheduler (ASHA, HyperBand) stopped before its
+    last step is told to Optuna as PRUNED: Ray tells it COMPLETE with its last, partial score,
+    so TPE would model final accuracy partly from scores after a ninth of training."""
     from ray.tune.search.optuna import OptunaSearch
 
-    searcher = ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=concurrency)
-    return choices, searcher, plan.num_trials
+    class StoppedAsPruned(OptunaSearch):
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if result and not error and trial_status("TERMINATED", result) == "stopped_early":
+                result = {k: v for k, v in result.items() if k != self.metric}  # no value: PRUNED
+            super().on_trial_complete(trial_id, result, error)
+
+    return StoppedAsPruned(seed=seed)
 
 
 def build_scheduler(name: str, plan, max_t: int, seed: int):
@@ -553,6 +568,9 @@ def _run_tuner(
             f"scheduler {flags['scheduler']}, selecting on {flags['metric']}; writing {sweep_dir}",
             flush=True,
         )
+        caveat = scheduler_caveat(plan, flags["scheduler"])
+        if caveat:
+            print(caveat, flush=True)
         if _fit(tuner, callback, sweep_dir, where_of(flags, sweep_dir)) \
                 or not callback.all_finished():
             _stopped(sweep_dir, flags["metric"], plan.axes, plan.num_trials,

@@ -10,7 +10,9 @@ the trials:
   default is such a subset of `DIGITS_DEFAULT_TRIALS` = 24 points in which every value of every
   axis appears, chosen with a preference for cheap points (`trial_cost`), so the README's main
   command runs in minutes on 2 CPU cores; `--max-trials all` runs the whole grid.
-- random / optuna: N samples (default 24 on digits, else the grid size) from the same axes.
+- random: N distinct grid points drawn uniformly at random (seeded; default 24 on digits,
+  else the grid size, never more than the grid); optuna: N trials suggested by Optuna TPE
+  from the same axes (also at most the grid's size).
 
 `describe(plan)` is the `--dry-run` text. Nothing here starts Ray or trains.
 """
@@ -496,6 +498,24 @@ def check_scheduler_fits_method(space, scheduler: str) -> None:
             "the stage the searched settings act on; use --scheduler fifo (the default)")
 
 
+def scheduler_caveat(plan, scheduler: str) -> str | None:
+    """ASHA's and HyperBand's rungs count evaluations (`training_iteration`), and each trial
+    spreads its evaluations over its own schedule: where trials differ in length, a rung
+    compares a short schedule's late steps with a long one's early steps (inside its warmup,
+    perhaps). Said before the sweep runs; None where the trials share one schedule."""
+    if scheduler not in ("asha", "hyperband"):
+        return None
+    varying = [a.key for a in plan.space.axes
+               if a.key in ("epochs", "batch_size", "warmup_epochs") and len(a.values) > 1]
+    if not varying:
+        return None
+    return (f"note: {scheduler} compares trials at their n-th evaluation, and {', '.join(varying)} "
+            f"{'is an axis' if len(varying) == 1 else 'are axes'}, so the trials' evaluations "
+            "fall after different numbers of steps (a short schedule's end against a long one's "
+            "warmup); to compare them at equal budgets pin it (--set epochs=N) or use --scheduler "
+            "fifo")
+
+
 def make_plan(
     space_name: str,
     dataset: str = DIGITS,
@@ -605,12 +625,26 @@ def make_plan(
             n = n_req
         else:
             n = min(DIGITS_DEFAULT_TRIALS, size) if dataset == DIGITS else size
+        # The grid has `size` configurations and every trial runs seed 0: a configuration
+        # drawn twice is the same run again, so neither search asks for more than the grid.
+        capped = f" (capped at the grid's {size} configurations)" if n > size else ""
+        n = min(n, size)
         plan.num_trials = n
-        how = "random sampling" if search == "random" else "Optuna TPE"
         default = f" (the default on {DIGITS}; {whole.replace('runs all', 'samples')})" if (
             n_req is None and dataset == DIGITS and n < size
         ) else ""
-        plan.note = f"{search} search: {n} trials by {how} from the same axes{default}"
+        if search == "random":
+            # distinct points, uniformly at random (Ray's tune.choice would draw with
+            # replacement: about 63% of the grid in `size` draws)
+            order = random.Random(seed).sample(range(size), n)
+            plan.points = [space.point_at(i) for i in order]
+            plan.note = (f"random search: {n} distinct configurations drawn uniformly at random "
+                         f"(seed {seed}){capped}{default}")
+            _check_configs(plan, plan.points)
+        else:
+            plan.note = (f"optuna search: {n} trials by Optuna TPE from the same axes{capped}"
+                         f"{default}; TPE may suggest a configuration twice, which the analysis "
+                         "counts as one run")
     # configurations too short to mean anything: those that run, or any the search may sample
     plan.short = short_configurations(
         plan, plan.points if plan.points is not None else _grid_points(space)
@@ -750,6 +784,9 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
     if scheduler in ("asha", "hyperband"):
         est += f"; at most this, {scheduler} stops poor trials early"
     lines.append(est)
+    caveat = scheduler_caveat(plan, scheduler)
+    if caveat:
+        lines.append(caveat)
     # memory and disk are planned resources too (estimates, tune/memory_plan.py)
     lines += memory_lines(plan, concurrency or 1, gpus > 0, keep_checkpoints, largest, local)
     return "\n".join(lines)

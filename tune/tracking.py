@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from s4l_models.errors import UserError
+from s4l_models.errors import UserError, first_line
 
 KINDS = {
     # kind: (module that must be importable, pip name)
@@ -60,8 +60,39 @@ def parse_logs(specs: list[str] | None) -> list[tuple[str, str | None]]:
             )
         if kind in (k for k, _ in out):
             raise UserError(f"--log {kind} is given twice; give each tracker once")
+        if kind == "mlflow" and value.strip():
+            check_mlflow_store(value.strip())
         out.append((kind, value.strip() or None))
     return out
+
+
+def check_mlflow_store(uri: str) -> None:
+    """A tracking store given by URI is asked for one experiment before anything runs: one
+    that cannot be used (a server not running, a store MLflow refuses) is a one-line error
+    here, where Ray's callback fails in its setup with a traceback, after the sweep directory
+    is made and, for a closed port, minutes of retries. A SQLite file (the default, or given)
+    is left to be created by the sweep."""
+    if uri.startswith("sqlite:"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as err:  # any failure of the store: its own message, first line
+        raise UserError(
+            f"--log mlflow={uri}: the tracking store cannot be used ({first_line(err)}); check "
+            "the URI and that its server runs, or give --log mlflow alone for a SQLite store in "
+            "the sweep"
+        ) from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def mlflow_uri(value: str | None, sweep_dir: Path) -> str:

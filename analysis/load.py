@@ -331,14 +331,27 @@ def load_sweep(
     done = (df["status"] == "completed") & df[FULL].notna()
     if not done.any():
         counts = ", ".join(f"{s} {n}" for s, n in df["status"].value_counts().items())
+        if set(df["status"]) <= {"running", "stopped_early"}:  # nothing failed: not yet
+            fix = "no trial has finished yet; wait for the first one"
+        else:
+            fix = "see the error column, fix the cause and rerun the sweep"
         raise UserError(
             f"{path} has no completed trial with a {FULL} score ({len(df)} trials: {counts}); "
-            f"see the error column, fix the cause and rerun the sweep"
+            f"{fix}"
         )
     notes: list[str] = []
     if (~done).any():
         counts = ", ".join(f"{s} {n}" for s, n in df.loc[~done, "status"].value_counts().items())
         notes.append(f"{int((~done).sum())} of {len(df)} trials are left out ({counts})")
+    n_stopped = int((df["status"] == "stopped_early").sum())
+    if n_stopped:
+        # a scheduler chose which trials finish, on the sweep's metric: what follows describes
+        # its survivors, not the configurations it was given
+        notes.append(
+            f"a scheduler stopped {n_stopped} trial(s) early, choosing on the sweep's metric "
+            f"which ones finish: every statistic here describes the {int(done.sum())} it let "
+            "finish, not all the configurations the sweep was given"
+        )
     short = done & df["short_run"].astype(bool) if "short_run" in df.columns else done & False
     if short.any() and not include_short:
         if short.sum() == done.sum():

@@ -198,7 +198,10 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "empty table": ([str(_table(tmp / "empty", _good_rows().iloc[:0]))], "has no trials"),
         "empty csv": ([str(empty_csv)], "has no trials"),
         "no completed": ([str(_table(tmp / "nocomp", no_completed))],
-                         "no completed trial"),
+                         "see the error column"),
+        # a watched sweep whose first trial still runs: nothing to fix, only to wait for
+        "none finished yet": ([str(_table(tmp / "running", no_completed.assign(
+            status="running")))], "no trial has finished yet"),
         "no version": ([str(_table(tmp / "old", _good_rows().drop(columns="results_version")))],
                        "older or unknown format"),
         "other version": ([str(_table(tmp / "v1", _good_rows(results_version=1)))],

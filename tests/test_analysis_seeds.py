@@ -129,3 +129,14 @@ def test_the_sweeps_report_and_s4l_report_give_the_same_page(tmp_path):
     assert a == b and a.strip()
     for name in ("tiny_subsets.csv", "valsize.csv", "sensitivity.csv"):
         assert (s.run_dir / "report" / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+
+
+def test_a_scheduler_s_survivors_are_said_to_be_all_the_statistics_describe(tmp_path):
+    settings = [{"method": "supervised", "dataset": "synthetic", "labels": "1%", "wd": w,
+                 "seed": 0} for w in (1e-4, 1e-3, 1e-2, 3e-2)]
+    run = write_sweep(tmp_path / "asha", settings, _trials([0.7, 0.8, 0.5, 0.75]), LABEL,
+                      axes=["wd"], status=["completed", "completed", "stopped_early",
+                                           "stopped_early"])
+    notes = " ".join(load_sweep(run).notes)
+    assert "a scheduler stopped 2 trial(s) early" in notes
+    assert "describes the 2 it let finish" in notes

@@ -5,8 +5,8 @@ configuration as parameters and every evaluation's metrics as a series (one poin
 `evaluations` per trial, 2 under FIFO by default):
 
 - `tensorboard`: `ray.tune.logger.TBXLoggerCallback` (tensorboardX) writes event files into each
-  trial's Ray directory, `<sweep>/ray/<trial>/events.out.tfevents.*`:
-  `tensorboard --logdir <sweep>/ray`.
+  trial's Ray directory, `<sweep>/ray/<trial>/events.out.tfevents.*` (a seed repeat's under
+  `<sweep>/ray-reseed/`): `tensorboard --logdir <sweep>`.
 - `mlflow[=URI]`: `ray.air.integrations.mlflow.MLflowLoggerCallback`, one MLflow experiment
   named after the sweep; the tracking URI defaults to a SQLite store in the sweep,
   `sqlite:///<sweep>/mlflow.db` (`mlflow ui --backend-store-uri ...`).

@@ -86,6 +86,9 @@ def test_mlflow_runs_carry_the_configuration_and_the_metrics(logged_sweep):
     # the sweep's fixed settings are parameters too, not only the swept axes
     assert set(runs["params.method"]) == {"supervised"} and set(runs["params.arch"]) == {
         "resnet18_v1"}
+    # and the settings left at their defaults, as the results table has them
+    for key in ("seed", "momentum", "split_seed"):
+        assert set(runs[f"params.{key}"]) == {str(v) for v in table[key]}, key
     client = mlflow.tracking.MlflowClient()
     history = client.get_metric_history(runs["run_id"].iloc[0], "val_full_top1")
     assert len(history) == 2

@@ -71,7 +71,13 @@ from tune.sweep_plan import (
     scheduler_caveat,
     short_line,
 )
-from tune.trainable import STAND_IN_FILE, encode_value, run_trial, trial_dirname
+from tune.trainable import (
+    STAND_IN_FILE,
+    decode_config,
+    encode_value,
+    run_trial,
+    trial_dirname,
+)
 
 
 def _probe(address: str) -> None:
@@ -286,7 +292,18 @@ def where_of(flags: dict[str, Any], sweep_dir: Path) -> str:
 def trackers(flags: dict[str, Any], sweep_dir: Path, setup: dict[str, Any]) -> list:
     """The `--log` trackers' Ray logger callbacks (tune/tracking.py); none without --log."""
     return tracking.callbacks(tracking.parse_logs(flags.get("log")), sweep_dir, sweep_dir.name,
-                              fixed=setup["fixed"])
+                              settings=functools.partial(whole_settings, setup["fixed"]))
+
+
+def whole_settings(fixed: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's every setting as the trainer resolves it: the sweep's fixed settings, its axis
+    values, then the method's recipe and the defaults (the seed, the split settings, ...), so a
+    tracker's run says what the results table says."""
+    values = {**fixed, **decode_config(config)}
+    try:
+        return TrainConfig.from_dict(values).to_dict()
+    except UserError:  # not a trainer configuration (a stand-in trial): what was given
+        return values
 
 
 def record_kept_flags(sweep_dir: Path, flags: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +99,11 @@ def mlflow_uri(value: str | None, sweep_dir: Path) -> str:
     return value or f"sqlite:///{Path(sweep_dir).resolve() / 'mlflow.db'}"
 
 
-def _mlflow_callback(fixed: Mapping[str, Any], **kwargs):
+def _mlflow_callback(settings: Callable[[Mapping[str, Any]], Mapping[str, Any]], **kwargs):
     """Ray's MLflow callback, which logs a trial's config (the swept axes) as parameters, also
-    logging the sweep's fixed settings, so that each run carries its whole configuration."""
+    logging every other setting (`settings(trial.config)`: the runner resolves them as the
+    trainer does), so that each run carries its whole configuration: the seed of a finalist's
+    repeat, the defaults no axis or fixed value names."""
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     class WholeConfigMLflow(MLflowLoggerCallback):
@@ -109,16 +111,18 @@ def _mlflow_callback(fixed: Mapping[str, Any], **kwargs):
             new = trial not in self._trial_runs
             super().log_trial_start(trial)
             if new:
-                rest = {k: v for k, v in fixed.items() if k not in trial.config}
+                rest = {k: v for k, v in settings(trial.config).items()
+                        if k not in trial.config}
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=rest)
 
     return WholeConfigMLflow(**kwargs)
 
 
 def callbacks(logs: list[tuple[str, str | None]], sweep_dir: Path, name: str,
-              fixed: Mapping[str, Any] | None = None) -> list:
+              settings: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> list:
     """Ray Tune logger callbacks for the parsed `--log` values of a sweep called `name`;
-    `fixed`: the settings every trial shares (logged as MLflow parameters with the axes)."""
+    `settings`: a trial's config (its axis values) -> all its settings (logged as MLflow
+    parameters with the axes)."""
     out = []
     for kind, value in logs:
         if kind == "tensorboard":
@@ -127,7 +131,7 @@ def callbacks(logs: list[tuple[str, str | None]], sweep_dir: Path, name: str,
             out.append(TBXLoggerCallback())
         elif kind == "mlflow":
             out.append(_mlflow_callback(
-                fixed or {}, tracking_uri=mlflow_uri(value, sweep_dir), experiment_name=name,
+                settings or (lambda config: {}), tracking_uri=mlflow_uri(value, sweep_dir), experiment_name=name,
                 tags={"s4l_sweep": name}, save_artifact=False,
             ))
         elif kind == "wandb":

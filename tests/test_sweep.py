@@ -331,6 +331,17 @@ def test_diverged_and_errored_trials_are_rows_not_failures(ray_session, tmp_path
     assert df.loc[0, "status"] == "errored" and df.loc[0, "error"]
 
 
+def test_pbt_never_perturbs_at_a_trial_s_last_report():
+    # a perturbation at the last report rewinds a finished trial to the donor's checkpoint and
+    # trains its last stretch again: the interval is about a quarter of a trial, never a divisor
+    from tune.runner import pbt_interval
+
+    assert pbt_interval(8) == 3  # the PBT cadence's 8 reports: perturbations at 3 and 6
+    for max_t in range(1, 60):
+        k = pbt_interval(max_t)
+        assert k >= max_t / 4 and max_t % k != 0, (max_t, k)
+
+
 def test_pbt_exploits_with_adapted_checkpoints(ray_session, tmp_path):
     rc, d = run_sweep(tmp_path, "pbt", "--scheduler", "pbt", "--max-trials", "4")
     assert rc == 0

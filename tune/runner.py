@@ -211,10 +211,21 @@ def build_scheduler(name: str, plan, max_t: int, seed: int):
         )
     return PopulationBasedTraining(
         time_attr="training_iteration",
-        perturbation_interval=max(1, max_t // 4),
+        perturbation_interval=pbt_interval(max_t),
         hyperparam_mutations=mutations,
         quantile_fraction=0.25,
     )
+
+
+def pbt_interval(max_t: int) -> int:
+    """Reports between PBT's perturbations: about a quarter of a trial, but never a divisor of
+    its last report, where an exploited trial would throw away its finished run and train the
+    donor's last stretch again (at 8 reports: 3, so perturbations at reports 3 and 6, not 2, 4,
+    6 and 8)."""
+    k = max(1, math.ceil(max_t / 4))
+    while max_t % k == 0 and k <= max_t:
+        k += 1
+    return k
 
 
 def max_reports(plan) -> int:

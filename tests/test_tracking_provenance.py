@@ -245,3 +245,45 @@ def test_cost_of_an_older_table_comes_from_its_flags_and_says_so(tmp_path):
     assert c.gpu_hours == pytest.approx(300 / 3600) and "before version 5" in c.words()
     by = cost.cost_by_axis(load_sweep(d)).set_index("value")
     assert by.loc["0.001", "trials"] == 2 and by.loc["0.001", "share"] == pytest.approx(4 / 6)
+
+
+def test_a_resumed_trial_continues_its_open_mlflow_run(tmp_path):
+    # an interrupted sweep leaves its trials' MLflow runs RUNNING; on --resume the restored
+    # trial's callback (a new driver) continues that run instead of starting a second one
+    import mlflow
+
+    from tune.tracking import callbacks
+
+    class FakeTrial:  # what Ray's logger callbacks use of a trial: its name, config, hash
+        def __init__(self, name, config):
+            self.name, self.config = name, config
+
+        def __str__(self):
+            return self.name
+
+        def __hash__(self):
+            return hash(self.name)
+
+        def __eq__(self, other):
+            return str(other) == self.name
+
+    def driver():
+        cb = callbacks([("mlflow", f"sqlite:///{tmp_path}/m.db")], tmp_path, "s",
+                       settings=lambda config: {"seed": 0})[0]
+        cb.setup()
+        return cb
+
+    first, trial = driver(), FakeTrial("run_trial_00001", {"lr": 0.1})
+    first.log_trial_start(trial)
+    first.log_trial_result(1, trial, {"val_full_top1": 0.5, "training_iteration": 1})
+    # the driver is killed here: the run stays RUNNING
+    second, restored = driver(), FakeTrial("run_trial_00001", {"lr": 0.1})
+    second.log_trial_start(restored)
+    second.log_trial_result(2, restored, {"val_full_top1": 0.8, "training_iteration": 2})
+    second.log_trial_end(restored)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
+    runs = mlflow.search_runs(experiment_names=["s"])
+    assert len(runs) == 1 and list(runs["status"]) == ["FINISHED"]
+    history = mlflow.tracking.MlflowClient().get_metric_history(runs["run_id"][0], "val_full_top1")
+    assert [(h.step, h.value) for h in history] == [(1, 0.5), (2, 0.8)]
+    assert runs["params.seed"][0] == "0"

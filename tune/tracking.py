@@ -109,11 +109,27 @@ def _mlflow_callback(settings: Callable[[Mapping[str, Any]], Mapping[str, Any]],
     class WholeConfigMLflow(MLflowLoggerCallback):
         def log_trial_start(self, trial):
             new = trial not in self._trial_runs
+            if new:
+                # a trial restored by --resume continues the run its interrupted session left
+                # open (Ray's callback would start a second one, the first stuck at RUNNING)
+                open_run = self._open_run(str(trial))
+                if open_run is not None:
+                    self._trial_runs[trial] = open_run
             super().log_trial_start(trial)
             if new:
                 rest = {k: v for k, v in settings(trial.config).items()
                         if k not in trial.config}
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=rest)
+
+        def _open_run(self, trial_name: str) -> str | None:
+            util = self.mlflow_util
+            if util.experiment_id is None:
+                return None
+            runs = util._mlflow.search_runs(
+                experiment_ids=[util.experiment_id], output_format="list",
+                filter_string=f"tags.trial_name = '{trial_name}' and "
+                              "attributes.status = 'RUNNING'")
+            return runs[0].info.run_id if runs else None
 
     return WholeConfigMLflow(**kwargs)
 

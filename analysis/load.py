@@ -262,9 +262,15 @@ def _read_tiny_masks(
         notes.append(f"cannot read {path.name} ({type(err).__name__}: {err}): {lost}")
         return {}
     index = np.asarray(preds.index).ravel()
+    unreadable = np.asarray((preds.raw or {}).get("unreadable", []), dtype=np.int64)
     masks: dict[int, np.ndarray] = {}
     for k in sorted(raw):
         ids = raw[k]
+        gone = np.isin(ids, unreadable)
+        if gone.any():  # their files could not be read: scored by no trial (--skip-bad-images)
+            notes.append(f"{int(gone.sum())} image(s) of the {k}/class subset could not be read "
+                         "and are left out of it, as the trials' scores leave them out")
+            ids = ids[~gone]
         missing = ~np.isin(ids, index)
         if missing.any() or len(np.unique(ids)) != len(ids):
             notes.append(

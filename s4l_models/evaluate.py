@@ -206,10 +206,17 @@ def rotation_hits(
 
 
 def subset_metrics(
-    prefix: str, top1: np.ndarray, top5: np.ndarray, mask: np.ndarray | None = None
+    prefix: str, top1: np.ndarray, top5: np.ndarray, mask: np.ndarray | None = None,
+    label: np.ndarray | None = None,
 ) -> dict[str, float]:
-    if mask is not None:
-        top1, top5 = top1[mask], top5[mask]
-    return {f"{prefix}_top1": float(top1.mean()), f"{prefix}_top5": float(top5.mean())}
+    """Accuracies over `mask` (all when None). With `label`, examples whose file could not be
+    read (label < 0, `--skip-bad-images`) count in neither numerator nor denominator: they are
+    not the model's errors (NaN when no readable example is left)."""
+    keep = np.ones(len(top1), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if label is not None:
+        keep = keep & (np.asarray(label) >= 0)
+    if not keep.any():
+        return {f"{prefix}_top1": float("nan"), f"{prefix}_top5": float("nan")}
+    return {f"{prefix}_top1": float(top1[keep].mean()), f"{prefix}_top5": float(top5[keep].mean())}
 
 

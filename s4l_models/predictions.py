@@ -94,7 +94,24 @@ def load_predictions(path) -> dict[str, np.ndarray]:
             "top5": np.unpackbits(z["top5"])[:n].astype(bool),
         }
         out.update({k: z[k] for k in OPTIONAL if k in z.files})
-        return out
+        return readable_only(out)
+
+
+def readable_only(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The predictions without the examples whose image file could not be read (label < 0,
+    kept by `--skip-bad-images`): they are no model's error, and the trainer's accuracies leave
+    them out (evaluate.subset_metrics), so every reader scores what the metrics scored. Their
+    example ids are kept as `unreadable`."""
+    label = np.asarray(out["label"])
+    bad = label < 0
+    out["unreadable"] = np.union1d(np.asarray(out.get("unreadable", []), dtype=np.int64),
+                                   np.asarray(out["index"])[bad])
+    if bad.any():
+        keep = ~bad
+        for k in ("index", "label", "top1", "top5", *OPTIONAL):
+            if k in out:
+                out[k] = np.asarray(out[k])[..., keep]
+    return out
 
 
 def save_sweep_predictions(
@@ -108,13 +125,15 @@ def save_sweep_predictions(
     conf: np.ndarray | None = None,
     rot: np.ndarray | None = None,
     has_rot: np.ndarray | None = None,
+    unreadable: np.ndarray | None = None,
 ) -> Path:
     """Per-example correctness of many trials on the same validation split, in one file.
 
     `top1`/`top5` are bool matrices [trials, examples], bit-packed along the examples axis;
     `index` and `label` are the validation split's positions and labels (shared by all trials).
     `pred`/`conf` [trials, examples] (every trial's, or none), `rot` [trials, examples] with
-    `has_rot` [trials] marking the trials whose model has a rotation head.
+    `has_rot` [trials] marking the trials whose model has a rotation head. `unreadable`: the
+    ids of validation examples whose file could not be read (left out of every array).
     """
     top1 = np.asarray(top1, dtype=bool).reshape(len(trial_ids), -1)
     top5 = np.asarray(top5, dtype=bool).reshape(len(trial_ids), -1)
@@ -125,6 +144,8 @@ def save_sweep_predictions(
                  "conf": np.asarray(conf, dtype=np.uint8)}
     if rot is not None and has_rot is not None:
         extra.update(rot=np.asarray(rot, dtype=np.uint8), has_rot=np.asarray(has_rot, bool))
+    if unreadable is not None and len(unreadable):
+        extra["unreadable"] = np.asarray(unreadable, dtype=np.int64)
     buf = io.BytesIO()
     np.savez_compressed(
         buf,
@@ -151,5 +172,5 @@ def load_sweep_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
             "top1": np.unpackbits(z["top1"], axis=1)[:, :n].astype(bool),
             "top5": np.unpackbits(z["top5"], axis=1)[:, :n].astype(bool),
         }
-        out.update({k: z[k] for k in (*OPTIONAL, "has_rot") if k in z.files})
-        return out
+        out.update({k: z[k] for k in (*OPTIONAL, "has_rot", "unreadable") if k in z.files})
+        return readable_only(out)

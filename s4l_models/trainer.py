@@ -437,14 +437,16 @@ class Trainer:
         top1, top5, labels = scored["top1"], scored["topk"], scored["label"]
         metrics: dict[str, float] = {}
         for k, mask in self.val_positions.items():
-            metrics.update(subset_metrics(f"val_{k}pc", top1, top5, mask))
-        metrics.update(subset_metrics("val_full", top1, top5))
+            metrics.update(subset_metrics(f"val_{k}pc", top1, top5, mask, labels))
+        metrics.update(subset_metrics("val_full", top1, top5, label=labels))
         if cfg.tta_rotation:
             # S4L Section 4.4: logits averaged over the four rotations (extra keys, *_rot4_*)
             rot4 = self.score(model, self.source, val, views=rotations4)
             for k, mask in self.val_positions.items():
-                metrics.update(subset_metrics(f"val_{k}pc_rot4", rot4["top1"], rot4["topk"], mask))
-            metrics.update(subset_metrics("val_full_rot4", rot4["top1"], rot4["topk"]))
+                metrics.update(subset_metrics(f"val_{k}pc_rot4", rot4["top1"], rot4["topk"], mask,
+                                              labels))
+            metrics.update(subset_metrics("val_full_rot4", rot4["top1"], rot4["topk"],
+                                          label=labels))
         if final:
             rot = None
             if state is not None and ROTATION_HEAD in state.heads:
@@ -461,10 +463,11 @@ class Trainer:
                 # the test split is scored once, at the end: selection never looks at it
                 test = np.arange(len(self.data.test))
                 t = self.score(model, self.test_source, test)
-                metrics.update(subset_metrics("test", t["top1"], t["topk"]))
+                metrics.update(subset_metrics("test", t["top1"], t["topk"], label=t["label"]))
                 if cfg.tta_rotation:
                     t = self.score(model, self.test_source, test, views=rotations4)
-                    metrics.update(subset_metrics("test_rot4", t["top1"], t["topk"]))
+                    metrics.update(subset_metrics("test_rot4", t["top1"], t["topk"],
+                                                  label=t["label"]))
         return metrics
 
     # --- the loop ----------------------------------------------------------------------
@@ -596,7 +599,9 @@ class Trainer:
             "device": str(self.device),
             "threads": self.threads,
         }
-        skipped = getattr(self.source, "skipped", 0)
+        # distinct unreadable files met (training, validation and test splits), each once
+        skipped = sum(len(getattr(src, "skipped_files", ())) for src in (self.source,
+                                                                         self.test_source))
         if skipped:
             final["skipped_images"] = skipped
         atomic_write_text(self.out / "metrics.json", json.dumps(final, indent=2))

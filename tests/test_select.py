@@ -290,6 +290,18 @@ def test_the_sweep_file_gathers_classes_confidences_and_rotation_hits(tmp_path):
     save_predictions(old, np.arange(50), label, np.ones(50, bool), np.ones(50, bool))
     z = load_sweep_predictions(write_predictions(tmp_path, {**dirs, "old": str(old)}))
     assert "pred" not in z and z["top1"].shape == (4, 50)
+    # unreadable images (label -1, --skip-bad-images) are in no reader's arrays, and their ids
+    # travel with the sweep's file: no sheet asks a person to label them
+    bad = label.copy()
+    bad[[3, 17]] = -1
+    for i, d in enumerate(dirs.values()):
+        pred = rng.integers(0, C, 50)
+        save_predictions(d, np.arange(50), bad, pred == bad, np.ones(50, bool), pred,
+                         rng.random(50))
+    z = load_sweep_predictions(write_predictions(tmp_path, dirs))
+    assert z["top1"].shape == (3, 48) and z["pred"].shape == (3, 48)
+    assert (z["label"] >= 0).all() and list(z["unreadable"]) == [3, 17]
+    assert 3 not in z["index"] and 17 not in z["index"]
 
 
 def test_an_image_folder_sheet_names_each_image_file(tmp_path, capsys):

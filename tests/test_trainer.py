@@ -231,6 +231,31 @@ def _image_folder(root, bad=False):
         (root / "train" / "n01" / "broken.JPEG").write_bytes(b"not a jpeg at all")
 
 
+def test_skipped_unreadable_images_are_no_model_s_errors(tmp_path):
+    # --skip-bad-images: an unreadable validation or test image is in no accuracy's numerator
+    # or denominator (it was scored as wrong), the predictions leave it out as the metrics do,
+    # and skipped_images counts files, not visits (2 evaluations visited it twice)
+    from s4l_models.data.datasets import load_dataset
+    from s4l_models.data.splits import make_splits
+
+    root = tmp_path / "data"
+    _image_folder(root, bad=True)  # train/n01/broken.JPEG: the first training file
+    (root / "val" / "n02" / "broken.JPEG").write_bytes(b"not a jpeg either")
+    d = load_dataset("imagenet", str(root))
+    bad = [i for i, path in enumerate(d.train.paths) if path.endswith("broken.JPEG")]
+    seed = next(s for s in range(50)
+                if bad[0] in make_splits(d.train.labels, 2, 4, "100%", (1,), s).val)
+    c = cfg(dataset="imagenet", data_dir=str(root), val_size=4, labels="100%", tiny_k=(1,),
+            epochs=2, batch_size=4, workers=0, eval_batch_size=4, evaluations=2,
+            split_seed=seed, skip_bad_images=True)
+    m = train(c, tmp_path / "run", **quiet)
+    assert m["status"] == "completed" and m["skipped_images"] == 2  # one val, one test file
+    p = load_predictions(tmp_path / "run" / "val_predictions.npz")
+    assert list(p["unreadable"]) == bad and (p["label"] >= 0).all() and len(p["top1"]) == 3
+    assert m["val_full_top1"] == pytest.approx(p["top1"].mean())  # 3 readable of 4
+    assert round(m["test_top1"] * 4) == pytest.approx(m["test_top1"] * 4)  # 4 readable of 5
+
+
 def test_file_backed_imagenet_layout_trains_through_dataloader(tmp_path):
     _image_folder(tmp_path / "data")
     c = cfg(

@@ -457,6 +457,7 @@ def write_predictions(
         conf=np.stack([p["conf"] for p in preds]) if full else None,
         rot=np.stack([p.get("rot", zeros) for p in preds]) if has_rot.any() else None,
         has_rot=has_rot if has_rot.any() else None,
+        unreadable=preds[0].get("unreadable"),
     )
 
 

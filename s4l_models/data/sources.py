@@ -147,7 +147,7 @@ class FileSource:
         self.copies = copies
         self.workers = workers
         self.skip_bad = skip_bad
-        self.skipped = 0
+        self.skipped_files: set[int] = set()  # unreadable files met (indices), each once
         self._eval_loaders: dict[tuple, DataLoader] = {}
 
     def _loader(self, train: bool, **kwargs) -> DataLoader:
@@ -175,7 +175,7 @@ class FileSource:
                         f"cannot read image file {path} (corrupt or not an image); remove it "
                         "or pass --skip-bad-images"
                     )
-                self.skipped += int(bad.sum())
+                self.skipped_files.update(int(i) for i in idx[bad])
             yield (
                 images.to(self.device, non_blocking=True),
                 labels.to(self.device, non_blocking=True),

@@ -395,6 +395,16 @@ def load_sweep(
     if not isinstance(axes, list) or not axes:
         axes = _infer_axes(completed)
     axes = [str(a) for a in axes if str(a) in df.columns]
+    flags = space.get("flags") if isinstance(space.get("flags"), dict) else {}
+    if flags.get("scheduler") == "pbt":
+        # a PBT trial copies other trials' weights and changes its settings as it trains: its
+        # row names its last settings beside a score a schedule of them produced
+        notes.append(
+            "a PBT sweep: each row shows a trial's last settings, but its score came from a "
+            "schedule of settings and other trials' weights (ray/pbt_global.txt holds each "
+            "change), so the statistics that treat rows as configurations (sensitivity, "
+            "fANOVA, leaderboard) do not describe what produced these scores"
+        )
     preds = _read_predictions(run_dir, completed, notes) if with_predictions else None
     reseed = load_reseed(run_dir)
     repeats = (frozenset(set(df["trial_id"]) - {str(t) for t in reseed.get("search_trials", [])})

@@ -140,3 +140,17 @@ def test_a_scheduler_s_survivors_are_said_to_be_all_the_statistics_describe(tmp_
     notes = " ".join(load_sweep(run).notes)
     assert "a scheduler stopped 2 trial(s) early" in notes
     assert "describes the 2 it let finish" in notes
+
+
+def test_a_pbt_sweep_is_said_to_be_no_set_of_configurations(tmp_path):
+    import json
+
+    settings = [{"method": "supervised", "dataset": "synthetic", "labels": "1%", "wd": w,
+                 "seed": 0} for w in (1e-4, 1e-3, 1e-2)]
+    run = write_sweep(tmp_path / "pbt", settings, _trials([0.7, 0.8, 0.75]), LABEL, axes=["wd"])
+    assert not any("PBT" in n for n in load_sweep(run).notes)
+    space = json.loads((run / "space.json").read_text())
+    space.setdefault("flags", {})["scheduler"] = "pbt"
+    (run / "space.json").write_text(json.dumps(space))
+    notes = " ".join(load_sweep(run).notes)
+    assert "a PBT sweep: each row shows a trial's last settings" in notes

@@ -138,8 +138,9 @@ def test_set_pins_axes_and_overrides_fixed_settings_with_types_checked():
 def test_random_and_optuna_plans_sample_the_same_axes():
     for search in ("random", "optuna"):
         plan = make_plan("baseline_10pct", search=search, max_trials=7)
-        assert plan.num_trials == 7 and plan.points is None
-        assert plan.space.keys == ("wd", "lr", "epochs", "arch", "width")
+        assert plan.num_trials == 7 and plan.space.keys == ("wd", "lr", "epochs", "arch", "width")
+        # random search's distinct draws are known in advance; Optuna suggests as it goes
+        assert (plan.points is None) == (search == "optuna")
 
 
 def test_sample_points_with_fewer_points_than_values_and_without_cost():
@@ -273,13 +274,36 @@ def test_optuna_is_told_a_stopped_trial_as_pruned_not_with_its_partial_score():
     from tune.runner import _optuna_search
 
     s = _optuna_search(0)
-    s.set_search_properties("val_full_top1", "max", {"lr": ray_tune.choice([0.1, 0.3])})
+    s.set_search_properties("val_full_top1", "max", {"lr": ray_tune.choice([0.1, 0.3, 1.0])})
     s.suggest("stopped"), s.suggest("finished"), s.suggest("failed")
     s.on_trial_complete("stopped", {"val_full_top1": 0.5, "step": 3, "total_steps": 9})
     s.on_trial_complete("finished", {"val_full_top1": 0.9, "step": 9, "total_steps": 9})
     s.on_trial_complete("failed", None, error=True)
-    states = [(t.state.name, t.value) for t in s._ot_study.trials]
-    assert states == [("PRUNED", None), ("COMPLETE", 0.9), ("FAIL", None)]
+    ours = [s._ot_study.trials[i] for i in sorted(t.number for t in s._ot_trials.values())]
+    assert [(t.state.name, t.value) for t in ours] == [
+        ("PRUNED", None), ("COMPLETE", 0.9), ("FAIL", None)]
+
+
+def test_optuna_suggests_no_configuration_twice_until_the_grid_is_spent():
+    # TPE repeats itself on small grids; with one seed a repeat is the same run again
+    from ray import tune as ray_tune
+
+    from tune.runner import _optuna_search
+
+    s = _optuna_search(0)
+    s.set_search_properties("val_full_top1", "max", {
+        "lr": ray_tune.choice([0.1, 0.3, 1.0]), "wd": ray_tune.choice([1e-4, 1e-3])})
+    seen = []
+    for i in range(6):  # the whole 6-point grid, some still running when others are asked
+        config = s.suggest(f"t{i}")
+        seen.append((config["lr"], config["wd"]))
+        if i % 2:
+            s.on_trial_complete(f"t{i}", {"val_full_top1": 0.5 + i / 100, "step": 9,
+                                           "total_steps": 9})
+    assert len(set(seen)) == 6
+    # the grid spent: a repeat is allowed, without a storm of asks
+    s.suggest("t6")
+    assert len(s._ot_study.trials) <= 7 + 2 * s.REPEAT_TRIES
 
 
 def test_asha_stops_some_trials_early(ray_session, tmp_path):

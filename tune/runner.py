@@ -168,12 +168,48 @@ def build_search(plan, metric: str, concurrency: int, seed: int):
 
 
 def _optuna_search(seed: int):
-    """Ray's OptunaSearch, except that a trial a scheduler (ASHA, HyperBand) stopped before its
-    last step is told to Optuna as PRUNED: Ray tells it COMPLETE with its last, partial score,
-    so TPE would model final accuracy partly from scores after a ninth of training."""
+    """Ray's OptunaSearch, except that
+    - a trial a scheduler (ASHA, HyperBand) stopped before its last step is told to Optuna as
+      PRUNED: Ray tells it COMPLETE with its last, partial score, so TPE would model final
+      accuracy partly from scores after a ninth of training;
+    - a suggestion of a configuration already run or running (TPE repeats itself on a small
+      grid: one of 18 configurations 9 times in 30 trials) is told what that one gave (PRUNED
+      while it runs) and Optuna is asked again, up to `REPEAT_TRIES` times: with one seed the
+      same configuration is the same run. The memory is the study itself, which a resumed
+      sweep restores."""
+    from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
     class StoppedAsPruned(OptunaSearch):
+        REPEAT_TRIES = 50
+
+        def suggest(self, trial_id):
+            config = super().suggest(trial_id)
+            for _ in range(self.REPEAT_TRIES):
+                if not isinstance(config, dict) or trial_id not in self._ot_trials:
+                    return config
+                asked = self._ot_trials[trial_id]
+                tried = {tuple(sorted(t.params.items())) for t in self._ot_study.trials
+                         if t.number != asked.number}
+                if len(tried) >= self._grid_size():  # every configuration ran: repeat one
+                    return config
+                same = next((t for t in self._ot_study.trials
+                             if t.number != asked.number and t.params == asked.params), None)
+                if same is None:
+                    return config
+                if same.state == TrialState.COMPLETE:
+                    self._ot_study.tell(asked, same.value)
+                else:
+                    self._ot_study.tell(asked, state=TrialState.PRUNED)
+                del self._ot_trials[trial_id]
+                config = super().suggest(trial_id)
+            return config
+
+        def _grid_size(self) -> float:
+            space = self._space if isinstance(self._space, dict) else {}
+            sizes = [len(getattr(d, "choices", ())) for d in space.values()]
+            return math.prod(sizes) if sizes and all(sizes) else math.inf
+
         def on_trial_complete(self, trial_id, result=None, error=False):
             if result and not error and trial_status("TERMINATED", result) == "stopped_early":
                 result = {k: v for k, v in result.items() if k != self.metric}  # no value: PRUNED

@@ -643,8 +643,8 @@ def make_plan(
             _check_configs(plan, plan.points)
         else:
             plan.note = (f"optuna search: {n} trials by Optuna TPE from the same axes{capped}"
-                         f"{default}; TPE may suggest a configuration twice, which the analysis "
-                         "counts as one run")
+                         f"{default}; a configuration it suggests again is answered from its "
+                         "first run and Optuna asked for another")
     # configurations too short to mean anything: those that run, or any the search may sample
     plan.short = short_configurations(
         plan, plan.points if plan.points is not None else _grid_points(space)

@@ -1,6 +1,6 @@
 """ASHA vs the full grid: how much compute early stopping saves, and what it selects.
 
-    python bench/asha_savings.py            # about 10 minutes on 2 CPU cores (scaled protocol)
+    python bench/asha_savings.py            # 27 minutes on 2 CPU cores shared with other jobs (2026-11-30)
 
 The grid: baseline_10pct on digits with the paper's wd x lr axes (6 x 3 = 18 trials) and
 ResNet-18 v1 x0.5, 60 epochs, batch 32 and an evaluation every 3 epochs pinned by --set (20

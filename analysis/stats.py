@@ -690,10 +690,6 @@ class TinyResult:
         return self.rows()[0]
 
 
-SUBSET_KEYS = ("pearson_subsets_median", "pearson_subsets_lo", "pearson_subsets_hi",
-               "pearson_subsets_undefined", "pearson_subsets_at_or_below", "subset_draws")
-
-
 def other_subsets_r(top1: np.ndarray, label: np.ndarray, k: int, observed: tuple[float, float],
                     n_draws: int, seed: int) -> tuple[dict, dict]:
     """How much r depends on which images the tiny set holds: Pearson r of the trials' scores
@@ -720,11 +716,7 @@ def other_subsets_r(top1: np.ndarray, label: np.ndarray, k: int, observed: tuple
     out = []
     for ref, obs in ((np.repeat((total / n)[:, None], n_draws, axis=1), observed[0]),
                      ((total[:, None] - counts) / max(1, n - m), observed[1])):
-        a = tiny - tiny.mean(axis=0)
-        b = ref - ref.mean(axis=0)
-        den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(den > 0, (a * b).sum(axis=0) / np.where(den > 0, den, 1), np.nan)
+        r = _rowwise_pearson(tiny.T, ref.T)  # one row per draw
         ok = r[np.isfinite(r)]
         if len(ok) == 0:
             out.append({"pearson_subsets_undefined": 1.0, "subset_draws": n_draws})
@@ -779,9 +771,9 @@ def tiny_study(
             continue
         mask = preds.tiny.get(k) if preds is not None else None
         have = [i for i, t in enumerate(ids) if t in row_of]
+        rows = [row_of[ids[i]] for i in have]  # their rows in the predictions
         model = None
         if mask is not None and len(have) >= 2 and n_null > 0:
-            rows = [row_of[ids[i]] for i in have]
             model = NullModel.from_predictions(preds.top1[rows], mask)
         rng = np.random.default_rng([seed, k, 1])
         if model is not None:
@@ -804,7 +796,7 @@ def tiny_study(
         if mask is not None and len(have) >= 1 and (~mask).any():
             d_ids = [ids[i] for i in have]
             d_tiny = tiny[have]
-            d_rows = preds.top1[[row_of[t] for t in d_ids]]
+            d_rows = preds.top1[rows]
             rest = d_rows[:, ~mask].mean(axis=1)
             if model is not None and len(have) > 2:
                 x_null, rest_null, _ = model.draw(len(have), n_null, rng)
@@ -824,7 +816,7 @@ def tiny_study(
                 overlap={t: topk_overlap(d_tiny, rest, t) for t in TOPK})
         if mask is not None and len(have) >= 3:
             spread = other_subsets_r(
-                preds.top1[[row_of[ids[i]] for i in have]], preds.label, k,
+                preds.top1[rows], preds.label, k,
                 (nested.corr["pearson"] if len(have) == len(ids) else float("nan"),
                  disjoint.corr["pearson"] if disjoint is not None else float("nan")),
                 n_boot, seed)

@@ -269,7 +269,7 @@ def test_a_resumed_trial_continues_its_open_mlflow_run(tmp_path):
 
     def driver():
         cb = callbacks([("mlflow", f"sqlite:///{tmp_path}/m.db")], tmp_path, "s",
-                       settings=lambda config: {"seed": 0})[0]
+                       settings=lambda trial: {"seed": 0})[0]
         cb.setup()
         return cb
 

@@ -71,13 +71,7 @@ from tune.sweep_plan import (
     scheduler_caveat,
     short_line,
 )
-from tune.trainable import (
-    STAND_IN_FILE,
-    decode_config,
-    encode_value,
-    run_trial,
-    trial_dirname,
-)
+from tune.trainable import STAND_IN_FILE, encode_value, run_trial, trial_dirname
 
 
 def _probe(address: str) -> None:
@@ -336,21 +330,12 @@ def where_of(flags: dict[str, Any], sweep_dir: Path) -> str:
             else str(sweep_dir))
 
 
-def trackers(flags: dict[str, Any], sweep_dir: Path, setup: dict[str, Any]) -> list:
-    """The `--log` trackers' Ray logger callbacks (tune/tracking.py); none without --log."""
+def trackers(flags: dict[str, Any], sweep_dir: Path, callback: SweepCallback) -> list:
+    """The `--log` trackers' Ray logger callbacks (tune/tracking.py); none without --log. A
+    tracker's run gets a trial's settings from the results table (`ResultsTable.resolved`), so
+    it says what the table says."""
     return tracking.callbacks(tracking.parse_logs(flags.get("log")), sweep_dir, sweep_dir.name,
-                              settings=functools.partial(whole_settings, setup["fixed"]))
-
-
-def whole_settings(fixed: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's every setting as the trainer resolves it: the sweep's fixed settings, its axis
-    values, then the method's recipe and the defaults (the seed, the split settings, ...), so a
-    tracker's run says what the results table says."""
-    values = {**fixed, **decode_config(config)}
-    try:
-        return TrainConfig.from_dict(values).to_dict()
-    except UserError:  # not a trainer configuration (a stand-in trial): what was given
-        return values
+                              settings=callback.table.resolved)
 
 
 def record_kept_flags(sweep_dir: Path, flags: dict[str, Any]) -> None:
@@ -608,7 +593,7 @@ def _run_tuner(
     if not search_done:
         if resuming:
             # Errored trials stay errored unless asked (--retry-errored): rerunning them is a choice.
-            tuner = _restore(ray_dir(sweep_dir), trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)], remote=remote,
+            tuner = _restore(ray_dir(sweep_dir), trainable, [callback, pruner, *trackers(flags, sweep_dir, callback)], remote=remote,
                              resume_unfinished=True, resume_errored=retry_errored)
             if (sweep_dir / RESULTS_PARQUET).is_file():
                 callback.carry_rows(upgrade_table(read_table(sweep_dir / RESULTS_PARQUET)))
@@ -618,7 +603,7 @@ def _run_tuner(
                 plan, flags["metric"], concurrency, flags["seed"]
             )
             tuner = _new_tuner(
-                trainable, sweep_dir, RAY_SUBDIR, [callback, pruner, *trackers(flags, sweep_dir, setup)], flags,
+                trainable, sweep_dir, RAY_SUBDIR, [callback, pruner, *trackers(flags, sweep_dir, callback)], flags,
                 param_space=param_space, search_alg=search_alg, num_samples=num_samples,
                 scheduler=scheduler,
                 # our search algorithms carry the limit themselves (Ray ignores it for them)
@@ -804,7 +789,7 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
            if remote is not None else tune.Tuner.can_restore(str(rdir)))
     if can:
         # errored repeats stay errored unless asked (--retry-errored), as in the search
-        tuner = _restore(rdir, trainable, [callback, pruner, *trackers(flags, sweep_dir, setup)],
+        tuner = _restore(rdir, trainable, [callback, pruner, *trackers(flags, sweep_dir, callback)],
                          remote=remote, resume_unfinished=True, resume_errored=retry_errored)
         callback.carry_rows(df[~search])
     else:
@@ -814,7 +799,7 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
         param_space["seed"] = tune.choice(seeds)
         points = [{k: encode_value(v) for k, v in p.items()} for p in doc["points"]]
         tuner = _new_tuner(
-            trainable, sweep_dir, reseed.RAY_SUBDIR, [callback, pruner, *trackers(flags, sweep_dir, setup)], flags,
+            trainable, sweep_dir, reseed.RAY_SUBDIR, [callback, pruner, *trackers(flags, sweep_dir, callback)], flags,
             param_space=param_space,
             search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=concurrency),
             num_samples=len(points),

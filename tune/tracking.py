@@ -99,11 +99,11 @@ def mlflow_uri(value: str | None, sweep_dir: Path) -> str:
     return value or f"sqlite:///{Path(sweep_dir).resolve() / 'mlflow.db'}"
 
 
-def _mlflow_callback(settings: Callable[[Mapping[str, Any]], Mapping[str, Any]], **kwargs):
+def _mlflow_callback(settings: Callable[[Any], Mapping[str, Any]], **kwargs):
     """Ray's MLflow callback, which logs a trial's config (the swept axes) as parameters, also
-    logging every other setting (`settings(trial.config)`: the runner resolves them as the
-    trainer does), so that each run carries its whole configuration: the seed of a finalist's
-    repeat, the defaults no axis or fixed value names."""
+    logging every other setting (`settings(trial)`: the results table's resolved settings of
+    the trial, as the trainer resolves them), so that each run carries its whole configuration:
+    the seed of a finalist's repeat, the defaults no axis or fixed value names."""
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     class WholeConfigMLflow(MLflowLoggerCallback):
@@ -117,8 +117,7 @@ def _mlflow_callback(settings: Callable[[Mapping[str, Any]], Mapping[str, Any]],
                     self._trial_runs[trial] = open_run
             super().log_trial_start(trial)
             if new:
-                rest = {k: v for k, v in settings(trial.config).items()
-                        if k not in trial.config}
+                rest = {k: v for k, v in settings(trial).items() if k not in trial.config}
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=rest)
 
         def _open_run(self, trial_name: str) -> str | None:
@@ -135,10 +134,9 @@ def _mlflow_callback(settings: Callable[[Mapping[str, Any]], Mapping[str, Any]],
 
 
 def callbacks(logs: list[tuple[str, str | None]], sweep_dir: Path, name: str,
-              settings: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> list:
+              settings: Callable[[Any], Mapping[str, Any]] | None = None) -> list:
     """Ray Tune logger callbacks for the parsed `--log` values of a sweep called `name`;
-    `settings`: a trial's config (its axis values) -> all its settings (logged as MLflow
-    parameters with the axes)."""
+    `settings`: a Ray trial -> all its settings (logged as MLflow parameters with the axes)."""
     out = []
     for kind, value in logs:
         if kind == "tensorboard":
@@ -147,7 +145,7 @@ def callbacks(logs: list[tuple[str, str | None]], sweep_dir: Path, name: str,
             out.append(TBXLoggerCallback())
         elif kind == "mlflow":
             out.append(_mlflow_callback(
-                settings or (lambda config: {}), tracking_uri=mlflow_uri(value, sweep_dir), experiment_name=name,
+                settings or (lambda trial: {}), tracking_uri=mlflow_uri(value, sweep_dir), experiment_name=name,
                 tags={"s4l_sweep": name}, save_artifact=False,
             ))
         elif kind == "wandb":

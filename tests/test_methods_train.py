@@ -254,3 +254,43 @@ def test_multi_stage_run_resumes_mid_stage_from_a_ray_style_checkpoint(tmp_path)
     )
     assert m["status"] == "completed"
     assert again and set(again) == {2}  # stage 1 was not trained again
+
+
+# The trainer's mixed precision (bf16 autocast, the `amp` default) runs only on CUDA. CPU autocast
+# to bf16 follows the same rules for which ops keep bf16 (batch norm and pooling do, linear layers
+# cast to bf16), so it stands in for the GPU here: every method, and every pretext of the
+# self-supervised ones, runs a few steps of each of its stages and scores its model under it.
+BF16_CASES = [(m, "rotation") for m in PAPER_METHODS] + [
+    ("selfsup_linear", "exemplar"), ("selfsup_finetune", "exemplar"),
+]
+
+
+@pytest.mark.parametrize("method,pretext", BF16_CASES, ids=[f"{m}-{p}" for m, p in BF16_CASES])
+def test_every_method_runs_under_bf16_autocast(method, pretext, tmp_path, monkeypatch):
+    import contextlib
+
+    import s4l_models.stages
+    import s4l_models.trainer
+
+    entered = []
+
+    def cpu_bf16(device, amp):
+        if not amp:
+            return contextlib.nullcontext()
+        entered.append(1)
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    monkeypatch.setattr(s4l_models.trainer, "autocast_context", cpu_bf16)
+    monkeypatch.setattr(s4l_models.stages, "autocast_context", cpu_bf16)
+    short = dict(epochs=1, eval_every=1, warmup_epochs=0.2, pretrain_epochs=0.3, width=0.125)
+    if method == "pseudolabel":
+        short["teacher_epochs"] = 1
+    if method.startswith("selfsup"):
+        short["pretext"] = pretext
+    m = train(cfg(method=method, **short), tmp_path, **quiet)
+    assert m["status"] == "completed", m["message"]
+    assert entered  # the run did use the stand-in
+    for k in ("val_full_top1", "test_top1"):
+        assert 0 <= m[k] <= 1
+    for line in _progress(tmp_path / "progress.jsonl"):
+        assert np.isfinite(line["train_loss"]), line

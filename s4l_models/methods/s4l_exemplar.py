@@ -77,7 +77,12 @@ def batch_hard_triplet(embeddings: torch.Tensor, identities: torch.Tensor) -> to
 
 
 def embed(feats: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-    return F.normalize(ctx.heads[EMBED_HEAD](feats).float(), dim=1)
+    """L2-normalised embeddings in float32. The head runs under the step's autocast: with bf16
+    autocast the features arrive in bf16 (batch norm and pooling keep it), which a float32
+    linear layer outside autocast refuses."""
+    with ctx.autocast():
+        out = ctx.heads[EMBED_HEAD](feats)
+    return F.normalize(out.float(), dim=1)
 
 
 def triplet_of_copies(emb: torch.Tensor, batch: int) -> torch.Tensor:

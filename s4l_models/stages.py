@@ -144,6 +144,21 @@ def teacher_model(path: str | os.PathLike, cfg: TrainConfig, device: torch.devic
             "on the same dataset"
         )
     data = load_dataset(cfg.dataset, cfg.data_dir)
+    # the teacher must have learned from this run's labeled subset and never seen its
+    # validation images: the same labels spec, validation split and split seed
+    default_val = data.spec.default_val_size
+    ours = {"labels": cfg.labels, "val_size": cfg.val_size or default_val,
+            "split_seed": cfg.split_seed}
+    theirs = {"labels": tcfg.get("labels"), "val_size": tcfg.get("val_size") or default_val,
+              "split_seed": tcfg.get("split_seed")}
+    diff = [k for k in ours if theirs[k] != ours[k]]
+    if diff:
+        raise UserError(
+            f"--teacher {path} was trained on other splits "
+            f"({', '.join(f'{k} {theirs[k]!r}, not {ours[k]!r}' for k in diff)}): its labels "
+            "would not be this run's labeled subset, or it saw this run's validation images; "
+            "give a teacher trained with the same --labels, --val-size and --split-seed"
+        )
     model = create_model(
         tcfg.get("arch", cfg.arch),
         width=tcfg.get("width", cfg.width),
@@ -198,8 +213,13 @@ def _pseudo_inputs(cfg: TrainConfig, data: LoadedDataset, path: Path, labeled: n
         index, label, conf = z["index"], z["label"], z["confidence"]
     own = np.isin(index, labeled)
     keep = (conf >= cfg.pseudo_threshold) & ~own
+    if own.all():
+        raise UserError(
+            f"--labels {cfg.labels} labels every training image, so there is none to "
+            "pseudo-label; use fewer labels"
+        )
     if not keep.any():
-        best = conf[~own].max() if (~own).any() else float("nan")
+        best = conf[~own].max()
         raise UserError(
             f"no pseudo-label of an unlabeled image reaches pseudo_threshold "
             f"{cfg.pseudo_threshold:g} (highest confidence {best:.3f}); lower the threshold"

@@ -57,7 +57,7 @@ from .config import TrainConfig
 from .data.augment import Augmenter
 from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
-from .data.splits import Splits, load_splits, splits_for
+from .data.splits import Splits, load_splits, meta_differences, splits_for
 from .errors import UserError
 from .evaluate import (
     rotation_hits,
@@ -223,7 +223,22 @@ def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
 def resolve_splits(cfg: TrainConfig, out: Path, data: LoadedDataset) -> Splits:
     """The run's splits: the shared ones at `splits_path`, else made (or reused) in `out`."""
     if cfg.splits_path:
-        return load_splits(cfg.splits_path)
+        # shared splits must be the ones this run's settings make: otherwise the run would
+        # train and score on other subsets than its config.json (and the table) say
+        saved = load_splits(cfg.splits_path)
+        want = {
+            "dataset": cfg.dataset, "n_train_total": len(data.train),
+            "val_size": cfg.val_size or data.spec.default_val_size, "labels": cfg.labels,
+            "tiny_k": sorted(set(int(k) for k in cfg.tiny_k)), "split_seed": cfg.split_seed,
+        }
+        diff = meta_differences(saved.meta, want)
+        if diff:
+            raise UserError(
+                f"the splits at --splits-path {cfg.splits_path} were made with other settings "
+                f"({', '.join(f'{k} {saved.meta.get(k)!r}, not {want[k]!r}' for k in diff)}); "
+                "give the settings they were made with, or drop --splits-path"
+            )
+        return saved
     return splits_for(
         out,
         cfg.dataset,

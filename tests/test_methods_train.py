@@ -17,8 +17,10 @@ from s4l_models.run import train
 
 TINY = dict(
     dataset="digits", labels="10%", arch="resnet18_v1", width=0.25, batch_size=16, threads=1,
-    epochs=6, eval_every=2, warmup_epochs=1, pretrain_epochs=0.5, pretrain_batch_size=16,
+    epochs=6, eval_every=2, warmup_epochs=1,
 )
+# the self-supervised baselines' pretraining (other methods refuse these settings)
+PRETRAIN = dict(pretrain_epochs=0.5, pretrain_batch_size=16)
 EXTRA = {
     # The retraining's epochs are over all 1000 training images (10x the labeled ones). It
     # trains a fresh network: 2 epochs (125 steps, a short warmup) let it learn the teacher's
@@ -31,7 +33,8 @@ EXTRA = {
     "s4l_rotation": dict(tta_rotation=True, epochs=12, eval_every=4),
     # a linear classifier on features pretrained for 0.5 epochs (31 steps, a short run) reached
     # 0.29-0.45; pretrained for 1 epoch and trained for 12, 0.45-0.59
-    "selfsup_linear": dict(pretrain_epochs=1, epochs=12, eval_every=4),
+    "selfsup_linear": dict(PRETRAIN, pretrain_epochs=1, epochs=12, eval_every=4),
+    "selfsup_finetune": PRETRAIN,
     # MOAM's recipe (w_sup 0.3, lr 0.2 per 256, decays from half the run) is made for 200
     # epochs; this 6-epoch smoke run checks the three-step pipeline learns, with a full
     # classification weight and the supervised schedule
@@ -98,7 +101,7 @@ def test_staged_run_layout_and_linear_curve_per_epoch(tmp_path):
         if metrics["stage"] == 1:
             pretrained.update(torch.load(ckpt / "state.pt", weights_only=True)["model"])
 
-    m = train(cfg(method="selfsup_linear", eval_every=0, epochs=4), tmp_path,
+    m = train(cfg(method="selfsup_linear", eval_every=0, epochs=4, **PRETRAIN), tmp_path,
               report=keep_pretrained, **quiet)
     assert m["stages"] == "pretrain,linear" and m["num_stages"] == 2
     # the clocks reported (what a sweep's results table costs a trial by) are the run's, all
@@ -282,11 +285,11 @@ def test_every_method_runs_under_bf16_autocast(method, pretext, tmp_path, monkey
 
     monkeypatch.setattr(s4l_models.trainer, "autocast_context", cpu_bf16)
     monkeypatch.setattr(s4l_models.stages, "autocast_context", cpu_bf16)
-    short = dict(epochs=1, eval_every=1, warmup_epochs=0.2, pretrain_epochs=0.3, width=0.125)
+    short = dict(epochs=1, eval_every=1, warmup_epochs=0.2, width=0.125)
     if method == "pseudolabel":
         short["teacher_epochs"] = 1
     if method.startswith("selfsup"):
-        short["pretext"] = pretext
+        short.update(PRETRAIN, pretrain_epochs=0.3, pretext=pretext)
     m = train(cfg(method=method, **short), tmp_path, **quiet)
     assert m["status"] == "completed", m["message"]
     assert entered  # the run did use the stand-in

@@ -89,6 +89,12 @@ BAD_INPUTS = {
     "a setting given twice": (["--set", "epochs=2", "--epochs", "3"], "epochs given twice"),
     "negative VAT weight": (["--method", "vat", "--w-vat=-1"], "w_vat must be >= 0"),
     "negative EntMin weight": (["--method", "vat_entmin", "--w-entmin=-1"], "w_entmin must be"),
+    # settings of a term the method has none of: they would be ignored but shown in config.json
+    "w_u without L_u": (["--method", "supervised", "--w-u", "0.5"], "does not use w_u"),
+    "eps_vat without VAT": (["--method", "s4l_rotation", "--eps-vat", "8"], "not use eps_vat"),
+    "EntMin on rotation": (["--method", "s4l_rotation", "--w-entmin", "0.3"], "not use w_entm"),
+    "pretraining of moam": (["--method", "moam", "--pretrain-epochs", "3"], "pretrain_epochs"),
+    "nothing to pseudo-label": (["--method", "pseudolabel", "--labels", "100%"], "leaves none"),
     "unreadable image": (
         ["--dataset", "imagenet", "--data-dir", "{tree}", "--val-size", "1", "--labels", "100%",
          "--tiny-k", "1", "--workers", "0", "--batch-size", "2", "--epochs", "1"],
@@ -152,3 +158,35 @@ def test_a_path_that_cannot_be_used_or_a_damaged_checkpoint_is_one_line(tmp_path
     assert main([*args, "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is unreadable" in err and "Traceback" not in err
+
+
+def test_a_teacher_or_shared_splits_made_with_other_split_settings_are_refused(tmp_path, capsys):
+    """A pseudo-label teacher must have learned from this run's labeled subset and never seen
+    its validation images; shared splits must be the ones the run's settings make (else the
+    run trains and scores on other subsets than its config.json says)."""
+    tiny = ["--dataset", "digits", "--arch", "resnet18_v2", "--width", "0.125", "--epochs",
+            "0.5", "--batch-size", "32", "--threads", "1"]
+    teacher = tmp_path / "teacher"
+    assert main([*tiny, "--labels", "10%", "--out", str(teacher)]) == 0
+    capsys.readouterr()
+    cases = {
+        "labels": (["--labels", "1%"], "labels '10%', not '1%'"),
+        "val_size": (["--val-size", "300"], "val_size 500, not 300"),
+        "split_seed": (["--split-seed", "3"], "split_seed 0, not 3"),
+    }
+    for name, (args, needle) in cases.items():
+        out = tmp_path / f"student_{name}"
+        rc = main([*tiny, "--method", "pseudolabel", "--teacher", str(teacher), *args,
+                   "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1, (name, err)
+        assert "--teacher" in err and needle in err, (name, err)
+        rc = main([*tiny, "--splits-path", str(teacher), *args, "--out", str(tmp_path / name)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1, (name, err)
+        assert "--splits-path" in err and needle in err, (name, err)
+    # the same split settings: the teacher labels, the shared splits are used
+    ok = tmp_path / "student"
+    assert main([*tiny, "--method", "pseudolabel", "--teacher", str(teacher),
+                 "--splits-path", str(teacher), "--out", str(ok)]) == 0
+    assert json.loads((ok / "metrics.json").read_text())["status"] == "completed"

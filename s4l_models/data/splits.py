@@ -198,6 +198,15 @@ def load_splits(path: str | os.PathLike) -> Splits:
                         f"{SPLITS_NPZ} and {SPLITS_JSON} or start a fresh run") from None
 
 
+# what decides a split file's contents (besides the dataset's own labels)
+MADE_WITH = ("dataset", "n_train_total", "val_size", "labels", "tiny_k", "split_seed")
+
+
+def meta_differences(saved: dict, want: dict) -> list[str]:
+    """The MADE_WITH settings in which a split file's meta differs from a request."""
+    return [k for k in MADE_WITH if saved.get(k) != want.get(k)]
+
+
 def splits_for(
     directory: str | os.PathLike,
     dataset: str,
@@ -213,9 +222,7 @@ def splits_for(
     fresh = make_splits(labels, num_classes, val_size, labels_spec, tiny_k, seed)
     if (d / SPLITS_JSON).is_file():
         saved = load_splits(d)
-        want = {"dataset": dataset, **fresh.meta}
-        keys = ("dataset", "n_train_total", "val_size", "labels", "tiny_k", "split_seed")
-        diff = [k for k in keys if saved.meta.get(k) != want.get(k)]
+        diff = meta_differences(saved.meta, {"dataset": dataset, **fresh.meta})
         if diff:
             raise UserError(
                 f"the splits saved in {d} were made with other settings ({', '.join(diff)}); "

@@ -9,13 +9,14 @@ after the other (see `s4l_models.stages.run_stages`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
 from ..config import TrainConfig
 from ..data.augment import Augmenter
+from ..data.splits import parse_labels
 from ..errors import UserError
 
 
@@ -178,6 +179,24 @@ def common_validate(cfg: TrainConfig, method: Method) -> None:
         "it chooses whether VAT and EntMin also see the labeled batch (MOAM follows the "
         "released rotation_vat.py, which applies them to unlabeled images only)",
     )
+    # the loss weights and VAT's radius of the semi-supervised methods, and the pretraining of
+    # the self-supervised baselines: set away from their defaults for a method that has no
+    # such term, they would be ignored while config.json and the results table show them
+    owners = {
+        "w_u": {"s4l_rotation", "s4l_exemplar", "vat", "vat_entmin", "moam"},
+        **dict.fromkeys(("eps_vat", "w_vat", "w_entmin"), {"vat", "vat_entmin", "moam"}),
+        **dict.fromkeys(("pretrain_epochs", "pretrain_batch_size"),
+                        {"selfsup_linear", "selfsup_finetune"}),
+    }
+    defaults = {f.name: f.default for f in fields(cfg)}
+    for key, allowed in owners.items():
+        hint = f"drop {key}" if defaults[key] is None else f"leave {key} at {defaults[key]:g}"
+        refuse_unless(cfg, allowed, key, getattr(cfg, key) != defaults[key], hint)
+    if cfg.method in ("pseudolabel", "moam") and parse_labels(cfg.labels) == ("fraction", 1.0):
+        raise UserError(
+            f"--method {cfg.method} trains on pseudo-labels of the unlabeled images, and "
+            f"--labels {cfg.labels} leaves none unlabeled; use fewer labels (e.g. 10%)"
+        )
     if cfg.tta_rotation and not method.rotation_tta:
         raise UserError(
             f"--method {cfg.method} does not train on rotated images, so --tta-rotation has no "

@@ -23,11 +23,18 @@ from pathlib import Path
 from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_FILE
 from .config import TrainConfig, parse_set
 from .errors import ArgumentParser, UserError, exit_on_user_error
+from .recipes import RECIPES
 from .run import train
 from .trainer import finished_result
 
 # what a run writes besides its checkpoint (s4l_models.run, .trainer)
 RUN_FILES = ("metrics.json", "progress.jsonl", "val_predictions.npz", "config.json")
+
+# Settings some method's recipe gives: a run left without them gets its recipe's value
+# (recipes.fill), not TrainConfig's default, so the help must not promise that default.
+RECIPE_SETTINGS = frozenset(
+    key for regimes in RECIPES.values() for rec in regimes.values() for key in rec.settings
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,20 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
+        text = _help_default(getattr(defaults, f.name), f.name in RECIPE_SETTINGS)
         if hints[f.name] is bool:
             # `--color-aug` turns it on, `--color-aug false` off
             p.add_argument(flag, dest=f.name, nargs="?", const="true", default=argparse.SUPPRESS,
-                           help=_help_default(default))
+                           help=text)
         else:
-            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
-                           help=_help_default(default))
+            p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=text)
     return p
 
 
-def _help_default(default) -> str:
+def _help_default(default, from_recipe: bool = False) -> str:
+    text = (
+        f"(default: the method's recipe, s4l_models/recipes.py; else {default})"
+        if from_recipe
+        else f"(default {default})"
+    )
     # argparse %-formats help strings: a default such as "10%" must reach it as "10%%".
-    return f"(default {default})".replace("%", "%%")
+    return text.replace("%", "%%")
 
 
 @exit_on_user_error

@@ -77,7 +77,11 @@ class TrainConfig:
     warmup_epochs: float = 5.0  # linear warmup from 0
     decay_epochs: tuple[float, ...] | None = None  # x0.1 at these epochs; None = 70/80/90%
     batch_size: int = 256
-    color_aug: bool = False  # hsvnoise on labeled images (an axis of the 1% grid)
+    # hsvnoise on the training views (an axis of the 1% grid): of the labeled images, and of
+    # the unlabeled ones too where a method trains on them (S4L-Rotation, VAT, VAT+EntMin,
+    # MOAM). S4L-Exemplar ignores it (its copies always get hsvnoise), and so does the pretext
+    # pretraining of selfsup_linear / selfsup_finetune (pretrain_stage turns it off).
+    color_aug: bool = False
     seed: int = 0  # model init, data order and augmentation
     # --- method weights (used by the semi-supervised methods) ----------------------------
     w_u: float = 1.0  # weight of the unlabeled loss L_u

@@ -10,7 +10,13 @@ uninterrupted run exactly on CPU.
 
 Files in `out_dir`: config.json, splits.npz/json (unless `splits_path` points at shared ones),
 checkpoint/state.pt, progress.jsonl (one line per evaluation), metrics.json (final) and
-val_predictions.npz (per-example correctness of the final evaluation).
+val_predictions.npz (per-example correctness of the final evaluation). The checkpoint is
+written before its progress.jsonl line; a resumed run adds the lines its checkpoint's history
+holds and progress.jsonl lacks (a kill between the two writes, or another machine).
+
+Clocks (`CLOCKS`, in every evaluation's line and in metrics.json) run across resumes: a
+resumed run starts them from its checkpoint's last line. A line's clocks stop at its
+evaluation, so the writing of the checkpoint it is saved in counts from the next line on.
 
 `s4l_models.run.train` is the entry point: it runs this loop, or for multi-stage methods
 (pseudolabel, selfsup_linear, selfsup_finetune, moam) `s4l_models.stages.run_stages`, which
@@ -82,7 +88,10 @@ PIPELINE_FILE = "pipeline.json"
 LOSS_CHECK_EVERY = 50
 
 Report = Callable[[dict[str, Any], Path], None]
-
+# The run's clocks: wall time (`train_seconds`, with its evaluations, checkpoints and, for a
+# multi-stage run, its pseudo-labelling passes), and the parts of it spent scoring and writing
+# checkpoints; multi-stage runs sum them over their stages (s4l_models/stages.py)
+CLOCKS = ("train_seconds", "eval_seconds", "checkpoint_seconds")
 
 
 def finished_result(out_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -102,7 +111,24 @@ def finished_result(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     if int(last.get("step", -1)) != int(final.get("steps", -2)):
         return None
-    return last
+    # the run's clocks (metrics.json): a multi-stage run's last line holds its last stage's
+    return {**last, **{k: final[k] for k in CLOCKS if k in final}}
+
+
+def _progress_key(d: dict) -> tuple[int, int]:
+    return (int(d.get("stage", 0) or 0), int(d.get("step", 0) or 0))
+
+
+def _progress_lines(path: Path) -> list[tuple[tuple[int, int], str]]:
+    """(key, text) of each readable line of a progress.jsonl, in file order."""
+    out = []
+    if path.is_file():
+        for text in path.read_text().splitlines():
+            try:
+                out.append((_progress_key(json.loads(text)), text))
+            except (ValueError, TypeError, AttributeError):
+                continue  # a torn line from an older, non-atomic writer
+    return out
 
 
 def record_progress(path: Path, line: dict[str, Any]) -> None:
@@ -113,19 +139,27 @@ def record_progress(path: Path, line: dict[str, Any]) -> None:
     or after the new one's (stage, step) are such stale copies and are dropped. The file is
     small (one line per evaluation) and rewritten atomically.
     """
-    def key(d: dict) -> tuple:
-        return (int(d.get("stage", 0) or 0), int(d.get("step", 0) or 0))
-
-    kept = []
-    if path.is_file():
-        for text in path.read_text().splitlines():
-            try:
-                if key(json.loads(text)) < key(line):
-                    kept.append(text)
-            except (ValueError, TypeError):
-                continue  # a torn line from an older, non-atomic writer
+    kept = [text for key, text in _progress_lines(path) if key < _progress_key(line)]
     kept.append(json.dumps(line))
     atomic_write_text(path, "\n".join(kept) + "\n")
+
+
+def restore_progress(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Add to a progress.jsonl the evaluations of `lines` (a checkpoint's history) it lacks.
+
+    A checkpoint's history is the complete record of the evaluations up to it, and a line is
+    written after its checkpoint (a multi-stage run's top-level line in the report, which
+    needs the checkpoint): a run killed between the two writes, or resumed into an empty
+    directory (a trial of an object-store sweep restarted on another node), gets its lines
+    back here. Lines already there, and later stale ones, stay as they are (record_progress
+    replaces those when the run redoes their evaluations)."""
+    have = _progress_lines(path)
+    keys = {key for key, _ in have}
+    new = [(_progress_key(d), json.dumps(d)) for d in lines if _progress_key(d) not in keys]
+    if new:
+        merged = sorted(have + new, key=lambda kt: kt[0])  # stable: file order among equals
+        atomic_write_text(path, "\n".join(text for _, text in merged) + "\n")
+
 
 class Diverged(Exception):
     """The loss became non-finite."""
@@ -172,14 +206,14 @@ class RunState:
     def eval_model(self) -> nn.Module:
         return self.polyak.average["model"] if self.polyak is not None else self.model
 
+    @property
+    def eval_heads(self) -> nn.ModuleDict:
+        """The extra heads that go with eval_model (the Polyak copy averages them too)."""
+        return self.polyak.average["heads"] if self.polyak is not None else self.heads
+
     def final_weights(self) -> dict[str, dict]:
         """The weights a later stage starts from: the Polyak average when there is one."""
-        if self.polyak is not None:
-            return {
-                "model": self.polyak.average["model"].state_dict(),
-                "heads": self.polyak.average["heads"].state_dict(),
-            }
-        return {"model": self.model.state_dict(), "heads": self.heads.state_dict()}
+        return {"model": self.eval_model.state_dict(), "heads": self.eval_heads.state_dict()}
 
 
 def decay_groups(params: list[nn.Parameter], wd: float) -> list[dict[str, Any]]:
@@ -330,6 +364,8 @@ class Trainer:
         # A run too short to mean anything still trains (smoke runs and tests need it), but it
         # says so and every metric it reports carries short_run (MIN_STEPS in schedule.py).
         self.short_reason = short_reason or self.schedule.short_reason()
+        # one that means something but not what its settings read: logged and in metrics.json
+        self.schedule_warnings = self.schedule.warnings()
 
     # --- setup -------------------------------------------------------------------------
     def _splits(self) -> Splits:
@@ -465,10 +501,11 @@ class Trainer:
         if final:
             rot = None
             if state is not None and ROTATION_HEAD in state.heads:
-                # label-free selection's signal (analysis/select.py): the trained network and
-                # its rotation head, as trained (not the Polyak copy, whose head is not averaged)
+                # label-free selection's signal (analysis/select.py), of the network the
+                # metrics score: the Polyak average of the body and of its rotation head when
+                # the run keeps one (Polyak averages the heads too), else the live network
                 rot = rotation_hits(
-                    state.model, state.heads[ROTATION_HEAD],
+                    state.eval_model, state.eval_heads[ROTATION_HEAD],
                     self.source.eval_batches(val, self.eval_batch),
                     self.augment, self.autocast,
                 )
@@ -495,11 +532,8 @@ class Trainer:
         history: list[dict] = []
         if resume_from is not None:
             history = self.load_checkpoint(state, resume_from)
-            if not (self.out / "progress.jsonl").is_file():
-                # resumed into an empty directory (a trial of an object-store sweep restarted
-                # on another node): the checkpoint's history restores the earlier lines
-                for line in history:
-                    record_progress(self.out / "progress.jsonl", line)
+            # lines lost to a kill after the checkpoint, or never here (another machine)
+            restore_progress(self.out / "progress.jsonl", history)
         start_step = state.step
         total = self.schedule.total_steps
         stops = [s for s in report_steps(cfg, self.schedule) if s > start_step]
@@ -516,8 +550,9 @@ class Trainer:
         heads.train()
         t0 = time.perf_counter()
         eval_seconds = checkpoint_seconds = 0.0  # of this process (not of a resumed run)
-        prior_seconds = history[-1]["train_seconds"] if history else 0.0
-        prior_eval = history[-1].get("eval_seconds", 0.0) if history else 0.0
+        # the CLOCKS of the process(es) before a resume, as its checkpoint's last line has them
+        prior = {k: history[-1].get(k, 0.0) if history else 0.0 for k in CLOCKS}
+        prior_seconds, prior_eval = prior["train_seconds"], prior["eval_seconds"]
         loss_sum, loss_n, checked_step = torch.zeros((), device=self.device), 0, start_step
         metrics: dict[str, Any] = {}
         status, message = "completed", ""
@@ -531,17 +566,22 @@ class Trainer:
             self.log(
                 f"warning: this run is too short to mean anything ({self.short_reason}); its "
                 "metrics are marked short_run. Raise --epochs or lower --batch-size for at "
-                "least 50 steps, most of them after the warmup"
+                "least 50 steps, most of them after the warmup, and end the warmup before "
+                "the first lr decay"
             )
+        for warning in self.schedule_warnings:
+            self.log(f"warning: {warning}")
         batches = self.source.train_batches(labeled_stream, start_step, total)
         try:
             for step in range(start_step, total):
                 images, labels = next(batches)
-                labeled = Batch(images, labels)
+                # the images' dataset indices: S4L-Exemplar's triplet identities (a batch can
+                # hold one image twice across two shuffled passes)
+                labeled = Batch(images, labels, torch.from_numpy(labeled_stream.batch(step)))
                 unlabeled = None
                 if unlabeled_batches is not None:
                     ui, ul = next(unlabeled_batches)
-                    unlabeled = Batch(ui, ul)
+                    unlabeled = Batch(ui, ul, torch.from_numpy(unlabeled_stream.batch(step)))
                 ctx = StepContext(
                     cfg=cfg,
                     augment=self.augment,
@@ -579,6 +619,7 @@ class Trainer:
                         train_loss=float(loss_sum) / max(1, loss_n),
                         train_seconds=prior_seconds + time.perf_counter() - t0,
                         eval_seconds=prior_eval + eval_seconds,
+                        checkpoint_seconds=prior["checkpoint_seconds"] + checkpoint_seconds,
                     )
                     loss_sum, loss_n = torch.zeros((), device=self.device), 0
                     history.append(metrics)
@@ -606,9 +647,10 @@ class Trainer:
             "warmup_steps": self.schedule.warmup_steps,
             "short_run": bool(self.short_reason),
             "short_reason": self.short_reason or "",
+            "schedule_warnings": "; ".join(self.schedule_warnings),
             "train_seconds": prior_seconds + time.perf_counter() - t0,
             "eval_seconds": prior_eval + eval_seconds,
-            "checkpoint_seconds": checkpoint_seconds,
+            "checkpoint_seconds": prior["checkpoint_seconds"] + checkpoint_seconds,
             "num_labeled": int(len(self.labeled)),
             "num_val": int(len(self.splits.val)),
             "device": str(self.device),
@@ -643,6 +685,7 @@ class Trainer:
 
 
 __all__ = [
+    "CLOCKS",
     "Trainer",
     "TrainConfig",
     "DATASETS",

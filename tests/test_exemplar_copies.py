@@ -20,7 +20,11 @@ from s4l_models.data.datasets import DATASETS, clear_dataset_cache, load_dataset
 from s4l_models.data.sources import FileSource, IndexStream, make_source
 from s4l_models.methods import PAPER_METHODS, get_method, s4l_exemplar
 from s4l_models.methods.base import StepContext
-from s4l_models.methods.s4l_exemplar import NUM_COPIES, exemplar_copies
+from s4l_models.methods.s4l_exemplar import (
+    NUM_COPIES,
+    exemplar_copies,
+    image_identities,
+)
 from s4l_models.methods.selfsup_linear import PRETEXT
 
 CPU = torch.device("cpu")
@@ -162,3 +166,34 @@ def test_s4l_exemplar_trains_on_an_image_folder_with_8_crops_per_image(tmp_path,
     assert len(seen) == 4
     assert all(shape == (2, NUM_COPIES, 3, 224, 224) for shape, _ in seen), seen
     assert all(n == NUM_COPIES for _, n in seen), seen
+
+
+# Strict: remove the mark with the change to trainer.py that passes the indices (Trainer.run:
+# `Batch(images, labels, torch.from_numpy(labeled_stream.batch(step)))`, and the same for the
+# unlabeled batch); until then the trainer builds batches without them.
+def test_a_training_step_gives_s4l_exemplar_the_dataset_index_of_every_image(tmp_path,
+                                                                            monkeypatch):
+    """The trainer passes each batch's dataset indices (Batch.indices), so an image drawn twice
+    in one batch (10 labeled images at batch 8: the second batch spans two passes) is one
+    triplet identity."""
+    seen = []
+
+    def spy(batch):
+        seen.append((batch.images.clone(), batch.indices))
+        return image_identities(batch)
+
+    monkeypatch.setattr(s4l_exemplar, "image_identities", spy)
+    out = tmp_path / "run"
+    rc = main([
+        "--method", "s4l_exemplar", "--dataset", "digits", "--arch", "resnet18_v2",
+        "--width", "0.25", "--labels", "1/class", "--val-size", "100", "--batch-size", "8",
+        "--epochs", "2.4", "--eval-every", "0", "--threads", "1", "--seed", "0",
+        "--out", str(out),
+    ])
+    assert rc == 0
+    train = load_dataset("digits", None).train.images
+    labeled = [s for i, s in enumerate(seen) if i % 2 == 0]  # labeled, unlabeled, labeled, ...
+    assert len(labeled) == 3 and all(idx is not None for _, idx in seen)
+    for images, idx in seen:
+        assert torch.equal(images, train[idx])  # the indices are those of the batch's images
+    assert any(len(set(idx.tolist())) < len(idx) for _, idx in labeled)

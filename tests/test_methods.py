@@ -17,9 +17,9 @@ from s4l_models.data.augment import Augmenter
 from s4l_models.data.datasets import DATASETS
 from s4l_models.errors import UserError
 from s4l_models.evaluate import five_crop_rot4, pseudo_labels, view_average
-from s4l_models.methods import PAPER_METHODS, get_method, list_methods
-from s4l_models.methods.base import StepContext, entropy
-from s4l_models.methods.s4l_exemplar import batch_hard_triplet
+from s4l_models.methods import PAPER_METHODS, get_method, list_methods, s4l_exemplar
+from s4l_models.methods.base import Batch, StepContext, entropy
+from s4l_models.methods.s4l_exemplar import EMBED_HEAD, NUM_COPIES, batch_hard_triplet
 from s4l_models.methods.s4l_rotation import rotate4, rotated_class_loss
 from s4l_models.methods.vat import (
     kl_from_logits,
@@ -97,6 +97,48 @@ def test_batch_hard_soft_margin_triplet_equals_brute_force(normalise):
     ids = torch.arange(3).repeat(8)  # 8 copies of 3 images, copy-major as the method builds them
     got = batch_hard_triplet(emb, ids).item()
     assert got == pytest.approx(_brute_force_triplet(emb, ids.tolist()), rel=1e-6)
+
+
+def test_an_image_drawn_twice_in_one_batch_keeps_its_copies_as_one_identity(monkeypatch):
+    """A batch spanning two shuffled passes holds one image twice (IndexStream.batch); the
+    copies of both occurrences are positives of each other, never negatives."""
+    import numpy as np
+
+    from s4l_models.data.sources import IndexStream
+
+    stream = IndexStream(np.arange(3), batch_size=4, seed=0)
+    idx = stream.batch(0)  # 3 images of pass 0, then the first of pass 1
+    assert len(set(idx.tolist())) == 3
+    twice = [i for i in range(4) if idx[i] == idx[3]]
+    assert twice == [twice[0], 3]
+    g = torch.Generator().manual_seed(5)
+    pool = torch.randint(0, 256, (3, 1, 8, 8), generator=g, dtype=torch.uint8)  # digits
+    labeled = Batch(pool[idx], torch.tensor([1, 2, 3, 4]), torch.from_numpy(idx))
+    # an unlabeled batch with the same image twice and an unreadable one between them
+    unlabeled = Batch(pool[[0, 1, 0, 2]], torch.tensor([0, -1, 0, 0]), torch.tensor([7, 8, 7, 9]))
+    seen = []
+
+    def spy(emb, identities):
+        seen.append((emb.detach(), identities))
+        return batch_hard_triplet(emb, identities)
+
+    monkeypatch.setattr(s4l_exemplar, "batch_hard_triplet", spy)
+    model = _model(channels=1)
+    ctx = _ctx(TrainConfig(method="s4l_exemplar"), spec=DATASETS["digits"])
+    ctx.heads[EMBED_HEAD] = s4l_exemplar.METHOD.heads[EMBED_HEAD](model.num_features, ctx.cfg)
+    _, parts = s4l_exemplar.s4l_exemplar_loss(model, labeled, unlabeled, ctx)
+    (emb_l, ids_l), (emb_u, ids_u) = seen
+    slots_l = torch.arange(4).repeat(NUM_COPIES)
+    copies_l = slots_l[ids_l == ids_l[3]].tolist()  # every copy sharing slot 3's identity
+    assert sorted(set(copies_l)) == [twice[0], 3] and len(copies_l) == 2 * NUM_COPIES
+    assert len(set(ids_l.tolist())) == 3
+    # the unreadable image is dropped with its identity: images 7, 7, 9 are left
+    assert ids_u.tolist() == [7, 7, 9] * NUM_COPIES
+    loss_l = _brute_force_triplet(emb_l.double(), ids_l.tolist())
+    loss_u = _brute_force_triplet(emb_u.double(), ids_u.tolist())
+    assert parts["loss_exemplar"].item() == pytest.approx((loss_l + loss_u) / 2, rel=1e-4)
+    # one identity per slot instead would make the two occurrences negatives of each other
+    assert _brute_force_triplet(emb_l.double(), slots_l.tolist()) != pytest.approx(loss_l)
 
 
 def test_entmin_equals_the_entropy_formula():
@@ -281,3 +323,32 @@ def test_moam_defaults_to_polyak_and_scales_its_later_steps():
     half = get_method("moam").stages(TrainConfig.from_dict(dict(method="moam", epochs=100)))
     assert half[1].cfg.epochs == 9 and half[2].cfg.epochs == 10
     assert list(itertools.chain(*(s.cfg.decay_epochs for s in half[1:]))) == [3, 6, 2.5, 5, 7.5]
+
+
+def test_train_help_gives_the_recipe_as_the_default_of_every_setting_a_method_changes():
+    """`s4l-train --help` must not promise TrainConfig's default where a run gets its method's
+    recipe instead (`--method vat`: w_u 0.5, lr 0.03; moam: width 4, batch 128, ...)."""
+    from dataclasses import fields
+
+    from s4l_models.cli import build_parser
+    from s4l_models.recipes import RECIPES
+
+    helps = {a.dest: a.help for a in build_parser()._actions}
+    plain = TrainConfig()
+    changed = set()
+    for method in RECIPES:
+        for labels in ("10%", "1%"):
+            cfg = TrainConfig.from_dict({"method": method, "labels": labels})
+            changed |= {f.name for f in fields(TrainConfig)
+                        if getattr(cfg, f.name) != getattr(plain, f.name)}
+    changed -= {"method", "labels"}  # given, not defaulted
+    assert {"lr", "w_u", "width", "batch_size", "w_sup"} <= changed
+    for f in fields(TrainConfig):
+        default = str(getattr(plain, f.name)).replace("%", "%%")
+        if f.name in changed:
+            assert helps[f.name] == (
+                f"(default: the method's recipe, s4l_models/recipes.py; else {default})"
+            ), f.name
+        elif "recipe" not in helps[f.name]:
+            assert helps[f.name] == f"(default {default})", f.name
+    assert helps["pretrain_epochs"] == "(default 35.0)"  # no recipe sets it

@@ -297,3 +297,91 @@ def test_every_method_runs_under_bf16_autocast(method, pretext, tmp_path, monkey
         assert 0 <= m[k] <= 1
     for line in _progress(tmp_path / "progress.jsonl"):
         assert np.isfinite(line["train_loss"]), line
+
+
+def test_a_staged_run_killed_after_a_checkpoint_keeps_every_line_and_its_run_s_clocks(
+    tmp_path, monkeypatch, capsys
+):
+    from s4l_models.trainer import Trainer, finished_result
+
+    args = [
+        "--method", "selfsup_finetune", "--dataset", "digits", "--arch", "resnet18_v1",
+        "--width", "0.25", "--batch-size", "16", "--threads", "1", "--epochs", "2",
+        "--set", "pretrain_epochs=0.3", "--set", "pretrain_batch_size=16", "--set",
+        "eval_every=1",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+
+    def keys(run):
+        return [(line["stage"], line["step"]) for line in _progress(run / "progress.jsonl")]
+
+    want = keys(tmp_path / "a")
+    assert [s for s, _ in want].count(2) == 2  # the fine-tuning evaluates twice
+
+    class Killed(BaseException):
+        """The process dies: nothing after the checkpoint runs (the stage's own line, the
+        report that writes the run's line)."""
+
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self, state, history):
+        path = save(self, state, history)
+        if self.checkpoint_extra.get("stage") == 1:  # the fine-tuning's first checkpoint
+            monkeypatch.setattr(Trainer, "save_checkpoint", save)
+            raise Killed
+        return path
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    out = tmp_path / "b"
+    with pytest.raises(Killed):
+        main([*args, "--out", str(out)])
+    assert keys(out) == want[:-2]
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert keys(out) == want
+    stage2 = [line["step"] for line in _progress(out / "stage_2_finetune" / "progress.jsonl")]
+    assert stage2 == [step for stage, step in want if stage == 2]
+    # a finished run's result carries the run's clocks, all stages together, not the last
+    # stage's alone (its last line)
+    metrics = json.loads((out / "metrics.json").read_text())
+    done = finished_result(out)
+    stages = [json.loads((out / d / "metrics.json").read_text())
+              for d in ("stage_1_pretrain", "stage_2_finetune")]
+    last = _progress(out / "progress.jsonl")[-1]
+    for k in ("train_seconds", "eval_seconds", "checkpoint_seconds"):
+        assert done[k] == metrics[k] == pytest.approx(sum(s[k] for s in stages)), k
+        assert done[k] > stages[1][k] >= last[k], k
+    capsys.readouterr()
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_the_run_s_clock_holds_its_pseudo_labelling_pass(tmp_path, monkeypatch):
+    import time
+
+    import s4l_models.stages
+    from s4l_models.trainer import finished_result
+
+    spent = []
+    label = s4l_models.stages.write_pseudo_labels
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        result = label(*args, **kwargs)
+        spent.append(time.perf_counter() - t0)
+        return result
+
+    monkeypatch.setattr(s4l_models.stages, "write_pseudo_labels", timed)
+    reports = []
+    m = train(cfg(method="pseudolabel", teacher_epochs=2, epochs=0.2, eval_every=0.1), tmp_path,
+              report=lambda r, ck: reports.append(r), **quiet)
+    assert m["status"] == "completed" and len(spent) == 1
+    stages = [json.loads((tmp_path / d / "metrics.json").read_text())
+              for d in ("stage_1_teacher", "stage_2_retrain")]
+    # the run's wall time: both stages' and the labelling between them; scoring is apart
+    assert m["pseudo_label_seconds"] >= spent[0] > 0
+    assert m["train_seconds"] >= sum(s["train_seconds"] for s in stages) + spent[0]
+    assert m["eval_seconds"] == pytest.approx(sum(s["eval_seconds"] for s in stages))
+    # what a sweep costs the trial by (its last report) and a restarted trial re-reports
+    own = _progress(tmp_path / "stage_2_retrain" / "progress.jsonl")[-1]["train_seconds"]
+    assert reports[-1]["train_seconds"] >= stages[0]["train_seconds"] + own + spent[0]
+    assert finished_result(tmp_path)["train_seconds"] == m["train_seconds"]

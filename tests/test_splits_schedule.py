@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from s4l_models.config import TrainConfig
 from s4l_models.data.datasets import load_dataset
+from s4l_models.data.sources import IndexStream
 from s4l_models.data.splits import load_splits, make_splits, splits_for
 from s4l_models.errors import UserError
-from s4l_models.schedule import Schedule
+from s4l_models.schedule import Schedule, epoch_to_step, report_steps
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +141,92 @@ def test_short_schedules_are_named():
     assert "fewer than 50" in Schedule.from_epochs(0.1, 10, 49, 10, 0, ()).short_reason()
     assert "inside the warmup" in Schedule.from_epochs(0.1, 10, 60, 10, 10, ()).short_reason()
     assert Schedule.from_epochs(0.1, 10, 60, 10, 1, ()).short_reason() is None
+
+
+def test_a_first_decay_inside_the_warmup_is_named_with_its_steps():
+    # digits, 150 labeled images at batch 16, 6 epochs with a 5-epoch warmup and the default
+    # decays at 70/80/90%: 57 steps, a 46-step warmup, decays at steps 40, 45 and 51
+    s = Schedule.from_epochs(0.1, 16, 150, 6, 5, (4.2, 4.8, 5.4))
+    assert (s.total_steps, s.warmup_steps, s.decay_steps) == (57, 46, (40, 45, 51))
+    assert s.short_reason() == "the first lr decay, at step 40, falls inside the 46-step warmup"
+    # what that means: the peak lr is reached at the warmup's last step only, then 0.01x
+    lrs = [s.lr(k) for k in range(s.total_steps)]
+    assert lrs.count(max(lrs)) == 1 and lrs[s.warmup_steps] == pytest.approx(s.peak_lr * 0.01)
+    # a decay on the first step after the warmup leaves no step after it at the peak either
+    s = Schedule.from_epochs(0.1, 10, 100, 10, 2, (2, 8))
+    assert s.short_reason() == "the first lr decay, at step 20, falls at the end of the " \
+        "20-step warmup"
+    assert s.lr(s.warmup_steps) < s.peak_lr
+    # one step later the run trains at the peak after its warmup: not named
+    assert Schedule.from_epochs(0.1, 10, 100, 10, 2, (2.1, 8)).short_reason() is None
+    # without a warmup, a decay at step 0 lowers the whole run's lr: not named
+    assert Schedule.from_epochs(0.1, 10, 100, 10, 0, (0,)).short_reason() is None
+
+
+def test_the_sweep_plan_names_a_decay_inside_the_warmup():
+    # the dry run's check of each configuration is the trainer's (stages.short_run_reason):
+    # 6 epochs of the baseline grid keep its 5-epoch warmup, and its decays fall inside it
+    from tune.sweep_plan import make_plan, short_line
+
+    plan = make_plan("baseline_10pct", raw_set={"epochs": "6"})
+    short, total, _ = plan.short
+    assert short == total > 0
+    assert re.search(r"the first lr decay, at step \d+, falls inside the \d+-step warmup",
+                     short_line(plan))
+
+
+@pytest.mark.parametrize("labeled,batch,times", [(20, 256, "12.8"), (10, 32, "3.2"),
+                                                 (8, 16, "2")])
+def test_a_batch_larger_than_the_labeled_set_is_a_warning_saying_how_often(
+    labeled, batch, times
+):
+    s = Schedule.from_epochs(0.1, batch, labeled, 1000, 0, ())
+    (warning,) = s.warnings()
+    assert f"the batch of {batch} is larger than the {labeled} images" in warning
+    assert f"each appears {times} times per batch on average" in warning
+    # what the data stream does: over `labeled` batches (`batch` epochs) every image appears
+    # `batch` times, `times` per batch
+    drawn = np.concatenate([IndexStream(np.arange(labeled), batch, seed=0).batch(k)
+                            for k in range(labeled)])
+    assert np.bincount(drawn).tolist() == [batch] * labeled
+    assert s.short_reason() is None  # it means something: a warning, not a short run
+    assert Schedule.from_epochs(0.1, labeled, labeled, 1000, 0, ()).warnings() == []
+
+
+def test_a_warmup_shorter_than_one_step_is_a_warning():
+    # 10 labeled images at batch 4: 2.5 steps per epoch; a 0.2-epoch warmup is half a step
+    s = Schedule.from_epochs(0.1, 4, 10, 100, 0.2, ())
+    assert s.warmup_steps == 0 and s.lr(0) == s.peak_lr  # no warmup at all
+    (warning,) = s.warnings()
+    assert "warmup of 0.2 epochs is shorter than one step (0.5 steps)" in warning
+    assert "rounds down to none" in warning
+    assert Schedule.from_epochs(0.1, 4, 10, 100, 0.4, ()).warnings() == []  # one step
+    assert Schedule.from_epochs(0.1, 4, 10, 100, 0, ()).warnings() == []  # none asked
+
+
+def _report_steps_listed(c: TrainConfig, s: Schedule) -> list[int]:
+    """report_steps as first written: every evaluation point listed, then rounded to steps."""
+    if c.eval_every > 0:
+        epochs = [c.eval_every * i for i in range(1, int(c.epochs / c.eval_every + 1e-9) + 1)]
+    else:
+        epochs = [c.epochs * i / c.evaluations for i in range(1, c.evaluations + 1)]
+    steps = {min(s.total_steps, max(1, epoch_to_step(e, s.steps_per_epoch))) for e in epochs}
+    return sorted(steps | {s.total_steps})
+
+
+def test_absurd_evaluation_counts_give_every_step_once_without_listing_them():
+    s = Schedule.from_epochs(0.1, 16, 150, 6, 1, ())  # 57 steps
+    every = list(range(1, s.total_steps + 1))
+    # 1e10 points (or 6e12) listed one by one exhausted the memory
+    assert report_steps(TrainConfig(epochs=6, evaluations=10**10), s) == every
+    assert report_steps(TrainConfig(epochs=6, eval_every=1e-12), s) == every
+    assert report_steps(TrainConfig(epochs=6, eval_every=5e-324), s) == every  # epochs/it: inf
+    # around the cap the result is the listed one's, point counts below it included
+    for n in range(1, 2 * s.total_steps):
+        c = TrainConfig(epochs=6, evaluations=n)
+        assert report_steps(c, s) == _report_steps_listed(c, s), n
+        c = TrainConfig(epochs=6, eval_every=6 / n)
+        assert report_steps(c, s) == _report_steps_listed(c, s), n
 
 
 def test_fractional_epochs_when_the_batch_exceeds_the_labeled_set():

@@ -38,6 +38,7 @@ def test_short_supervised_run_learns_well_above_chance(tmp_path):
     for k in ("val_1pc_top1", "val_1pc_top5", "val_5pc_top1", "val_5pc_top5", "test_top1"):
         assert 0 <= written[k] <= 1
     assert json.loads((tmp_path / "config.json").read_text())["arch"] == "resnet18_v1"
+    assert written["schedule_warnings"] == ""  # 150 labeled images, batch 32: nothing to say
 
 
 def test_metrics_equal_the_saved_per_example_correctness(tmp_path):
@@ -128,6 +129,103 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     train(c, tmp_path / "c", resume_from=tmp_path / "moved_ckpt", **quiet)
     got = [json.loads(x)["step"] for x in (tmp_path / "c" / "progress.jsonl").open()]
     assert got == steps_before
+
+
+def _steps(run) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "progress.jsonl").open()]
+
+
+def test_a_kill_between_a_checkpoint_and_its_progress_line_loses_no_line(
+    tmp_path, monkeypatch, capsys
+):
+    from s4l_models.cli import main
+    from s4l_models.trainer import Trainer, finished_result
+
+    args = ["--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v1", "--width",
+            "0.25", "--batch-size", "32", "--threads", "1", "--epochs", "6", "--set",
+            "eval_every=2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    want = _steps(tmp_path / "a")
+    assert len(want) == 3
+
+    class Killed(BaseException):
+        """The process dies: nothing after the checkpoint runs."""
+
+    save = Trainer.save_checkpoint
+    kill_at = set(want[1:])  # after the middle evaluation's checkpoint, then the last one's
+
+    def save_then_die(self, state, history):
+        path = save(self, state, history)
+        if state.step in kill_at:
+            kill_at.discard(state.step)
+            raise Killed
+        return path
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    out = tmp_path / "b"
+    with pytest.raises(Killed):
+        main([*args, "--out", str(out)])
+    assert _steps(out) == want[:1]  # the checkpoint at want[1] holds a line the file lacks
+    with pytest.raises(Killed):
+        main([*args, "--out", str(out), "--resume"])
+    assert _steps(out) == want[:2]  # restored from the checkpoint's history
+    assert finished_result(out) is None  # killed before its metrics.json
+    assert main([*args, "--out", str(out), "--resume"]) == 0  # resumes at the final step
+    assert _steps(out) == want
+    done = finished_result(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert done is not None and done["step"] == metrics["steps"] == want[-1]
+    capsys.readouterr()
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    # the checkpoint clock runs across the three processes like the others: the line at want[1]
+    # counts the first checkpoint's write (a line's clocks stop at its evaluation), and the
+    # last process, which wrote no checkpoint, keeps that time
+    lines = [json.loads(line) for line in (out / "progress.jsonl").open()]
+    ckpt = [line["checkpoint_seconds"] for line in lines]
+    assert ckpt[0] == 0 < ckpt[1] <= ckpt[2] <= metrics["checkpoint_seconds"]
+    assert metrics["train_seconds"] >= lines[-1]["train_seconds"] >= metrics["eval_seconds"]
+
+
+def test_a_schedule_that_does_not_mean_its_settings_is_said_and_flagged(tmp_path):
+    lines = []
+    # 10 labeled images, batch 32: each is 3.2 times in a batch; a 1-epoch warmup is 0.3
+    # steps and rounds down to none
+    m = train(cfg(labels="1/class", epochs=8, warmup_epochs=1), tmp_path, log=lines.append)
+    assert m["status"] == "completed" and m["warmup_steps"] == 0
+    warned = [line for line in lines if line.startswith("warning: ")]
+    assert any("batch of 32 is larger than the 10 images" in w and "3.2 times" in w
+               for w in warned), warned
+    assert any("warmup of 1 epochs" in w and "rounds down to none" in w for w in warned)
+    saved = json.loads((tmp_path / "metrics.json").read_text())["schedule_warnings"]
+    assert "3.2 times" in saved and "rounds down to none" in saved
+
+
+def test_polyak_runs_store_the_rotation_hits_of_the_averaged_network(tmp_path):
+    from s4l_models.evaluate import rotation_hits
+    from s4l_models.methods.s4l_rotation import ROTATION_HEAD
+    from s4l_models.trainer import Trainer
+
+    # channels_last off: the recomputation below scores in the layout the trainer scored in
+    c = cfg(method="s4l_rotation", polyak=True, epochs=2, channels_last=False)
+    train(c, tmp_path, **quiet)
+    saved = load_predictions(tmp_path / "val_predictions.npz")["rot"]
+    # the Polyak average of the checkpoint, body and heads, in a network built afresh
+    trainer = Trainer(c, tmp_path, **quiet)
+    state = trainer.build()
+    average = torch.load(tmp_path / "checkpoint/state.pt", weights_only=True)["polyak"]
+    state.polyak.average.load_state_dict(average)
+    live = torch.load(tmp_path / "checkpoint/state.pt", weights_only=True)["heads"]
+    head = state.polyak.average["heads"][ROTATION_HEAD]
+    # the average's rotation head is averaged: not the live one
+    assert any(not torch.equal(v, live[f"{ROTATION_HEAD}.{k}"])
+               for k, v in head.state_dict().items())
+    want = rotation_hits(
+        state.polyak.average["model"], head,
+        trainer.source.eval_batches(trainer.splits.val, trainer.eval_batch),
+        trainer.augment, trainer.autocast,
+    )
+    assert np.array_equal(saved, want)
 
 
 def test_the_evaluation_cadence_changes_when_a_run_is_scored_not_the_model(tmp_path):

@@ -25,6 +25,10 @@ class Batch:
     images: torch.Tensor  # uint8 [B, C, H, W] on the training device ([B, copies, C, H, W]
     # from a file-backed source for a method with train_copies > 1)
     labels: torch.Tensor  # int64 [B] (-1 marks an image that could not be read)
+    # int64 [B] on the CPU: each image's index in the source's images (`IndexStream.batch`), or
+    # None where unknown. A batch can hold one image twice (it spans two shuffled passes);
+    # S4L-Exemplar needs to know, as the copies of one image are its triplet positives.
+    indices: torch.Tensor | None = None
 
 
 @dataclass

@@ -21,6 +21,13 @@ semi_supervised/exemplar.py calls `do_triplet(emb, ninstances, nexamples)` again
 `(embeddings, nexamples, ninstances)`, so there B consecutive embeddings (B/8 images) share one
 identity; its exemplar_ablation.py builds them per image. We read the swap as a bug and follow the
 paper (README, "Where we differ from the paper or its released code").
+
+An identity is a source image, not a batch slot: a batch that spans the end of one shuffled pass
+and the start of the next (`IndexStream.batch`) can hold one image twice, which happens at most
+steps with a small labeled set (150 labels at batch 64: 39% of the steps), and slot identities
+would then push that image's copies apart as negatives of each other. The copies of every
+occurrence of one dataset index (`Batch.indices`) therefore share one identity; a batch without
+indices falls back to one identity per slot.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.augment import to_device
 from .base import Batch, Method, StepContext, linear_head, readable
 from .s4l_rotation import repeat_labels
 
@@ -85,19 +93,42 @@ def embed(feats: torch.Tensor, ctx: StepContext) -> torch.Tensor:
     return F.normalize(out.float(), dim=1)
 
 
-def triplet_of_copies(emb: torch.Tensor, batch: int) -> torch.Tensor:
-    identities = torch.arange(batch, device=emb.device).repeat(NUM_COPIES)
-    return batch_hard_triplet(emb, identities)
+def image_identities(batch: Batch) -> torch.Tensor:
+    """One identity per image of `batch` (CPU, int64): its dataset index (`Batch.indices`) or,
+    for a batch that does not carry them, its slot."""
+    if batch.indices is not None:
+        return torch.as_tensor(batch.indices, dtype=torch.int64).cpu()
+    return torch.arange(len(batch.labels))
+
+
+def readable_identities(batch: Batch) -> tuple[Batch, torch.Tensor]:
+    """`readable(batch)` and the identities (`image_identities`) of the images it keeps."""
+    ids = image_identities(batch)
+    kept = readable(batch)
+    if kept is not batch:  # readable dropped the unreadable images (label -1): drop their ids
+        ids = ids[(batch.labels >= 0).cpu()]
+    return kept, ids
+
+
+def triplet_of_copies(emb: torch.Tensor, identities: torch.Tensor) -> torch.Tensor:
+    """The triplet loss of copy-major embeddings (copy c*B + i of image i) of B images whose
+    identities are `identities` [B]: the copies of images with equal identities are positives
+    of each other, whichever slots they came in."""
+    ids = to_device(identities, emb.device).repeat(NUM_COPIES)
+    return batch_hard_triplet(emb, ids)
 
 
 def s4l_exemplar_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepContext):
-    unlabeled = readable(unlabeled)
+    # unreadable labeled images (label -1) stay: cross-entropy ignores them
+    ids_l = image_identities(labeled)
     bl = labeled.images.shape[0]
     parts = [exemplar_copies(labeled.images, ctx)]
     bu = 0
-    if unlabeled is not None and len(unlabeled.labels):
-        bu = unlabeled.images.shape[0]
-        parts.append(exemplar_copies(unlabeled.images, ctx))
+    if unlabeled is not None:
+        unlabeled, ids_u = readable_identities(unlabeled)
+        if len(unlabeled.labels):
+            bu = unlabeled.images.shape[0]
+            parts.append(exemplar_copies(unlabeled.images, ctx))
     x = torch.cat(parts)
     with ctx.autocast():
         feats = model.forward_features(x)
@@ -106,9 +137,9 @@ def s4l_exemplar_loss(model, labeled: Batch, unlabeled: Batch | None, ctx: StepC
     loss_sup = F.cross_entropy(
         logits.float(), repeat_labels(labeled.labels, NUM_COPIES), ignore_index=-1
     )
-    triplets = [triplet_of_copies(emb[: NUM_COPIES * bl], bl)]
+    triplets = [triplet_of_copies(emb[: NUM_COPIES * bl], ids_l)]
     if bu:
-        triplets.append(triplet_of_copies(emb[NUM_COPIES * bl :], bu))
+        triplets.append(triplet_of_copies(emb[NUM_COPIES * bl :], ids_u))
     loss_ex = torch.stack(triplets).mean()
     loss = ctx.cfg.w_sup * loss_sup + ctx.cfg.w_u * loss_ex
     return loss, {"loss_sup": loss_sup.detach(), "loss_exemplar": loss_ex.detach()}

@@ -5,6 +5,19 @@ the training split, labels unused. Settings (ours, after Kolesnikov et al. 2019,
 google/revisiting-self-supervised config/rotation/imagenet.sh): lr 0.1 per 256, wd 1e-4,
 `pretrain_epochs` (35) epochs over the whole split at `pretrain_batch_size` (256), warmup over the
 first 5/35 of it, x0.1 at 15/35 and 25/35 of it.
+
+Pretext views and loss (ours, not Kolesnikov et al.'s; README, "Where we differ from the paper or
+its released code"). S4L Section 4.3 trains the pretext models "following the best practice" of
+Kolesnikov et al.; we take their schedule but not their augmentation or exemplar loss. Their
+rotation config crops with TF-slim's inception preprocessing, which also distorts colour
+(brightness and saturation), and their exemplar config (config/exemplar/imagenet.sh) turns images
+grey with probability 0.66, standardises each image and trains `triplet_semihard_loss` with
+margin 0.5. Ours: rotation on inception crop + flip without colour (`color_aug=False`, as the
+released config/s4l_rotation.sh of google-research/s4l crops S4L-Rotation's images), and
+exemplar on S4L-Exemplar's own copies (crop + flip + hsvnoise) with its soft-margin batch-hard
+loss (`s4l_exemplar`). So each pretext task is exactly the unlabeled loss of the S4L method it
+is compared with in Table 1, on the same views, and the comparison differs in the use of the
+labels and the schedule only. Not measured against Kolesnikov et al.'s settings.
 Stage 2 `linear`: a linear classifier (`model.head`) on the frozen pre-logits, trained on the
 labeled subset with this run's settings (the `selfsup_linear_*` spaces: batch 2048, lr grid
 around 0.1, wd around 1e-4, lr warmed up over the first epoch). Features are computed with the
@@ -34,6 +47,7 @@ from .s4l_exemplar import (
     NUM_COPIES,
     embed,
     exemplar_copies,
+    readable_identities,
     triplet_of_copies,
 )
 from .s4l_rotation import NUM_ROTATIONS, ROTATION_HEAD, rotate4, rotation_forward
@@ -55,11 +69,11 @@ def rotation_pretext_loss(model, batch: Batch, unlabeled: Batch | None, ctx: Ste
 
 def exemplar_pretext_loss(model, batch: Batch, unlabeled: Batch | None, ctx: StepContext):
     """Batch-hard soft-margin triplet loss over 8 copies of every image (no labels used)."""
-    batch = readable(batch)
+    batch, ids = readable_identities(batch)
     x = exemplar_copies(batch.images, ctx)
     with ctx.autocast():
         feats = model.forward_features(x)
-    loss = triplet_of_copies(embed(feats, ctx), batch.images.shape[0])
+    loss = triplet_of_copies(embed(feats, ctx), ids)
     return loss, {"loss_exemplar": loss.detach()}
 
 
@@ -107,7 +121,7 @@ def pretrain_stage(cfg: TrainConfig) -> Stage:
         wd=PRETRAIN_WD,
         warmup_epochs=PRETRAIN_WARMUP * e,
         decay_epochs=tuple(f * e for f in PRETRAIN_DECAYS),
-        color_aug=False,
+        color_aug=False,  # the pretext views of S4L-Rotation's config (module docstring)
         eval_every=0.0,
     )
     return Stage("pretrain", PRETEXT[cfg.pretext], pcfg, data="all")

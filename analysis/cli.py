@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
+from tune.provenance import driver_gone
 from tune.results import SPACE_JSON
 from tune.storage import SWEEP_FILES, RemoteSweep, is_uri
 from tune.summary import sweep_state
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def running(run_dir: Path) -> bool:
     """Whether a sweep is still running: its last session (space.json provenance) has no end
-    recorded; a sweep without provenance is running while its table lacks planned trials or
-    has running ones."""
+    recorded and its driver, where this machine can tell (`driver_gone`), still lives; a sweep
+    without provenance is running while its table lacks planned trials or has running ones."""
     import json
 
     try:
@@ -131,7 +132,8 @@ def running(run_dir: Path) -> bool:
         return False
     sessions = (space.get("provenance") or {}).get("sessions") or []
     if sessions:
-        return sessions[-1].get("finished") is None and "outcome" not in sessions[-1]
+        last = sessions[-1]
+        return last.get("finished") is None and "outcome" not in last and not driver_gone(last)
     return not sweep_state(run_dir, int(space.get("num_trials") or 0))[0]
 
 

@@ -24,11 +24,12 @@ import pandas as pd
 from s4l_models.errors import UserError, first_line
 from s4l_models.predictions import SWEEP_PREDICTIONS, load_sweep_predictions
 from tune.reseed import load_reseed
-from tune.results import (  # the results-table format it reads
+from tune.results import (
     READABLE_VERSIONS,
     RESULTS_CSV,
     RESULTS_PARQUET,
     RESULTS_VERSION,
+    SHORT_RULE,  # the results-table format it reads
     SPACE_JSON,
     internal_form,
     read_table,
@@ -306,8 +307,8 @@ def load_sweep(
 ) -> Sweep:
     """Read and validate a sweep directory; raise UserError naming any problem and its fix.
 
-    Completed trials marked `short_run` (fewer than 50 optimizer steps, or every step inside the
-    warmup: their scores say nothing about their configuration) are left out of `completed`,
+    Completed trials marked `short_run` (`SHORT_RULE`: their scores say nothing about their
+    configuration) are left out of `completed`,
     and so of Figure 3 and every statistic, unless `include_short`; a note says how many."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -363,14 +364,12 @@ def load_sweep(
         if short.sum() == done.sum():
             raise UserError(
                 f"{path}: all {int(done.sum())} completed trials are too short to mean anything "
-                "(fewer than 50 optimizer steps or every step inside the warmup; see the "
-                "short_run column); rerun with longer schedules (s4l-sweep --protocol scaled), "
+                f"({SHORT_RULE}; see the short_run column); rerun with longer schedules (s4l-sweep --protocol scaled), "
                 "or pass --include-short-runs to report them anyway"
             )
         notes.append(
-            f"{int(short.sum())} completed trials are too short to mean anything (fewer than 50 "
-            "optimizer steps or every step inside the warmup) and are left out of Figure 3 and "
-            "the statistics (--include-short-runs keeps them)"
+            f"{int(short.sum())} completed trials are too short to mean anything ({SHORT_RULE}) "
+            "and are left out of Figure 3 and the statistics (--include-short-runs keeps them)"
         )
         done = done & ~short
     elif short.any():

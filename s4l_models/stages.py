@@ -272,6 +272,14 @@ def run_schedules(
     ]
 
 
+def run_schedule_warnings(cfg: TrainConfig, num_labeled: int, num_train: int) -> list[str]:
+    """What in a run of `cfg`'s schedules is not what its settings read (`Schedule.warnings`),
+    each stage's named when there are several."""
+    schedules = run_schedules(cfg, num_labeled, num_train)
+    return [w if len(schedules) == 1 else f"stage {name}: {w}"
+            for name, sched in schedules for w in sched.warnings()]
+
+
 def short_run_reason(cfg: TrainConfig, num_labeled: int, num_train: int) -> str | None:
     """Why a run of `cfg` is too short to mean anything (its first short stage), or None."""
     schedules = run_schedules(cfg, num_labeled, num_train)

@@ -22,3 +22,30 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+class Killed(BaseException):
+    """A process that dies: nothing after the point it is raised at runs (not an Exception, so
+    no handler of the code under test catches it)."""
+
+
+@pytest.fixture()
+def kill_after_checkpoint(monkeypatch):
+    """`arm(when)`: the next trainer checkpoint for which `when(trainer, state)` holds is written,
+    then the run dies (raises `Killed`) before anything after it, such as its progress line;
+    `when` decides whether to keep killing. Returns the Killed class to expect."""
+    from s4l_models.trainer import Trainer
+
+    save = Trainer.save_checkpoint
+
+    def arm(when):
+        def save_then_die(self, state, history):
+            path = save(self, state, history)
+            if when(self, state):
+                raise Killed
+            return path
+
+        monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+        return Killed
+
+    return arm

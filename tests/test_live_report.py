@@ -84,6 +84,31 @@ def test_running_reads_the_last_session(sweep_dir):
     assert not cli.running(sweep_dir)
 
 
+def test_a_sweep_whose_driver_was_killed_is_not_watched_forever(sweep_dir, monkeypatch):
+    """A driver killed with SIGKILL records no end in space.json: --watch waited for it for
+    ever, and the page kept its 'Live report of a running sweep' banner. On the driver's
+    machine its process id tells."""
+    import subprocess
+    import sys
+
+    _mark_running(sweep_dir, True)
+    space = json.loads((sweep_dir / "space.json").read_text())
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    space["provenance"]["sessions"][-1]["pid"] = driver.pid
+    (sweep_dir / "space.json").write_text(json.dumps(space))
+    assert cli.running(sweep_dir)  # the driver lives
+    driver.kill()
+    driver.wait()
+    assert not cli.running(sweep_dir)
+    monkeypatch.setattr(cli, "_pause", lambda _: pytest.fail("no waiting for a dead driver"))
+    assert cli.main([str(sweep_dir), "--watch", "--quiet"]) == 0
+    assert "Live report" not in (sweep_dir / "report" / "index.html").read_text()
+    # another machine's driver cannot be asked: still running, as before
+    space["provenance"]["sessions"][-1]["hostname"] = "another-host"
+    (sweep_dir / "space.json").write_text(json.dumps(space))
+    assert cli.running(sweep_dir)
+
+
 def test_a_finished_sweep_is_built_once_without_reload(sweep_dir, monkeypatch):
     _mark_running(sweep_dir, False)
     monkeypatch.setattr(cli, "_pause", lambda _: pytest.fail("no waiting for a finished sweep"))

@@ -300,9 +300,9 @@ def test_every_method_runs_under_bf16_autocast(method, pretext, tmp_path, monkey
 
 
 def test_a_staged_run_killed_after_a_checkpoint_keeps_every_line_and_its_run_s_clocks(
-    tmp_path, monkeypatch, capsys
+    tmp_path, kill_after_checkpoint, capsys
 ):
-    from s4l_models.trainer import Trainer, finished_result
+    from s4l_models.trainer import finished_result
 
     args = [
         "--method", "selfsup_finetune", "--dataset", "digits", "--arch", "resnet18_v1",
@@ -318,20 +318,16 @@ def test_a_staged_run_killed_after_a_checkpoint_keeps_every_line_and_its_run_s_c
     want = keys(tmp_path / "a")
     assert [s for s, _ in want].count(2) == 2  # the fine-tuning evaluates twice
 
-    class Killed(BaseException):
-        """The process dies: nothing after the checkpoint runs (the stage's own line, the
-        report that writes the run's line)."""
+    # dies after the fine-tuning's first checkpoint: nothing after it runs (the stage's own
+    # line, the report that writes the run's line); once
+    fired = []
 
-    save = Trainer.save_checkpoint
+    def when(trainer, state):
+        hit = trainer.checkpoint_extra.get("stage") == 1 and not fired
+        fired.extend([1] if hit else [])
+        return hit
 
-    def save_then_die(self, state, history):
-        path = save(self, state, history)
-        if self.checkpoint_extra.get("stage") == 1:  # the fine-tuning's first checkpoint
-            monkeypatch.setattr(Trainer, "save_checkpoint", save)
-            raise Killed
-        return path
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    Killed = kill_after_checkpoint(when)
     out = tmp_path / "b"
     with pytest.raises(Killed):
         main([*args, "--out", str(out)])

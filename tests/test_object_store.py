@@ -62,8 +62,9 @@ def _read(fs, path) -> bytes:
         return f.read()
 
 
-def test_a_sweep_writes_everything_to_the_store(s3):
+def test_a_sweep_writes_everything_to_the_store(s3, capsys):
     assert main([*TINY, "--storage", "s3://bucket/sweeps", "--name", "s"]) == 0
+    out = capsys.readouterr().out
     table = pd.read_parquet(io.BytesIO(_read(s3, "bucket/sweeps/s/results.parquet")))
     assert len(table) == 2 and (table.status == "completed").all()
     assert table.trial_dir.str.startswith("s3://bucket/sweeps/s/ray/").all()
@@ -78,7 +79,12 @@ def test_a_sweep_writes_everything_to_the_store(s3):
         assert _read(s3, f"bucket/sweeps/s/ray/{tid}/trainer/metrics.json")
     import pyarrow.fs as pafs
     infos = s3.get_file_info(pafs.FileSelector("bucket/sweeps/s/ray", recursive=True))
-    assert any("/checkpoint_" in i.path for i in infos)
+    # the finished trials' checkpoints are pruned in the store as on a disk: the best trial's
+    # stays (the one a user would load), and the summary names it by its URI
+    holders = {i.path.split("/")[4] for i in infos if "/checkpoint_" in i.path}
+    best = table.loc[table["val_full_top1"].idxmax(), "trial_id"]
+    assert holders == {best}, (holders, best)
+    assert f"checkpoints kept: the best trial's: s3://bucket/sweeps/s/ray/{best}/checkpoint_" in out
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint_in_the_store(s3):
@@ -152,7 +158,16 @@ def test_an_interrupted_sweep_resumes_on_another_machine_from_the_uri(s3, tmp_pa
     stamps = {t: _read(s3, f"bucket/sweeps/r/ray/{t}/trainer/metrics.json") for t in done}
 
     monkeypatch.setenv("S4L_MIRROR_DIR", str(tmp_path / "b"))  # another machine
+    # ... whose mirror of this URI holds a file of an earlier sweep of the same name that the
+    # store lacks: a reseed.json there made the resume skip the search's remaining trials
+    from tune.storage import mirror_dir
+
+    stale = mirror_dir(uri) / "reseed.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"top": 1, "seeds": 1, "metric": "val_full_top1",
+                                 "finalists": [], "points": [], "search_trials": sorted(done)}))
     assert main(["--resume", uri, "--quiet"]) == 0
+    assert not stale.exists() and stale.with_name("reseed.json.not-in-store").is_file()
     final = pd.read_parquet(io.BytesIO(_read(s3, "bucket/sweeps/r/results.parquet")))
     assert len(final) == 3 and (final.status == "completed").all()
     for t in done:  # completed trials were not run again
@@ -188,3 +203,29 @@ def test_a_uri_without_a_bucket_or_an_unreachable_store_is_one_line(tmp_path):
         assert len(err.splitlines()) == 1 and err.startswith(f"error: {needle}"), (argv, err)
         if "reached" in needle:
             assert "AWS_ENDPOINT_URL" in err and "NETWORK_CONNECTION" in err
+
+
+def test_seed_repeats_plan_reaches_the_store_before_their_rows(s3, monkeypatch):
+    """reseed.json (the finalists and their repeats) used to reach the store only when the
+    sweep ended, while the repeats' rows went up as they finished: a driver killed during the
+    repeats left a store whose --resume (on a machine without this mirror) planned the repeats
+    again from a table that held some of them, and counted them twice."""
+    from tune.storage import RemoteSweep
+
+    pushed: list[tuple[str, ...]] = []
+    real = RemoteSweep.push
+
+    def record(self, *rels):
+        pushed.append(rels)
+        return real(self, *rels)
+
+    monkeypatch.setattr(RemoteSweep, "push", record)
+    assert main(["--space", "baseline_10pct", "--max-trials", "2", "--quiet", "--no-report",
+                 "--stand-in-trainer", "4", "--reseed-top", "1", "--seeds", "3",
+                 "--storage", "s3://bucket/sweeps", "--name", "rs"]) == 0
+    first_plan = next(i for i, rels in enumerate(pushed) if "reseed.json" in rels)
+    tables = [i for i, rels in enumerate(pushed) if "results.parquet" in rels]
+    # the plan went up before the repeats' rows did (the search's 2 trials, then 2 repeats)
+    assert first_plan < tables[-1], pushed
+    doc = json.loads(_read(s3, "bucket/sweeps/rs/reseed.json"))
+    assert len(doc["points"]) == 2

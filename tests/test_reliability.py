@@ -42,7 +42,9 @@ def _env() -> dict[str, str]:
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
 
 
-def run_cli(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+# A guard against a hung command, not a timing goal: a loaded 2-core machine took over 120 s
+# to start Ray and refuse a bad input.
+def run_cli(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
                           timeout=timeout)
 

@@ -207,6 +207,21 @@ def test_resume_of_a_finished_sweep_changes_nothing(ray_session, tmp_path, capsy
         out = capsys.readouterr().out
         assert "is finished; nothing to resume" in out and "(of 2 planned)" in out
         assert snapshot(d) == before
+    # Code whose search space or recipe changed since the sweep started makes another plan:
+    # resuming with it would train the remaining trials with other settings than the finished
+    # ones (and relabel those). Stood in for by the plan space.json recorded.
+    doc = json.loads((d / "space.json").read_text())
+    changed = json.loads(json.dumps(doc))
+    changed["space"]["fixed"]["warmup_epochs"] = 3.0
+    changed["num_trials"] = 3
+    atomic_write_text(d / "space.json", json.dumps(changed))
+    assert resume(d) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "plan made now differs" in err, err
+    assert f"warmup_epochs 3.0 -> {doc['space']['fixed']['warmup_epochs']}" in err
+    assert "trials 3 -> 2" in err
+    atomic_write_text(d / "space.json", json.dumps(doc))
+    assert resume(d) == 0
 
 
 def test_errored_trials_rerun_only_when_asked(ray_session, tmp_path, capsys):
@@ -272,6 +287,42 @@ def test_finished_trials_checkpoints_are_pruned_as_they_finish_except_the_best(t
     e = trial(4, 0.1)
     off.on_trial_complete(0, [], e)
     assert has(4)
+
+
+def test_with_seed_repeats_the_recommended_configurations_checkpoint_is_kept(tmp_path):
+    """The summary recommends the configuration with the best seed mean, which need not hold
+    the single best trial: its best trial's checkpoint used to be pruned with the others."""
+    from tune.checkpoints import CheckpointPruner, prune_checkpoints
+
+    # config A: seeds score 0.80, 0.60 (mean 0.70, the single best trial); config B: 0.75, 0.74
+    scores = {"a0": ("A", 0, 0.80), "a1": ("A", 1, 0.60), "b0": ("B", 0, 0.75),
+              "b1": ("B", 1, 0.74)}
+    ray = tmp_path / "ray-reseed"
+    trials = {}
+    for tid, (cid, seed, value) in scores.items():
+        folder = ray / tid / "checkpoint_000001"
+        folder.mkdir(parents=True)
+        (folder / "state.pt").write_bytes(b"w" * 100)
+        trials[tid] = FakeTrial(tid, ray / tid, value)
+        trials[tid].config = {"lr": cid, "seed": seed}
+    pruner = CheckpointPruner("val_full_top1", per_config=True)
+    for t in trials.values():
+        pruner.on_trial_complete(0, [], t)
+    has = {t for t in scores if any((ray / t).glob("checkpoint_*"))}
+    assert has == {"a0", "b0"}  # the best of each configuration, while trials finish
+    table = pd.DataFrame({
+        "trial_id": list(scores), "status": "completed", "short_run": False,
+        "trial_dir": [str(tmp_path / "trials" / t) for t in scores],
+        "config_id": [c for c, _, _ in scores.values()],
+        "seed": [s for _, s, _ in scores.values()],
+        "val_full_top1": [v for _, _, v in scores.values()],
+    })
+    table.to_parquet(tmp_path / "results.parquet")
+    line = prune_checkpoints(tmp_path, "val_full_top1", keep_all=False)
+    has = {t for t in scores if any((ray / t).glob("checkpoint_*"))}
+    assert has == {"a0", "b0"}, line  # the single best, and the best of config B (mean 0.745)
+    assert f"the best trial's: {ray / 'a0' / 'checkpoint_000001'}" in line
+    assert f"the best configuration's by its seed mean (B): {ray / 'b0'}" in line
 
 
 def test_progress_keeps_each_evaluation_once_across_a_resume(tmp_path):

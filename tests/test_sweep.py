@@ -35,6 +35,7 @@ from tune.sweep_plan import (
     DIGITS_TRIAL_BUDGET_S,
     make_plan,
     short_line,
+    warning_line,
 )
 from tune.trainable import decode_value, encode_value
 
@@ -88,6 +89,11 @@ def test_the_main_command_trains_every_trial_and_the_literal_protocol_is_named_s
     assert lit.short[1] == 24 and lit.short[0] == sum(n < 50 for n in steps) >= 20
     assert "too short to mean anything" in short_line(lit)
     assert "1 optimizer step" in short_line(lit) or "2 optimizer steps" in short_line(lit)
+    # those that are long enough still train each batch on the 20 labeled images many times
+    # over, which the plan says too (scaled: no batch exceeds the labeled set, nothing to say)
+    assert min(p["batch_size"] for p in lit.points) > 20
+    assert lit.warned[0] == lit.short[1] - lit.short[0] >= 1 and warning_line(plan) is None
+    assert "is larger than the 20 images an epoch passes over" in warning_line(lit)
     # the dry run says both
     out = make_plan("baseline_1pct", protocol="literal", max_trials="all")
     assert out.short[0] > 0 and out.short[1] == 8640

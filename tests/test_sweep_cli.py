@@ -260,12 +260,22 @@ def test_interrupted_sweep_resumes_without_rerunning_completed_trials(tmp_path):
     stamps = {t: (d / "trials" / t / "metrics.json").stat().st_mtime_ns for t in done}
     lines = {t: len((d / "trials" / t / "progress.jsonl").read_text().splitlines()) for t in done}
 
+    # the finished trials were trained by the code of their session: stood in for by another
+    # code_version in the table, which their rows keep while the resumed trials get this one's
+    table = pd.read_parquet(d / "results.parquet")
+    now_version = table["code_version"].iloc[0]
+    table.loc[table["status"] == "completed", "code_version"] = "0.0.1+gearlier"
+    table.to_parquet(d / "results.parquet", index=False)
+
     # resume with the same flags (as a user re-running the command with --resume)
     p = subprocess.run([sys.executable, str(SCRIPT), *args, "--resume"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     final = _rows(d)
     assert len(final) == 3 and (final["status"] == "completed").all()
+    version = dict(zip(final["trial_id"], final["code_version"]))
+    assert all(version[t] == "0.0.1+gearlier" for t in done), version
+    assert all(v == now_version for t, v in version.items() if t not in done), version
     for t in done:  # completed trials were not run again
         assert (d / "trials" / t / "metrics.json").stat().st_mtime_ns == stamps[t]
         assert len((d / "trials" / t / "progress.jsonl").read_text().splitlines()) == lines[t]

@@ -136,10 +136,10 @@ def _steps(run) -> list[int]:
 
 
 def test_a_kill_between_a_checkpoint_and_its_progress_line_loses_no_line(
-    tmp_path, monkeypatch, capsys
+    tmp_path, kill_after_checkpoint, capsys
 ):
     from s4l_models.cli import main
-    from s4l_models.trainer import Trainer, finished_result
+    from s4l_models.trainer import finished_result
 
     args = ["--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v1", "--width",
             "0.25", "--batch-size", "32", "--threads", "1", "--epochs", "6", "--set",
@@ -148,20 +148,14 @@ def test_a_kill_between_a_checkpoint_and_its_progress_line_loses_no_line(
     want = _steps(tmp_path / "a")
     assert len(want) == 3
 
-    class Killed(BaseException):
-        """The process dies: nothing after the checkpoint runs."""
-
-    save = Trainer.save_checkpoint
     kill_at = set(want[1:])  # after the middle evaluation's checkpoint, then the last one's
 
-    def save_then_die(self, state, history):
-        path = save(self, state, history)
-        if state.step in kill_at:
-            kill_at.discard(state.step)
-            raise Killed
-        return path
+    def when(trainer, state):
+        hit = state.step in kill_at
+        kill_at.discard(state.step)
+        return hit
 
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    Killed = kill_after_checkpoint(when)
     out = tmp_path / "b"
     with pytest.raises(Killed):
         main([*args, "--out", str(out)])

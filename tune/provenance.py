@@ -128,6 +128,7 @@ def collect(argv: list[str] | None = None) -> dict[str, Any]:
         "libraries": {name: _version(name) for name in LIBRARIES},
         "os": platform.platform(),
         "hostname": platform.node(),
+        "pid": os.getpid(),  # with hostname: whether the driver still lives (s4l-report --watch)
         "cpu": {"model": cpu_model(), "count": os.cpu_count()},
         "gpu": gpu_facts(),
         "ray_nodes": ray_nodes(),
@@ -137,6 +138,22 @@ def collect(argv: list[str] | None = None) -> dict[str, Any]:
 def finish(session: dict[str, Any], outcome: str) -> dict[str, Any]:
     """The session with its end time and how it ended (finished | interrupted | failed)."""
     return {**session, "finished": now(), "outcome": outcome}
+
+
+def driver_gone(session: dict[str, Any]) -> bool:
+    """Whether a session without a recorded end has lost its driver: a process killed with
+    SIGKILL (or its machine's power) records no end. Known only on the driver's own machine
+    (hostname and pid); elsewhere, and for sessions written before the pid was recorded, False."""
+    pid = session.get("pid")
+    if not pid or session.get("hostname") != platform.node():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False  # it exists (another user's), or the pid is not one
+    return False
 
 
 def describe(sessions: list[dict[str, Any]]) -> str:
@@ -163,4 +180,4 @@ def describe(sessions: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["collect", "finish", "describe", "code_version", "git_state", "gpu_facts", "LIBRARIES"]
+__all__ = ["collect", "finish", "describe", "driver_gone", "code_version", "git_state", "gpu_facts", "LIBRARIES"]

@@ -19,8 +19,8 @@ exactly these columns; `RESULTS_VERSION` changes when they do):
   the form its code works with, every setting a column and lists as JSON strings
   (`internal_form`, what `make_row` builds);
 - every metric key of the trainer (`METRIC_KEYS`; NaN when the trial never reported it);
-- `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had fewer than
-  50 optimizer steps or all of them inside the warmup, so its scores mean little; the report
+- `epochs_done` (float), `steps_done`, `total_steps`, `short_run` (bool: the run had
+  SHORT_RULE, so its scores mean little; the report
   leaves such trials out), `train_seconds` (the run's wall time: the trainer's clock at its
   last evaluation reported to Ray; for a trial that errored or was restarted (by a retry or a
   resume), the time every attempt ran, as its trainer logged it (`logged_seconds`, from the
@@ -481,6 +481,12 @@ def has_ray_experiment(sweep_dir: Path) -> bool:
     return (ray_dir(sweep_dir) / "tuner.pkl").is_file()
 
 
+# What makes a run too short to mean anything (s4l_models/schedule.py `Schedule.short_reason`),
+# in the words every message about `short_run` uses.
+SHORT_RULE = ("fewer than 50 optimizer steps, every step inside the warmup, or a first lr decay "
+              "at or before the warmup's end")
+
+
 def meaningful(df):
     """Completed trials that are not marked short_run (the ones a best may be chosen from)."""
     done = df["status"] == "completed"
@@ -506,6 +512,7 @@ __all__ = [
     "upgrade_table",
     "RAY_SUBDIR",
     "FINISHED_STATUSES",
+    "SHORT_RULE",
     "ray_dir",
     "has_ray_experiment",
     "meaningful",

@@ -30,6 +30,7 @@ from s4l_models.errors import DiskFullError
 from .memory_plan import gib
 from .ray_fixes import MEMORY_KILL_TEXT
 from .results import (
+    FINISHED_STATUSES,
     RAY_SUBDIR,
     RESULTS_CSV,
     RESULTS_PARQUET,
@@ -110,6 +111,7 @@ class ResultsTable:
         self._dirty_pred = False
         self.disk_full: DiskFullError | None = None
         self._carried: dict[str, tuple] = {}  # trial id -> row of a resumed sweep's old table
+        self._versions: dict[str, str] = {}  # trial id -> code_version of a finished carried row
         self._kept: list[tuple] = []  # rows of an earlier phase (the search, before seed repeats)
         self.written_finished = 0  # completed trials in the table last written (live report)
 
@@ -243,9 +245,14 @@ class ResultsTable:
         without this the table would shrink meanwhile. The table of a finished sweep holds Ray's
         trials only."""
         if set(self._columns) <= set(previous.columns):
+            records = previous.to_dict("records")
             self._carried = {
-                str(r["trial_id"]): tuple(r[c] for c in self._columns)
-                for r in previous.to_dict("records")
+                str(r["trial_id"]): tuple(r[c] for c in self._columns) for r in records
+            }
+            # a trial that had finished was trained by the code of its session, not this one's
+            self._versions = {
+                str(r["trial_id"]): r["code_version"] for r in records
+                if r["status"] in FINISHED_STATUSES and r.get("code_version")
             }
 
     def keep_rows(self, previous) -> None:
@@ -279,7 +286,8 @@ class ResultsTable:
             row = make_row(trial.trial_id, status, self.resolved(trial), last,
                            self.trial_dir(trial), error=error, tiny_k=self.tiny_k,
                            resources=self.resources_of(trial),
-                           code_version=self.setup.get("code_version", ""))
+                           code_version=self._versions.get(
+                               trial.trial_id, self.setup.get("code_version", "")))
             cells = tuple(row[c] for c in self._columns)
             if trial.trial_id in self.finished:
                 self._rows[trial.trial_id] = cells

@@ -320,7 +320,7 @@ def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
     space_json = sweep_dir / SPACE_JSON
     if uri is not None:
         remote = RemoteSweep(uri, sweep_dir)
-        remote.pull(*SWEEP_FILES)
+        remote.pull(*SWEEP_FILES, exact=True)
         can = tune.Tuner.can_restore(remote.remote(RAY_SUBDIR), storage_filesystem=remote.fs)
     else:
         can = tune.Tuner.can_restore(str(ray_dir(sweep_dir)))

@@ -49,6 +49,7 @@ from tune.results import (
     RAY_SUBDIR,
     RESULTS_PARQUET,
     RESULTS_VERSION,
+    SHORT_RULE,
     SPACE_JSON,
     TRIALS_DIR,
     check_metric,
@@ -70,6 +71,7 @@ from tune.sweep_plan import (
     report_count,
     scheduler_caveat,
     short_line,
+    warning_line,
 )
 from tune.trainable import STAND_IN_FILE, encode_value, run_trial, trial_dirname
 
@@ -310,10 +312,43 @@ def write_space_json(sweep_dir: Path, plan, flags: dict[str, Any], metric: str) 
         "dataset_facts": dataclasses.asdict(plan.facts) if plan.facts is not None else None,
         "short_configurations": {
             "count": plan.short[0], "of": plan.short[1], "reasons": plan.short[2],
-            "rule": "fewer than 50 optimizer steps, or every step inside the warmup",
+            "rule": SHORT_RULE,
         },
     }
     atomic_write_text(sweep_dir / SPACE_JSON, json.dumps(doc, indent=2, default=str))
+
+
+def plan_changes(sweep_dir: Path, plan) -> list[str]:
+    """How the plan made now differs from the one space.json recorded when the sweep started:
+    fixed settings, axes, the number of trials and the grid points. Resuming with other code
+    (a search space or recipe changed since) would train the remaining trials with other
+    settings than the finished ones. Wording (descriptions, sources) may differ."""
+    saved = json.loads((sweep_dir / SPACE_JSON).read_text())
+
+    def plain(value):  # as space.json holds it (tuples as lists, odd values as strings)
+        return json.loads(json.dumps(value, default=str))
+
+    space = plain(plan.space.to_dict())
+    before = saved.get("space") or {}
+    changes = []
+    old_fixed, new_fixed = before.get("fixed") or {}, space["fixed"]
+    for key in sorted(set(old_fixed) | set(new_fixed)):
+        if old_fixed.get(key, "(unset)") != new_fixed.get(key, "(unset)"):
+            changes.append(f"{key} {old_fixed.get(key, '(unset)')} -> "
+                           f"{new_fixed.get(key, '(unset)')}")
+    old_axes = {a["key"]: a["values"] for a in before.get("axes") or []}
+    new_axes = {a["key"]: a["values"] for a in space["axes"]}
+    for key in sorted(set(old_axes) | set(new_axes)):
+        if old_axes.get(key) != new_axes.get(key):
+            changes.append(f"axis {key} {old_axes.get(key, '(none)')} -> "
+                           f"{new_axes.get(key, '(none)')}")
+    if saved.get("num_trials") != plan.num_trials:
+        changes.append(f"trials {saved.get('num_trials')} -> {plan.num_trials}")
+    points = plain([{k: encode_value(v) for k, v in p.items()} for p in plan.points]
+                   if plan.points is not None else None)
+    if not changes and saved.get("points") != points:
+        changes.append("the grid points drawn")
+    return changes
 
 
 def remote_of(flags: dict[str, Any], sweep_dir: Path):
@@ -406,6 +441,16 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         concurrency=planned_concurrency(flags), protocol=flags.get("protocol", "scaled"),
         data=load_dataset(flags["dataset"], flags["data_dir"]), scheduler=flags["scheduler"],
     )
+    if resuming and (sweep_dir / SPACE_JSON).is_file():
+        changes = plan_changes(sweep_dir, plan)
+        if changes:
+            raise UserError(
+                f"--resume: the plan made now differs from the one {sweep_dir.name} started with "
+                f"({'; '.join(changes)}), so the code or search space changed since; resuming "
+                "would train its remaining trials with other settings than its finished ones. "
+                "Resume with the code that started it (its code_version in results.parquet) or "
+                "start a new sweep with another --name"
+            )
     tiny_k = tuple(plan.space.fixed.get("tiny_k", (1, 5)))
     check_metric(flags["metric"], tiny_k)
     gpus, cpus = float(flags["gpus_per_trial"]), float(flags["cpus_per_trial"])
@@ -439,8 +484,9 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         )
         print(plan.adaptation.line(), flush=True)  # first: what was adapted to the data, why
         print(f"{plan.base_name} on {plan.dataset}: {plan.note}", flush=True)
-        if short_line(plan):
-            print(short_line(plan), flush=True)
+        for line in (short_line(plan), warning_line(plan)):
+            if line:
+                print(line, flush=True)
         started = start_ray(flags["address"], dashboard)
     except UserError:
         if created and not has_ray_experiment(sweep_dir):
@@ -463,7 +509,7 @@ def run(flags: dict[str, Any], sweep_dir: Path, resuming: bool, dashboard: bool,
         remote = remote_of(flags, sweep_dir)
         if remote is not None and (sweep_dir / SPACE_JSON).is_file():
             try:
-                remote.push(SPACE_JSON)  # the session's end
+                remote.push(SPACE_JSON, reseed.RESEED_FILE)  # the session's end
             except OSError:
                 pass
         if started:
@@ -575,8 +621,8 @@ def _run_tuner(
     # Finished trials' checkpoints go as they finish (tune/checkpoints.py); PBT clones other
     # trials' checkpoints, so under it they stay until the end.
     pruner = CheckpointPruner(
-        flags["metric"], enabled=not keep_all and flags["scheduler"] != "pbt"
-        and "://" not in str(sweep_dir)
+        flags["metric"], enabled=not keep_all and flags["scheduler"] != "pbt",
+        fs=remote.fs if remote is not None else None,
     )
 
     doc = load_reseed(sweep_dir)
@@ -636,7 +682,8 @@ def _run_tuner(
             return code
     text, n_completed = summarize(sweep_dir, flags["metric"], plan.axes, planned)
     print(text, flush=True)
-    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed), flush=True)
+    print(prune_checkpoints(sweep_dir, flags["metric"], keep_all, pruner.freed, remote),
+          flush=True)
     _, n_errored = sweep_state(sweep_dir, planned)
     if n_errored:
         print(retry_hint(shlex.quote(where_of(flags, sweep_dir)), n_errored), flush=True)
@@ -767,6 +814,12 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
         axes = {a.key: list(a.values) for a in plan.space.axes}
         doc = reseed.plan_reseed(df, flags["metric"], flags["reseed_top"], flags["seeds"], axes)
         reseed.save_reseed(sweep_dir, doc)
+        remote = remote_of(flags, sweep_dir)
+        if remote is not None:
+            # at once: the repeats' rows reach the store as they finish, and a --resume URI on
+            # another machine must find the plan they belong to (without it, it would plan the
+            # repeats again from a table that already holds some of them)
+            remote.push(reseed.RESEED_FILE)
     planned = len(doc["search_trials"]) + len(doc["points"])
     if not doc["points"]:
         print(f"seed repeats: none needed ({len(doc['finalists'])} finalist(s) already have "
@@ -782,9 +835,10 @@ def _reseed_phase(plan, flags, sweep_dir, trainable, setup, concurrency, quiet, 
         live_report=flags.get("report", True),
     )
     callback.keep_rows(df[search])
-    pruner = CheckpointPruner(flags["metric"], enabled=not keep_all)
-    rdir = sweep_dir / reseed.RAY_SUBDIR
     remote = remote_of(flags, sweep_dir)
+    pruner = CheckpointPruner(flags["metric"], enabled=not keep_all,
+                              fs=remote.fs if remote is not None else None, per_config=True)
+    rdir = sweep_dir / reseed.RAY_SUBDIR
     can = (tune.Tuner.can_restore(remote.remote(reseed.RAY_SUBDIR), storage_filesystem=remote.fs)
            if remote is not None else tune.Tuner.can_restore(str(rdir)))
     if can:

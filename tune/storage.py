@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from s4l_models.errors import UserError, first_line
+from s4l_models.io import free_path
 
 # The sweep directory's own files (everything else lives in Ray's experiment in the store).
 SWEEP_FILES = ("space.json", "splits.npz", "splits.json", "results.parquet", "results.csv",
@@ -133,12 +134,20 @@ class RemoteSweep:
         except OSError as err:
             raise store_error(self.uri, err) from None
 
-    def pull(self, *rels: str) -> list[str]:
-        """Download these files of the store into the mirror (those that exist); returns them."""
+    def pull(self, *rels: str, exact: bool = False) -> list[str]:
+        """Download these files of the store into the mirror (those that exist); returns them.
+
+        `exact` (a driver resuming the sweep): the store is the sweep, so a mirror file the
+        store lacks is left over from an earlier sweep of the same name on this machine (say a
+        reseed.json, which would make the resumed sweep skip its search). It is set aside as
+        `<name>.not-in-store`, not deleted."""
         got = []
         self.local.mkdir(parents=True, exist_ok=True)
         for rel in rels:
             if not self.exists(rel):
+                stale = self.local / rel
+                if exact and stale.is_file():
+                    os.replace(stale, free_path(stale.with_name(f"{stale.name}.not-in-store")))
                 continue
             data = self.read_bytes(rel)
             dst = self.local / rel

@@ -17,6 +17,7 @@ from tune.results import (
     FINISHED_STATUSES,
     RESULTS_CSV,
     RESULTS_PARQUET,
+    SHORT_RULE,
     SWEEP_PREDICTIONS,
     meaningful,
     read_table,
@@ -41,6 +42,23 @@ def retry_hint(sweep_dir: Path, n_errored: int) -> str:
     )
 
 
+def seed_means(pool: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Configurations run with more than one seed, by their mean `metric` (best first; columns
+    mean, std, count; index config_id). A configuration a random or Optuna search drew twice
+    with one seed is one run."""
+    if "config_id" not in pool.columns or pool.empty:
+        return pd.DataFrame(columns=["mean", "std", "count"])
+    seeds = pool.drop_duplicates(["config_id", "seed"]) if "seed" in pool else pool
+    agg = seeds.groupby("config_id", sort=False)[metric].agg(["mean", "std", "count"])
+    return agg[agg["count"] > 1].sort_values("mean", ascending=False, kind="stable")
+
+
+def best_config_by_seed_mean(pool: pd.DataFrame, metric: str) -> str | None:
+    """The config_id the summary recommends by its seed mean, or None without seed repeats."""
+    agg = seed_means(pool, metric)
+    return None if agg.empty else str(agg.index[0])
+
+
 def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None = None
               ) -> tuple[str, int]:
     """Final lines: counts of every planned trial, the best completed configuration by the
@@ -60,8 +78,8 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
     n_short = int((df["status"] == "completed").sum() - meaningful(df).sum())
     if n_short:
         lines.append(
-            f"{n_short} completed trial(s) were too short to mean anything (short_run: fewer "
-            "than 50 optimizer steps or all inside the warmup); the best is chosen without them"
+            f"{n_short} completed trial(s) were too short to mean anything (short_run: "
+            f"{SHORT_RULE}); the best is chosen without them"
         )
     pool = df[meaningful(df)]
     kind = "completed trial"
@@ -86,19 +104,15 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
             f"best {kind} by {metric}: {best[metric]:.4f}{extra}{test} "
             f"(trial {best['trial_id']}" + (f": {cfg}" if cfg else "") + f"{tied})"
         )
-        if "config_id" in pool.columns:  # seed repeats: configurations by their seed mean
-            # (a configuration a random or Optuna search drew twice with one seed is one run)
-            seeds = pool.drop_duplicates(["config_id", "seed"]) if "seed" in pool else pool
-            agg = seeds.groupby("config_id", sort=False)[metric].agg(["mean", "std", "count"])
-            agg = agg[agg["count"] > 1].sort_values("mean", ascending=False, kind="stable")
-            if not agg.empty:
-                cid, r = agg.index[0], agg.iloc[0]
-                first = pool[pool["config_id"] == cid].iloc[0]
-                lines.append(
-                    f"best configuration by its mean {metric} over seeds: {r['mean']:.4f} ± "
-                    f"{r['std']:.4f} (std over {int(r['count'])} seeds; config {cid}: "
-                    f"{config_text(first)})"
-                )
+        agg = seed_means(pool, metric)
+        if not agg.empty:  # seed repeats: configurations by their seed mean
+            cid, r = agg.index[0], agg.iloc[0]
+            first = pool[pool["config_id"] == cid].iloc[0]
+            lines.append(
+                f"best configuration by its mean {metric} over seeds: {r['mean']:.4f} ± "
+                f"{r['std']:.4f} (std over {int(r['count'])} seeds; config {cid}: "
+                f"{config_text(first)})"
+            )
     else:
         done = df[df["status"] == "completed"]
         n_done, n_short_done = len(done), int(done["short_run"].astype(bool).sum())

@@ -292,6 +292,9 @@ class Plan:
     left_out: dict[str, list] = field(default_factory=dict)  # axis values over the budget
     # too-short configurations among those that run: (count, of, reason by schedule)
     short: tuple[int, int, dict[str, str]] = (0, 0, {})
+    # (count, warning by schedule) of the configurations that are not short but train with a
+    # schedule warning (a batch larger than an epoch's images, a warmup rounded to no step)
+    warned: tuple[int, dict[str, str]] = (0, {})
 
     @property
     def axes(self) -> list[str]:
@@ -451,27 +454,34 @@ SCHEDULE_SETTINGS = (
 
 def short_configurations(plan: Plan, points) -> tuple[int, int, dict[str, str]]:
     """(short, total, reason by schedule): how many of `points` are too short to mean anything
-    (fewer than 50 optimizer steps or every step in the warmup, s4l_models.schedule)."""
-    from s4l_models.stages import short_run_reason
+    (`tune.results.SHORT_RULE`, s4l_models.schedule). Also sets `plan.warned`: (count, warnings by schedule)
+    of the others whose schedule trains with a warning (`Schedule.warnings`)."""
+    from s4l_models.stages import run_schedule_warnings, short_run_reason
 
     sizes = plan.sizes
-    seen: dict[tuple, str | None] = {}
+    seen: dict[tuple, tuple[str | None, list[str]]] = {}
     reasons: dict[str, str] = {}
-    short = total = 0
+    warnings: dict[str, str] = {}
+    short = total = warned = 0
     for point in points:
         cfg = plan.trial_config(point)
         key = tuple(repr(cfg.get(k)) for k in SCHEDULE_SETTINGS)
         if key not in seen:
             full = TrainConfig.from_dict(cfg)
-            seen[key] = short_run_reason(full, sizes.labeled, sizes.train)
-            if seen[key]:
-                what = ", ".join(
-                    f"{k}={point[k]:g}" if isinstance(point[k], float) else f"{k}={point[k]}"
-                    for k in ("batch_size", "epochs") if k in point
-                )
-                reasons[what or plan.base_name] = seen[key]
+            seen[key] = (short_run_reason(full, sizes.labeled, sizes.train),
+                         run_schedule_warnings(full, sizes.labeled, sizes.train))
+            what = ", ".join(
+                f"{k}={point[k]:g}" if isinstance(point[k], float) else f"{k}={point[k]}"
+                for k in ("batch_size", "epochs") if k in point
+            ) or plan.base_name
+            if seen[key][0]:
+                reasons[what] = seen[key][0]
+            elif seen[key][1]:
+                warnings[what] = "; ".join(seen[key][1])
         total += 1
-        short += bool(seen[key])
+        short += bool(seen[key][0])
+        warned += bool(not seen[key][0] and seen[key][1])
+    plan.warned = (warned, warnings)
     return short, total, reasons
 
 
@@ -695,6 +705,16 @@ def short_line(plan: Plan) -> str | None:
     )
 
 
+def warning_line(plan: Plan) -> str | None:
+    """One line naming the configurations whose schedule trains with a warning, or None."""
+    warned, warnings = plan.warned
+    if not warned:
+        return None
+    which = "; ".join(f"{k}: {w}" for k, w in list(warnings.items())[:4])
+    return (f"note: {warned} of {plan.short[1]} configurations train with a schedule warning "
+            f"({which}); they run, and metrics.json records it (schedule_warnings)")
+
+
 def image_size_of(dataset: str) -> int:
     from s4l_models.data.datasets import DATASETS
 
@@ -745,6 +765,8 @@ def describe(plan: Plan, scheduler: str, metric: str, cpus: float, gpus: float,
         lines.append(steps_line(plan))
     if short_line(plan):
         lines.append(short_line(plan))
+    if warning_line(plan):
+        lines.append(warning_line(plan))
     lines.append(
         f"scheduler: {scheduler}, metric: {metric} (max), per trial: {cpus:g} CPU"
         + (f", {gpus:g} GPU" if gpus else "")

@@ -24,7 +24,7 @@ paper (README, "Where we differ from the paper or its released code").
 
 An identity is a source image, not a batch slot: a batch that spans the end of one shuffled pass
 and the start of the next (`IndexStream.batch`) can hold one image twice, which happens at most
-steps with a small labeled set (150 labels at batch 64: 39% of the steps), and slot identities
+steps with a small labeled set (150 labels at batch 64: 40% of 2,000 steps), and slot identities
 would then push that image's copies apart as negatives of each other. The copies of every
 occurrence of one dataset index (`Batch.indices`) therefore share one identity; a batch without
 indices falls back to one identity per slot.

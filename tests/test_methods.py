@@ -352,3 +352,50 @@ def test_train_help_gives_the_recipe_as_the_default_of_every_setting_a_method_ch
         elif "recipe" not in helps[f.name]:
             assert helps[f.name] == f"(default {default})", f.name
     assert helps["pretrain_epochs"] == "(default 35.0)"  # no recipe sets it
+
+
+def _every_stage_loss():
+    """(id, method of the stage, its settings) for each stage of every method, both pretexts of
+    the self-supervised ones."""
+    from s4l_models.methods.base import Stage
+
+    cases = []
+    for name in PAPER_METHODS:
+        for pretext in ("rotation", "exemplar") if name.startswith("selfsup") else (None,):
+            values = {"method": name, "dataset": "digits", "batch_size": 8, "width": 0.125}
+            if pretext:
+                values["pretext"] = pretext
+            c = TrainConfig.from_dict(values)
+            method = get_method(name)
+            stages = method.stages(c) if method.stages is not None else [Stage(name, method, c)]
+            for st in stages:
+                cases.append((f"{name}-{st.name}" + (f"-{pretext}" if pretext else ""),
+                              st.method, st.cfg))
+    return cases
+
+
+STAGE_LOSSES = _every_stage_loss()
+
+
+@pytest.mark.parametrize("case", STAGE_LOSSES, ids=[c[0] for c in STAGE_LOSSES])
+def test_every_stage_loss_takes_a_step_under_bf16_autocast(case):
+    """Mixed precision (bf16 autocast, `amp`, the CUDA default) stood in for by CPU autocast to
+    bf16, which keeps bf16 through the same ops (batch norm, pooling) and casts linear layers:
+    S4L-Exemplar's embedding head outside autocast failed every GPU run this way."""
+    _, method, c = case
+    spec = DATASETS["digits"]
+    model = _model(channels=spec.channels, size=spec.image_size, classes=spec.num_classes)
+    heads = nn.ModuleDict({k: build(model.num_features, c) for k, build in method.heads.items()})
+    ctx = StepContext(cfg=c, augment=Augmenter(spec, torch.device("cpu")),
+                      gen=torch.Generator().manual_seed(0), num_classes=spec.num_classes,
+                      heads=heads, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (8, spec.channels, spec.image_size, spec.image_size),
+                           dtype=torch.uint8, generator=g)
+    labeled = Batch(images, torch.arange(8) % 10, torch.arange(8))
+    unlabeled = Batch(images.flip(0), torch.arange(8) % 10, torch.arange(8, 16))
+    loss, _ = method.loss(model, labeled, unlabeled if method.uses_unlabeled else None, ctx)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    grads = [p.grad for p in [*model.parameters(), *heads.parameters()] if p.grad is not None]
+    assert grads and all(torch.isfinite(gr).all() for gr in grads)

@@ -43,7 +43,7 @@ from .config import TrainConfig
 from .data.augment import Augmenter
 from .data.datasets import LoadedDataset, load_dataset
 from .data.sources import make_source
-from .data.splits import Splits
+from .data.splits import Splits, split_request
 from .errors import UserError
 from .evaluate import VIEWS, pseudo_labels
 from .io import atomic_write, atomic_write_bytes, atomic_write_text
@@ -164,12 +164,9 @@ def teacher_model(path: str | os.PathLike, cfg: TrainConfig, device: torch.devic
     data = load_dataset(cfg.dataset, cfg.data_dir)
     # the teacher must have learned from this run's labeled subset and never seen its
     # validation images: the same labels spec, validation split and split seed
-    default_val = data.spec.default_val_size
-    ours = {"labels": cfg.labels, "val_size": cfg.val_size or default_val,
-            "split_seed": cfg.split_seed}
-    theirs = {"labels": tcfg.get("labels"), "val_size": tcfg.get("val_size") or default_val,
-              "split_seed": tcfg.get("split_seed")}
-    diff = [k for k in ours if theirs[k] != ours[k]]
+    ours = split_request(cfg.to_dict(), data.spec.default_val_size)
+    theirs = split_request(tcfg, data.spec.default_val_size)
+    diff = [k for k in ("labels", "val_size", "split_seed") if theirs[k] != ours[k]]
     if diff:
         raise UserError(
             f"--teacher {path} was trained on other splits "

@@ -63,7 +63,13 @@ from .config import TrainConfig
 from .data.augment import Augmenter
 from .data.datasets import DATASETS, LoadedDataset, load_dataset
 from .data.sources import IndexStream, make_source
-from .data.splits import Splits, load_splits, meta_differences, splits_for
+from .data.splits import (
+    Splits,
+    load_splits,
+    meta_differences,
+    split_request,
+    splits_for,
+)
 from .errors import UserError
 from .evaluate import (
     rotation_hits,
@@ -260,11 +266,8 @@ def resolve_splits(cfg: TrainConfig, out: Path, data: LoadedDataset) -> Splits:
         # shared splits must be the ones this run's settings make: otherwise the run would
         # train and score on other subsets than its config.json (and the table) say
         saved = load_splits(cfg.splits_path)
-        want = {
-            "dataset": cfg.dataset, "n_train_total": len(data.train),
-            "val_size": cfg.val_size or data.spec.default_val_size, "labels": cfg.labels,
-            "tiny_k": sorted(set(int(k) for k in cfg.tiny_k)), "split_seed": cfg.split_seed,
-        }
+        want = {**split_request(cfg.to_dict(), data.spec.default_val_size),
+                "n_train_total": len(data.train)}
         diff = meta_differences(saved.meta, want)
         if diff:
             raise UserError(

@@ -202,6 +202,18 @@ def load_splits(path: str | os.PathLike) -> Splits:
 MADE_WITH = ("dataset", "n_train_total", "val_size", "labels", "tiny_k", "split_seed")
 
 
+def split_request(values: dict, default_val_size: int) -> dict:
+    """The split settings a config (a dict: a TrainConfig's, or a saved run's config.json)
+    asks for, as a split file's meta records them (`val_size` resolved to the dataset's
+    default when unset; `tiny_k` sorted and unique)."""
+    return {
+        "dataset": values.get("dataset"), "labels": values.get("labels"),
+        "val_size": values.get("val_size") or default_val_size,
+        "tiny_k": sorted(set(int(k) for k in values.get("tiny_k") or ())),
+        "split_seed": values.get("split_seed"),
+    }
+
+
 def meta_differences(saved: dict, want: dict) -> list[str]:
     """The MADE_WITH settings in which a split file's meta differs from a request."""
     return [k for k in MADE_WITH if saved.get(k) != want.get(k)]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import shlex
 import sys
 import time
 import typing
@@ -41,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="s4l-train",
         description="Train one S4L configuration (any method, dataset and ResNet).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", help="run directory (default: runs/train-<time>)")
     p.add_argument(
@@ -80,8 +81,30 @@ def _help_default(default, from_recipe: bool = False) -> str:
     return text.replace("%", "%%")
 
 
+def same_config(out_dir: Path, cfg: TrainConfig) -> bool:
+    """Whether `out_dir/config.json` holds exactly the settings `cfg` would write there."""
+    try:
+        return json.loads((out_dir / "config.json").read_text()) == json.loads(cfg.to_json())
+    except (OSError, ValueError):
+        return False
+
+
+def continue_command(argv: list[str], out_dir: Path) -> str:
+    """The s4l-train command that continues this run: its flags, with --out and --resume."""
+    args, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out=") and a != "--resume":
+            args.append(a)
+    return shlex.join(["s4l-train", *args, "--out", str(out_dir), "--resume"])
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = vars(build_parser().parse_args(argv))
     out = args.pop("out") or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     resume = args.pop("resume")
@@ -98,24 +121,40 @@ def main(argv: list[str] | None = None) -> int:
     # a run's results, with or without its checkpoint (sweep trial folders keep none, and a
     # user may have deleted it): starting afresh there would overwrite them
     results = [f for f in RUN_FILES if (out_dir / f).is_file()]
+    # A run stopped before its first evaluation left its config.json (and splits) and nothing
+    # else; the same settings rewrite them identically, so it may start again there, with or
+    # without --resume (the command printed when it is interrupted).
+    unstarted = (results == ["config.json"] and not checkpoint.is_file()
+                 and same_config(out_dir, cfg))
     if resume and finished_result(out_dir) is not None:
         # resuming a finished run would rewrite its metrics.json (its timings) for nothing
         print(f"{out_dir} already finished (metrics.json: completed); nothing to resume",
               flush=True)
         return 0
     if resume and not checkpoint.is_file():
-        what = f"holds {results[0]} but no checkpoint" if results else "holds no checkpoint"
-        raise UserError(f"--resume but {out_dir} {what}; choose another --out to train afresh")
+        if not unstarted:
+            what = f"holds {results[0]} but no checkpoint" if results else "holds no checkpoint"
+            raise UserError(
+                f"--resume but {out_dir} {what}; choose another --out to train afresh")
+        print(f"{out_dir} was stopped before its first checkpoint: training from step 0",
+              flush=True)
+        resume = False
     if not resume and checkpoint.is_file():
         raise UserError(
             f"{out_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
-    if not resume and results:
+    if not resume and results and not unstarted:
         raise UserError(
             f"{out_dir} already holds a run's {results[0]}, which a new run would overwrite; "
             "choose another --out"
         )
-    metrics = train(cfg, out_dir, resume_from=checkpoint if resume else None)
+    print(f"run directory: {out_dir}", flush=True)
+    try:
+        metrics = train(cfg, out_dir, resume_from=checkpoint if resume else None)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {continue_command(argv, out_dir)}", file=sys.stderr,
+              flush=True)
+        return 130
     print(
         f"{metrics['status']}: val_full_top1 {metrics.get('val_full_top1', float('nan')):.4f} "
         f"after {metrics['epochs']:g} epochs in {metrics['train_seconds']:.1f}s; "

@@ -190,3 +190,52 @@ def test_a_teacher_or_shared_splits_made_with_other_split_settings_are_refused(t
     assert main([*tiny, "--method", "pseudolabel", "--teacher", str(teacher),
                  "--splits-path", str(teacher), "--out", str(ok)]) == 0
     assert json.loads((ok / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_an_interrupted_run_prints_the_command_that_continues_it(tmp_path):
+    """Ctrl-C prints `s4l-train ... --out DIR --resume`, which works whether or not the run
+    reached its first checkpoint (a run stopped before it holds only its config.json)."""
+    import shlex
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = ["--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v2", "--width",
+            "0.25", "--epochs", "30", "--batch-size", "64", "--threads", "1"]
+    p = subprocess.Popen([sys.executable, "-m", "s4l_models.cli", *args, "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "config.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("interrupted; continue with: s4l-train "), err
+    cmd = shlex.split(line.split("continue with: ", 1)[1])
+    assert cmd[-3:] == ["--out", str(out), "--resume"] and cmd[1:-3] == args
+    assert main(cmd[1:]) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_in_its_folder(tmp_path, capsys):
+    from s4l_models.config import TrainConfig
+
+    args = ["--dataset", "digits", "--labels", "10%", "--arch", "resnet18_v2", "--width", "0.25",
+            "--epochs", "8", "--batch-size", "64", "--threads", "1"]
+    values = {"dataset": "digits", "labels": "10%", "arch": "resnet18_v2", "width": "0.25",
+              "epochs": "8", "batch_size": "64", "threads": "1"}
+    out = tmp_path / "run"
+    out.mkdir()
+    # what a run writes before anything else: its config.json
+    (out / "config.json").write_text(TrainConfig.from_dict(values).to_json())
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert "stopped before its first checkpoint: training from step 0" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    # another run's config.json is never overwritten
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(TrainConfig.from_dict({**values, "epochs": "9"}).to_json())
+    for extra in ([], ["--resume"]):
+        assert main([*args, "--out", str(other), *extra]) == 2
+        assert "config.json" in capsys.readouterr().err

@@ -13,7 +13,7 @@ the split, with the paper's nested construction dashed beside it and a one-line 
 with its Monte-Carlo error), the sensitivity per sweep axis (ω² and a permutation p per axis;
 DIR/sensitivity*.png/.svg), the leaderboard by seed means and the seed repeats' finalists, and
 every table as CSV. It prints the key numbers (also in DIR/summary.txt), then the page's path.
-Without --out it writes to RUN_DIR/report.
+Without --out it writes to RUN_DIR/report (one RUN_DIR; several need --out).
 A RUN_DIR may be an object-store URI (`s3://bucket/prefix/name`, a sweep run with
 `--storage s3://...`): its files are downloaded into a local mirror first, and the report is
 uploaded to URI/report when it is written to its default place. Trials marked short_run (too short to mean anything)
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from s4l_models.errors import ArgumentParser, UserError, exit_on_user_error
 from tune.provenance import driver_gone
-from tune.results import SPACE_JSON
+from tune.results import SHORT_RULE, SPACE_JSON
 from tune.storage import SWEEP_FILES, RemoteSweep, is_uri
 from tune.summary import sweep_state
 
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="sweep directories, or object-store URIs of sweeps (s3://...)")
-    p.add_argument("--out", help="output directory (default: the first RUN_DIR/report)")
+    p.add_argument("--out", help="output directory (default, for one RUN_DIR: RUN_DIR/report; "
+                   "required for several)")
     # Monte-Carlo sizes default to the analysis modules' own (valsize.DRAWS, stats.BOOT,
     # sensitivity.PERMUTATIONS: an error <= 0.005 on a probability near 0.95), which the sweep's
     # report uses too, so one directory gives one page either way.
@@ -62,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="permutations of each sweep axis in the sensitivity test (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of subsets, bootstrap and permutations (default 0)")
     p.add_argument("--include-short-runs", action="store_true",
-                   help="keep trials too short to mean anything (fewer than 50 optimizer steps "
-                   "or every step in the warmup; left out by default)")
+                   help=f"keep trials too short to mean anything ({SHORT_RULE}; left out by "
+                   "default)")
     p.add_argument("--quiet", action="store_true",
                    help="print only the report's path, not progress and key numbers")
     p.add_argument("--watch", action="store_true",
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     # sweeps on an object store are read from a local mirror, refreshed before each build
     remotes = [RemoteSweep(d) if is_uri(d) else None for d in args.run_dirs]
     dirs = [r.local if r is not None else Path(d) for r, d in zip(remotes, args.run_dirs)]
+    if not args.out and len(dirs) > 1:
+        # the first sweep's own report/ would be replaced by the combined one, silently
+        raise UserError(f"{len(dirs)} RUN_DIRs make one combined report: give --out DIR for it "
+                        "(without --out a report goes to its one RUN_DIR's report/)")
     out = Path(args.out) if args.out else dirs[0] / "report"
     upload = remotes[0] if not args.out and remotes[0] is not None else None
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -92,6 +92,19 @@ def test_several_sweeps_get_suffixed_files(tmp_path):
     assert "predictions.npz is missing" in page
 
 
+def test_a_combined_report_needs_its_own_out(tmp_path, capsys):
+    """Without --out, a report of several sweeps would replace the first one's own report."""
+    a = planted_sweep(tmp_path / "a", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
+    b = planted_sweep(tmp_path / "b", grid={"wd": [1e-4, 1e-2], "lr": [0.03, 0.1]}, seed=1)
+    assert cli.main([str(a), "--draws", "20", "--boot", "0", "--quiet"]) == 0
+    before = (a / "report" / "index.html").read_bytes()
+    capsys.readouterr()
+    assert cli.main([str(a), str(b), "--draws", "20", "--boot", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "give --out DIR" in err and len(err.splitlines()) == 1
+    assert (a / "report" / "index.html").read_bytes() == before
+
+
 def test_cli_writes_the_report(tmp_path, capsys):
     run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
     assert cli.main([str(run), "--out", str(tmp_path / "r"), "--draws", "30", "--boot", "30",

@@ -136,6 +136,7 @@ def vote_entropy(onehot_votes: np.ndarray, eps: float, n_classes: int) -> np.nda
     return -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
 
 
+ENTROPY_DECIMALS = 12  # entropies (nats) equal to this many decimals are tied
 ONEHOT_MAX = 50_000_000  # elements of the [N, C, T] one-hot votes kept in memory (200 MB)
 
 
@@ -152,9 +153,12 @@ def onehot_votes(pred: np.ndarray, n_classes: int) -> np.ndarray | None:
 
 def weighted_votes(pred: np.ndarray, w: np.ndarray, cols: np.ndarray, n_classes: int,
                    onehot: np.ndarray | None = None) -> np.ndarray:
-    """Posterior-weighted share of candidates naming each class, for images `cols` [n, C]."""
+    """Posterior-weighted share of candidates naming each class, for images `cols` [n, C], in
+    float64: once the posterior concentrates, the weights left to the other candidates are far
+    below float32's resolution next to 1, and in float32 every image's vote (so its entropy)
+    rounded to the same value, which made the maximum-entropy choice a random one."""
     if onehot is not None:
-        return onehot[cols] @ w.astype(np.float32)
+        return onehot[cols] @ w.astype(np.float64)
     p = pred[:, cols]  # [T, n]
     out = np.zeros((len(cols), n_classes))
     for t in np.nonzero(w > 1e-12)[0]:  # candidates with weight; no [T, n, C] array
@@ -191,8 +195,9 @@ def propose(strategy: str, c: Candidates, pool: np.ndarray, labeled: np.ndarray,
     eps = default_eps(c) if eps is None else eps
     w = posterior(c.pred, labeled, y, eps, c.n_classes)
     h = vote_entropy(weighted_votes(c.pred, w, rest, c.n_classes, onehot), eps, c.n_classes)
-    # greedy top-n with random tie-breaks (a batch; one at a time when n is 1)
-    order = np.lexsort((rng.random(len(rest)), -h))
+    # greedy top-n with random tie-breaks (a batch; one at a time when n is 1); entropies equal
+    # to 12 decimals tie, so that the pick does not depend on a machine's rounding
+    order = np.lexsort((rng.random(len(rest)), -np.round(h, ENTROPY_DECIMALS)))
     return rest[order[:n]]
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import zipfile
 from pathlib import Path
@@ -227,11 +228,13 @@ def loop_cmd(c: Candidates, sweep, out: Path, labeled, y, args) -> int:
     atomic_write_csv(path, sheet, retry=RETRY)
     print(f"{len(labeled)} of {budget} labels in; strategy {args.strategy} asks for {len(nxt)} "
           f"more: fill in the label column (class index 0..{c.n_classes - 1}) of {path}, then "
-          f"run: s4l-select {args.sweep_dir} --budget {budget} --strategy {args.strategy}"
-          + (f" --batch {args.batch}" if args.batch else "")
-          + (f" --seed {args.seed}" if args.seed else "")
-          + (" --include-short-runs" if args.include_short_runs else "")
-          + f" --out {out} --labels {path}")
+          "run: " + shlex.join(
+              ["s4l-select", str(args.sweep_dir), "--budget", str(budget),
+               "--strategy", args.strategy]
+              + (["--batch", str(args.batch)] if args.batch else [])
+              + (["--seed", str(args.seed)] if args.seed else [])
+              + (["--include-short-runs"] if args.include_short_runs else [])
+              + ["--out", str(out), "--labels", str(path)]))
     return 0
 
 
@@ -295,8 +298,9 @@ def final_cmd(c: Candidates, sweep, out: Path, labeled, y, pool, args) -> int:
               f"{pk.labeled} right{tie}): {pk.pick_only} labeled images only the pick gets right, "
               f"{pk.runner_only} only the runner-up" + (f"; {verdict}" if d else
                                                         "; they answer every labeled image alike"))
-    print(f"how often such a pick is the best on this sweep: s4l-select {args.sweep_dir} "
-          f"--simulate (strategy {args.strategy}, {pk.labeled} labels)")
+    print("how often such a pick is the best on this sweep: "
+          f"{shlex.join(['s4l-select', str(args.sweep_dir), '--simulate'])} "
+          f"(strategy {args.strategy}, {pk.labeled} labels)")
     print(f"written: {path}")
     return 0
 

@@ -162,16 +162,22 @@ def _planted_dir(tmp_path, with_pred=True):
 
 
 def test_the_labeling_loop_names_the_planted_best(tmp_path, capsys):
-    d = _planted_dir(tmp_path)
+    import shlex
+
+    d = _planted_dir(tmp_path / "my sweeps")  # the printed commands quote such paths
     truth = np.arange(300) % C
     sheet = None
+    argv = [str(d), "--budget", "12", "--batch", "4", "--out", str(tmp_path / "sel")]
     for _ in range(10):
-        argv = [str(d), "--budget", "12", "--batch", "4", "--out", str(tmp_path / "sel")]
-        assert main(argv + (["--labels", str(sheet)] if sheet else [])) == 0
+        assert main(argv) == 0
         out = capsys.readouterr().out
         if "selected trial" in out:
             break
-        sheet = out.split("--labels ")[-1].strip()
+        # each round's next command is run exactly as printed
+        cmd = shlex.split(out.split("then run: ")[-1])
+        assert cmd[0] == "s4l-select" and cmd[1] == str(d)
+        argv = cmd[1:]
+        sheet = argv[argv.index("--labels") + 1]
         df = pd.read_csv(sheet, dtype={"label": "string"})
         blank = df["label"].isna()
         df.loc[blank, "label"] = [str(truth[i]) for i in df.loc[blank, "id"]]

@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -604,7 +603,9 @@ def bench(tmp: Path, trials: int, worker_kills: int, driver_kill_at: float = 0.4
         if "error" in calm_box:
             raise calm_box["error"]
         log(f"  {calm_box['figures']['wall_seconds']} s; {calm_box['check']['rows']} rows")
-        shutil.rmtree(sweep_dir)  # the chaos run is the same command: same storage and name
+        # the chaos run is the same command (same storage and name): the undisturbed sweep
+        # moves aside, kept with --keep
+        sweep_dir.rename(sweep_dir.with_name(sweep_dir.name + "-undisturbed"))
     log(f"chaos run: {worker_kills} worker kills, the driver killed at {driver_kill_at:.0%} "
         "of the trials completed")
     chaos = run_chaos(storage, name, trials, chaos_env, worker_kills=worker_kills,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -91,3 +92,41 @@ def write_result(name: str, figures: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def repo_path(path) -> str:
+    """A path as recorded in a committed result: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(RESULTS.parent.parent))
+    except ValueError:
+        return str(p)
+
+
+def sweep_dirs(argv: list[str], doc: str, defaults: list[str]) -> list[Path]:
+    """The sweep directories a benchmark reads: its arguments, else `defaults` (repository
+    paths). `--help` prints `doc`; a directory without a results table is an error (exit 2)."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweeps", nargs="*", metavar="SWEEP_DIR",
+                   help=f"sweep directories (default: {' '.join(defaults)})")
+    args = p.parse_args(argv)
+    root = RESULTS.parent.parent
+    dirs = [Path(d) for d in args.sweeps] or [root / d for d in defaults]
+    for d in dirs:
+        if not (d / "results.parquet").is_file():
+            p.error(f"{d} is not a sweep directory (it holds no results.parquet)")
+    return dirs
+
+
+def merged_rows(name: str, rows: list[dict], key: str = "sweep") -> list[dict]:
+    """`rows` (this run's, one per sweep) followed by the rows of bench/results/<name>.json for
+    the sweeps this run did not measure: a run on some sweeps never drops the others' figures."""
+    path = RESULTS / f"{name}.json"
+    try:
+        earlier = json.loads(path.read_text()).get("sweeps") or []
+    except (OSError, ValueError):
+        earlier = []
+    done = {repo_path(r[key]) for r in rows}
+    return rows + [r for r in earlier if repo_path(r[key]) not in done]
+

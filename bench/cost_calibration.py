@@ -31,7 +31,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import write_result  # noqa: E402
+from common import merged_rows, repo_path, sweep_dirs, write_result  # noqa: E402
 
 from s4l_models.data.datasets import DATASETS, load_dataset  # noqa: E402
 from s4l_models.data.splits import load_splits  # noqa: E402
@@ -65,7 +65,7 @@ def calibrate(sweep_dir: Path) -> dict:
     q1, med, q3 = np.percentile(ratio, [25, 50, 75])
     flags = space.get("flags") or {}
     return {
-        "sweep": str(sweep_dir), "dataset": dataset,
+        "sweep": repo_path(sweep_dir), "dataset": dataset,
         "image_size": DATASETS[dataset].image_size, "trials": int(len(ok)),
         "concurrency": flags.get("concurrency"), "cpus_per_trial": flags.get("cpus_per_trial"),
         "sizes": sizes.__dict__,
@@ -92,7 +92,7 @@ def calibrate_gpu(sweep_dir: Path) -> dict:
     estimated = gpu_hours(alone.sum(), gpus, conc) * 3600
     held = float(ok["train_seconds"].sum() * min(1.0, gpus))
     return {
-        "sweep": str(sweep_dir), "dataset": space["dataset"], "trials": int(len(ok)),
+        "sweep": repo_path(sweep_dir), "dataset": space["dataset"], "trials": int(len(ok)),
         "trials_in_table": int(len(df)), "gpus_per_trial": gpus, "concurrency": conc,
         "cpus_per_trial": flags.get("cpus_per_trial"), "trials_sharing_a_gpu": sharing(gpus, conc),
         "sizes": sizes.__dict__,
@@ -116,7 +116,8 @@ def main() -> None:
             "sweeps": rows, "model": "tune/sweep_plan.py gpu_trial_seconds and gpu_hours"})
         print(f"wrote {path}")
         return
-    dirs = [Path(d) for d in sys.argv[1:]] or [Path("docs/figure3_digits")]
+    dirs = sweep_dirs(sys.argv[1:], __doc__,
+                      ["docs/figure3_digits", "docs/figure3_fashion_mnist"])
     rows = [calibrate(d) for d in dirs]
     for r in rows:
         print(f"{r['dataset']} ({r['image_size']}x{r['image_size']}, {r['trials']} trials): "
@@ -124,7 +125,7 @@ def main() -> None:
               f"{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}); sums {r['measured_seconds_sum']:.0f} s "
               f"measured vs {r['estimated_seconds_sum']:.0f} s estimated by the 8x8 model, "
               f"{r['calibrated_seconds_sum']:.0f} s calibrated")
-    path = write_result("cost_calibration", {"sweeps": rows,
+    path = write_result("cost_calibration", {"sweeps": merged_rows("cost_calibration", rows),
                                              "model": "tune/sweep_plan.py trial_cost at factor 1"})
     print(f"wrote {path}")
 

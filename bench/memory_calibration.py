@@ -251,6 +251,12 @@ def ray_overhead(ray_runs: list[dict]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    if argv and argv[0] not in ("--one", "--refit"):
+        print(f"error: unknown argument {argv[0]!r}; see --help", file=sys.stderr)
+        return 2
     if argv[:1] == ["--one"]:
         values = json.loads(argv[1])
         print(json.dumps(measure_one(values, argv[2])))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.load import load_sweep  # noqa: E402
 from analysis.select_report import pool_size, study, words  # noqa: E402
 from analysis.select_sim import DRAWS  # noqa: E402
-from bench.common import write_result  # noqa: E402
+from bench.common import merged_rows, repo_path, sweep_dirs, write_result  # noqa: E402
 
 # the committed sweeps: digits (the main command), the Fashion-MNIST study (written before
 # predicted classes were stored: baseline only), a Fashion-MNIST sweep with them, and an
@@ -38,7 +38,7 @@ def measure(d: Path) -> dict:
     t0 = time.perf_counter()
     got = study(sweep, n_draws=DRAWS, seed=0)
     secs = time.perf_counter() - t0
-    out = {"sweep": str(d), "candidates": len(sweep.completed),
+    out = {"sweep": repo_path(d), "candidates": len(sweep.completed),
            "images": int(len(sweep.predictions.label)) if sweep.predictions else None}
     if got is None:
         out["skipped"] = ("predictions.npz holds only per-example correctness (the sweep was "
@@ -66,7 +66,7 @@ def measure(d: Path) -> dict:
 
 
 def main() -> None:
-    dirs = [Path(a) for a in sys.argv[1:]] or [ROOT / d for d in DEFAULT]
+    dirs = sweep_dirs(sys.argv[1:], __doc__, list(DEFAULT))
     rows = []
     for d in dirs:
         r = measure(d)
@@ -77,7 +77,8 @@ def main() -> None:
         print(f"{d.name}: {r['candidates']} trials, pool {r['pool']} images, {r['draws']} draws, "
               f"{r['seconds']} s")
         print("  " + r["words"])
-    path = write_result("select_labels", {"sweeps": rows, "goal_ratio": 3.0})
+    path = write_result("select_labels", {"sweeps": merged_rows("select_labels", rows),
+                                          "goal_ratio": 3.0})
     print(f"wrote {path}")
 
 

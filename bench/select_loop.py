@@ -25,6 +25,13 @@ from s4l_models.predictions import load_sweep_predictions  # noqa: E402
 def main() -> int:
     sweep = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/figure3_digits")
     out = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/select_loop_digits")
+    if out.exists():
+        ours = ("labels_round", "selection", "output.txt")
+        foreign = [p.name for p in out.iterdir() if not p.name.startswith(ours)]
+        if foreign:  # never delete a folder this script did not write
+            print(f"error: {out} holds {foreign[0]}, which this script did not write; give another "
+                  "OUT_DIR", file=sys.stderr)
+            return 2
     shutil.rmtree(out, ignore_errors=True)
     raw = load_sweep_predictions(sweep / "predictions.npz")
     truth = dict(zip(raw["index"].tolist(), raw["label"].tolist()))

@@ -70,10 +70,10 @@ def test_the_dry_run_says_when_packing_goes_beyond_the_measured_and_how_the_chec
     two = dry("--gpus-per-trial", "0.125", "--concurrency", "2")
     assert "2 trial(s) sharing a GPU" in two and "beyond the" not in two
     assert "held 2.2x its estimate" in two
-    assert "the committed digits sweep took 0.62x its estimate" in two  # the CPU model's bias
+    assert "the committed digits sweep took 0.64x its estimate" in two  # the CPU model's bias
     cal = json.loads((ROOT / "bench/results/cost_calibration.json").read_text())
     digits = next(r for r in cal["sweeps"] if r["dataset"] == "digits")
-    assert digits["ratio_median"] == pytest.approx(0.62, abs=0.005)
+    assert digits["ratio_median"] == pytest.approx(0.64, abs=0.005)
     many = dry("--gpus-per-trial", "0.0625", "--concurrency", "16")
     assert "16 trial(s) sharing a GPU, beyond the 8 per GPU measured" in many
     check = json.loads((ROOT / "bench/results/cost_calibration_gpu.json").read_text())

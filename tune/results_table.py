@@ -61,8 +61,9 @@ def memory_kill_message(text: str, need: float | None = None) -> str | None:
     where = f": {node.group(1)} used of {node.group(2)}" if node else ""
     needs = f"; this trial needs about {gib(need)}" if need else ""
     return (
-        f"killed by Ray's memory monitor (node low on memory{where}){needs}: lower "
-        "--concurrency or the trial's batch_size/width, or give it a bigger node"
+        f"killed by Ray's memory monitor (node low on memory{where}){needs}: a bigger node, "
+        "or a new sweep with a lower --concurrency or batch_size/width, gives it room "
+        "(--resume --retry-errored reruns it as it was)"
     )
 
 

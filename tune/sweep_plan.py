@@ -115,7 +115,7 @@ DIGITS_TRIAL_BUDGET_S = 200.0
 # cadence, and the main command's subset is chosen by it). Sizes without a measurement are
 # extrapolated from the nearest measured one by pixel count, a rough upper bound.
 IMAGE_COST_FACTOR = {8: 1.0, 28: 4.05}
-DIGITS_MEASURED_OVER_ESTIMATED = 0.62  # the same file, docs/figure3_digits (median per trial)
+DIGITS_MEASURED_OVER_ESTIMATED = 0.64  # the same file, docs/figure3_digits (median per trial)
 
 
 def image_cost_factor(image_size: int) -> float:

@@ -71,24 +71,41 @@ def fanova_missing(sweep: Sweep) -> str | None:
     return None
 
 
-def fanova(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
-    """fANOVA importance per varying axis (sums to 1), most important first; empty when it is
-    undefined (`fanova_missing` says why)."""
+# Random forests fANOVA averages over: one forest's shares move by several points with its seed
+# (docs/figure3_digits: weight decay 0.38-0.54 over seeds 0-4, and the order of the next axes
+# changes), so the mean over several forests is reported with its Monte-Carlo standard error.
+FORESTS = 10
+
+
+def fanova(sweep: Sweep, seed: int = 0, forests: int = FORESTS) -> pd.DataFrame:
+    """fANOVA importance per varying axis, the mean over `forests` random forests (seeds
+    `seed`, `seed + 1`, ...; sums to 1) with its Monte-Carlo standard error, most important
+    first; empty when it is undefined (`fanova_missing` says why)."""
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
+    columns = ["sweep", "axis", "fanova_importance", "fanova_importance_se", "forests"]
     if fanova_missing(sweep) is not None:
-        return pd.DataFrame(columns=["sweep", "axis", "fanova_importance"])
+        return pd.DataFrame(columns=columns)
     study, axes = as_study(sweep)
-    imp = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed),
-                                normalize=True)
-    return pd.DataFrame([{"sweep": sweep.name, "axis": a, "fanova_importance": float(v)}
-                         for a, v in imp.items()])
+    runs = pd.DataFrame([
+        get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed + i),
+                              normalize=True)
+        for i in range(forests)
+    ]).fillna(0.0)
+    mean = runs.mean()
+    se = runs.std(ddof=1) / np.sqrt(forests) if forests > 1 else runs.mean() * np.nan
+    order = mean.sort_values(ascending=False, kind="stable").index
+    return pd.DataFrame([{"sweep": sweep.name, "axis": a, "fanova_importance": float(mean[a]),
+                          "fanova_importance_se": float(se[a]), "forests": forests}
+                         for a in order], columns=columns)
 
 
 def fanova_words(table: pd.DataFrame) -> str:
-    parts = ", ".join(f"{r.axis} {r.fanova_importance:.2f}" for r in table.itertuples())
-    return (f"Optuna's fANOVA importance (share of a random forest's variance, not "
-            f"chance-corrected, no p-value): {parts}.")
+    parts = ", ".join(f"{r.axis} {r.fanova_importance:.2f} ± {r.fanova_importance_se:.2f}"
+                      for r in table.itertuples())
+    n = int(table["forests"].iloc[0]) if len(table) else FORESTS
+    return (f"Optuna's fANOVA importance (share of a random forest's variance, mean over {n} "
+            f"forests ± its Monte-Carlo SE; not chance-corrected, no p-value): {parts}.")
 
 
 def plot_parallel(sweep: Sweep):
@@ -109,4 +126,4 @@ def plot_parallel(sweep: Sweep):
     return fig
 
 
-__all__ = ["as_study", "fanova", "fanova_missing", "fanova_words", "plot_parallel", "varying_axes"]
+__all__ = ["FORESTS", "as_study", "fanova", "fanova_missing", "fanova_words", "plot_parallel", "varying_axes"]

@@ -537,9 +537,10 @@ def build_report(
     # Optuna's views beside ours: fANOVA importance and the parallel-coordinates plot
     body.append("<h3>Optuna's fANOVA importance and parallel coordinates</h3>")
     body.append(_p(
-        "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed as above): the share of the "
-        "variance of a random forest fitted to full-split top-1 that each of the sweep's own "
-        "axes explains, summing to 1. It is what Optuna and W&B users read; unlike ω² it is not "
+        f"fANOVA (optuna.importance.FanovaImportanceEvaluator, the mean over {hv.FORESTS} "
+        "random forests seeded from the seed above, ± its Monte-Carlo standard error): the "
+        "share of the variance of a random forest fitted to full-split top-1 that each of the "
+        "sweep's own axes explains, summing to 1. It is what Optuna and W&B users read; unlike ω² it is not "
         "corrected for chance and has no p-value, so on a small sweep it gives noise a share "
         "too: read it beside the permutation test above. Below it, Optuna's parallel-coordinates "
         "plot: one line per trial of the search through its axis values, coloured by its "

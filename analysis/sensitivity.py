@@ -330,22 +330,34 @@ def permutation_pvalue(y, groups, *, n_permutations: int = PERMUTATIONS,
 
 def holm(pvalues) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error control); NaN stays NaN, not counted."""
+    return holm_with_se(pvalues)[0]
+
+
+def holm_with_se(pvalues, ses=None) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's adjusted p-values and their Monte-Carlo standard errors: an adjusted p is
+    (m - j) p_(j) for the ordered p-value j that sets it (the running maximum), so its SE is
+    (m - j) times that p-value's (0 where the adjustment is capped at 1); NaN stays NaN."""
     p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
+    se_in = np.zeros(p.shape) if ses is None else np.asarray(ses, dtype=float)
+    out, out_se = np.full(p.shape, np.nan), np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
-    q = p[ok]
+    q, qs = p[ok], se_in[ok]
     m = len(q)
     if m:
         order = np.argsort(q, kind="stable")
-        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[order]))
-        res = np.empty(m)
-        res[order] = adj
-        out[ok] = res
-    return out
+        terms = (m - np.arange(m)) * q[order]
+        setter = np.array([int(np.argmax(terms[: i + 1])) for i in range(m)])
+        adj = np.minimum(1.0, terms[setter])
+        adj_se = np.where(terms[setter] >= 1.0, 0.0, (m - setter) * qs[order][setter])
+        res, res_se = np.empty(m), np.empty(m)
+        res[order], res_se[order] = adj, adj_se
+        out[ok], out_se[ok] = res, res_se
+    return out, out_se
 
 
 RANKING_COLUMNS = ["sweep", "axis", "rank", "n_values", "omega_squared", "eta_squared",
-                   "eta_squared_null", "p_perm", "p_perm_se", "p_holm", "best_spread_pt",
+                   "eta_squared_null", "p_perm", "p_perm_se", "p_holm", "p_holm_se",
+                   "best_spread_pt",
                    "median_spread_pt", "n_trials"]
 
 
@@ -386,8 +398,9 @@ def sensitivity(sweep: Sweep, *, n_permutations: int = PERMUTATIONS,
                                "worst": sel.min()})
     ranking = pd.DataFrame(rank_rows, columns=[c for c in RANKING_COLUMNS if c != "rank"]
                            + ["_key"])
-    adjusted = dict(zip(tests, holm([p for p, _ in tests.values()])))
-    ranking["p_holm"] = ranking["_key"].map(adjusted).astype(float)
+    adj, adj_se = holm_with_se([p for p, _ in tests.values()], [se for _, se in tests.values()])
+    ranking["p_holm"] = ranking["_key"].map(dict(zip(tests, adj))).astype(float)
+    ranking["p_holm_se"] = ranking["_key"].map(dict(zip(tests, adj_se))).astype(float)
     ranking = ranking.drop(columns="_key")
     ranking = ranking.sort_values("omega_squared", ascending=False, na_position="last",
                                   kind="stable").reset_index(drop=True)
@@ -404,6 +417,10 @@ def _pval(p: float) -> str:
 def _p_eq(p: float) -> str:
     s = _pval(p)
     return s if s.startswith("<") else f"= {s}"
+
+
+def are_(names: list[str]) -> str:
+    return "is" if len(names) == 1 else "are"
 
 
 def _join(names: list[str]) -> str:
@@ -434,11 +451,27 @@ def verdict(ranking: pd.DataFrame, alpha: float = ALPHA,
     omega = dict(zip(axes, ranking["omega_squared"].astype(float)))
     p = dict(zip(axes, ranking["p_perm"].astype(float)))
     p_adj = dict(zip(axes, ranking["p_holm"].astype(float)))
+    se_adj = dict(zip(axes, ranking["p_holm_se"].astype(float))) if "p_holm_se" in ranking \
+        else dict.fromkeys(axes, 0.0)
     n = int(ranking["n_trials"].iloc[0])
-    parts = [f"{a} {omega[a]:.3f} (p {_pval(p[a])}, Holm {_pval(p_adj[a])})" for a in axes]
+
+    def holm_p(a: str) -> str:
+        se = se_adj[a]
+        return _pval(p_adj[a]) + (f" ± {se:.3f}" if np.isfinite(se) and se > 0
+                                  and p_adj[a] >= 0.001 else "")
+
+    parts = [f"{a} {omega[a]:.3f} (p {_pval(p[a])}, Holm {holm_p(a)})" for a in axes]
     text = (f"Axes ranked by chance-corrected variance of full-split top-1 explained (ω²; "
-            f"permutation p per axis, Holm-corrected across axes) on {n} trials: "
-            + ", ".join(parts) + ".")
+            f"permutation p per axis, Holm-corrected across axes, ± its Monte-Carlo SE) on {n} "
+            "trials: " + ", ".join(parts) + ".")
+    # a Holm p within 2 Monte-Carlo SE of the line: which side it falls on is the draw's
+    near = [a for a in axes if np.isfinite(se_adj[a]) and se_adj[a] > 0
+            and abs(p_adj[a] - alpha) < 2 * se_adj[a]]
+    if near:
+        text += (f" The Holm p of {_join(near)} {are_(near)} within 2 Monte-Carlo SE of "
+                 f"{alpha:g}, so which side {'it falls' if len(near) == 1 else 'they fall'} on "
+                 "is the permutations' draw: rebuild the report with more --permutations to "
+                 "settle it.")
     matters = [a for a in PAPER_MATTERS if a in omega]
     little = [a for a in PAPER_LITTLE if a in omega]
     if not (matters and little):

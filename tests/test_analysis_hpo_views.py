@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from analysis import hpo_views as hv
@@ -24,6 +25,23 @@ def test_fanova_ranks_the_planted_large_effects_first(sweep):
     assert min(imp["wd"], imp["epochs"]) > max(imp["arch"], imp["color_aug"], imp["lr"])
     # the same seed gives the same numbers (the report's key numbers are reproducible)
     assert hv.fanova(sweep, seed=0).equals(table)
+
+
+def test_fanova_is_the_mean_of_several_forests_with_its_standard_error(sweep):
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    table = hv.fanova(sweep, seed=3, forests=4).set_index("axis")
+    study, _ = hv.as_study(sweep)
+    runs = [get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=s),
+                                  normalize=True) for s in (3, 4, 5, 6)]
+    for axis, row in table.iterrows():
+        values = [r.get(axis, 0.0) for r in runs]
+        assert row.fanova_importance == pytest.approx(sum(values) / 4)
+        assert row.fanova_importance_se == pytest.approx(
+            float(np.std(values, ddof=1) / 2))  # sd / sqrt(4)
+    assert (table.forests == 4).all()
+    words = hv.fanova_words(table.reset_index())
+    assert "mean over 4 forests" in words and " ± " in words
 
 
 def test_the_study_holds_every_completed_trial_with_its_score(sweep):

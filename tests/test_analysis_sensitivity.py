@@ -203,6 +203,26 @@ def test_holm():
     assert sens.holm([]).shape == (0,)
 
 
+def test_holm_standard_errors_follow_the_p_value_that_sets_each_adjusted_one():
+    adj, se = sens.holm_with_se([0.01, 0.04, 0.03], [0.001, 0.004, 0.003])
+    # 0.01 x 3 sets the first; 0.03 x 2 = 0.06 sets both others (0.04 x 1 is below it)
+    assert adj == pytest.approx([0.03, 0.06, 0.06]) and se == pytest.approx([0.003, 0.006, 0.006])
+    adj, se = sens.holm_with_se([0.6, 0.7], [0.01, 0.01])
+    assert adj == pytest.approx([1.0, 1.0]) and se == pytest.approx([0.0, 0.0])  # capped at 1
+
+
+def test_a_holm_p_within_monte_carlo_error_of_the_line_is_said(tmp_path):
+    ranking, _ = sens.sensitivity(_null_sweep(tmp_path, 7), seed=11)
+    ranking = ranking.copy()
+    ranking["p_holm"], ranking["p_holm_se"] = 0.9, 0.01
+    assert "within 2 Monte-Carlo SE" not in sens.verdict(ranking)
+    ranking.loc[0, ["p_holm", "p_holm_se"]] = [0.055, 0.004]
+    text = sens.verdict(ranking)
+    axis = ranking.loc[0, "axis"]
+    assert f"The Holm p of {axis} is within 2 Monte-Carlo SE of 0.05" in text
+    assert "Holm 0.055 ± 0.004" in text and "more --permutations" in text
+
+
 def test_sensitivity_is_reproducible_with_the_same_seed(tmp_path):
     sweep = _null_sweep(tmp_path, 7)
     a, va = sens.sensitivity(sweep, seed=11)
@@ -210,8 +230,8 @@ def test_sensitivity_is_reproducible_with_the_same_seed(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(va, vb)
     c, _ = sens.sensitivity(sweep, seed=12)
-    pd.testing.assert_frame_equal(a.drop(columns=["p_perm", "p_perm_se", "p_holm"]),
-                                  c.drop(columns=["p_perm", "p_perm_se", "p_holm"]))
+    drawn = ["p_perm", "p_perm_se", "p_holm", "p_holm_se"]
+    pd.testing.assert_frame_equal(a.drop(columns=drawn), c.drop(columns=drawn))
     assert not np.array_equal(a["p_perm"], c["p_perm"])  # another seed, other permutations
     # ... but the same p up to Monte-Carlo error (6 combined SE: fails with probability < 1e-8)
     gap = (a["p_perm"] - c["p_perm"]).abs()

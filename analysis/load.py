@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from s4l_models.errors import UserError, first_line
 from s4l_models.predictions import SWEEP_PREDICTIONS, load_sweep_predictions
 from tune.reseed import load_reseed
 from tune.results import (
+    RAY_SUBDIR,
     READABLE_VERSIONS,
     RESULTS_CSV,
     RESULTS_PARQUET,
@@ -122,22 +124,35 @@ def setting_columns(df: pd.DataFrame) -> list[str]:
     return results_setting_columns(df.columns)
 
 
-def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path]:
+def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path, str | None]:
+    """The sweep's table, where it came from and, when results.parquet was unreadable and its
+    results.csv copy (written with it) was read instead, a note saying so."""
+    failed = None  # (path, problem) of an unreadable results.parquet
     for name in RESULTS_FILES:
         path = run_dir / name
         if path.is_file():
             try:
                 if name.endswith(".parquet"):
                     # safe while a sweep rewrites it; a setting left out was not used
-                    return read_table(path, complete=False), path
-                return internal_form(pd.read_csv(path, keep_default_na=True),
-                                     complete=False), path
+                    return read_table(path, complete=False), path, None
+                df = internal_form(pd.read_csv(path, keep_default_na=True), complete=False)
             except pd.errors.EmptyDataError:
-                return pd.DataFrame(), path
-            except Exception as err:  # corrupt file: name it and how to get a good one
-                raise UserError(
-                    f"cannot read {path} ({first_line(err)}); {REGENERATE}"
-                ) from None
+                return pd.DataFrame(), path, None
+            except Exception as err:  # corrupt file: the CSV copy, else name it and the fix
+                if failed is None and name.endswith(".parquet"):
+                    # the problem alone (UnreadableTable's own advice assumes Ray's state)
+                    failed = (path, getattr(err, "problem", None) or first_line(err))
+                    continue
+                raise UserError(f"cannot read {path} ({first_line(err)}); "
+                                f"{_rebuild_hint(run_dir)}") from None
+            if failed is None:
+                return df, path, None
+            hint = _rebuild_hint(run_dir)
+            return df, path, (f"{failed[0].name} is unreadable ({failed[1]}); the report reads "
+                              f"its copy {path.name}. {hint[0].upper() + hint[1:]}.")
+    if failed is not None:
+        raise UserError(f"cannot read {failed[0]} ({failed[1]}) and there is no "
+                        f"{RESULTS_CSV} beside it; {_rebuild_hint(run_dir)}")
     hint = ""
     if run_dir.is_dir():
         inner = sorted(p.parent for p in run_dir.glob("*/results.parquet"))
@@ -148,6 +163,15 @@ def _read_table(run_dir: Path) -> tuple[pd.DataFrame, Path]:
         f"{run_dir} holds no results.parquet or results.csv{hint}; pass the directory of a "
         f"finished sweep (s4l-sweep --storage S --name NAME writes S/NAME)"
     )
+
+
+def _rebuild_hint(run_dir: Path) -> str:
+    """How to get a readable table again: a sweep that still has Ray's state rebuilds it on
+    --resume; any other (a copied or committed sweep) only by rerunning or re-exporting it."""
+    if (run_dir / RAY_SUBDIR / "tuner.pkl").is_file():
+        return (f"`python tune/run_sweep.py --resume {shlex.quote(str(run_dir))}` rebuilds it "
+                "from the sweep's Ray state")
+    return REGENERATE
 
 
 def _check_version(df: pd.DataFrame, path: Path) -> None:
@@ -315,7 +339,7 @@ def load_sweep(
         raise UserError(f"{run_dir} does not exist; pass the directory of a finished sweep")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory; pass the directory of a finished sweep")
-    df, path = _read_table(run_dir)
+    df, path, table_note = _read_table(run_dir)
     if len(df) == 0:
         raise UserError(
             f"{path} has no trials; wait until the sweep has finished some trials, or rerun it"
@@ -346,7 +370,7 @@ def load_sweep(
             f"{path} has no completed trial with a {FULL} score ({len(df)} trials: {counts}); "
             f"{fix}"
         )
-    notes: list[str] = []
+    notes: list[str] = [table_note] if table_note else []
     if (~done).any():
         counts = ", ".join(f"{s} {n}" for s, n in df.loc[~done, "status"].value_counts().items())
         notes.append(f"{int((~done).sum())} of {len(df)} trials are left out ({counts})")

@@ -46,7 +46,9 @@ def _size(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-RETRY = "rerun with --resume"  # what to do after freeing space, for the training commands
+# What to do after freeing space, for the training commands: the same file is written by
+# s4l-train and by a sweep's trials, which continue differently.
+RETRY = "rerun with --resume (a sweep: --resume DIR --retry-errored)"
 
 
 def disk_full_error(target: Path, written: int, retry: str = RETRY) -> DiskFullError:

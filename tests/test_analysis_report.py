@@ -232,6 +232,28 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
+def test_an_unreadable_parquet_is_read_from_its_csv_copy_and_said(tmp_path, capsys):
+    from analysis.load import load_sweep
+
+    run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
+    whole = load_sweep(run)
+    (run / "results.parquet").write_bytes(b"truncated")
+    sweep = load_sweep(run)
+    assert sweep.completed["trial_id"].tolist() == whole.completed["trial_id"].tolist()
+    assert any("results.parquet is unreadable" in n and "its copy results.csv" in n
+               and "Rerun the sweep" in n for n in sweep.notes)
+    # without the copy: one piece of advice, the one that can work for this sweep (it has no
+    # Ray state, so --resume cannot rebuild it)
+    (run / "results.csv").unlink()
+    assert cli.main([str(run), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no results.csv beside it" in err and "--resume" not in err and len(err.splitlines()) == 1
+    (run / "ray").mkdir()
+    (run / "ray" / "tuner.pkl").write_bytes(b"")
+    assert cli.main([str(run), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
 def test_short_runs_are_left_out_of_the_statistics_and_counted(tmp_path):
     from analysis.load import load_sweep
 

@@ -117,6 +117,22 @@ def test_report_finds_one_clearly_best_trial_at_small_k(tmp_path):
     assert k <= 5
 
 
+def test_a_failed_report_names_what_rebuilds_it(tmp_path, monkeypatch):
+    """For a sweep on an object store the hint names its URI, not the local mirror (whose
+    report would never reach the store)."""
+    import analysis.report
+    from tune.summary import make_report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(analysis.report, "build_report", broken)
+    line = make_report(tmp_path / "mirror", "s3://bucket/sweeps/my sweep")
+    assert line == ("report: failed (RuntimeError: boom); rerun s4l-report "
+                    "'s3://bucket/sweeps/my sweep'")
+    assert make_report(tmp_path / "local").endswith(f"rerun s4l-report {tmp_path / 'local'}")
+
+
 def test_the_sweeps_report_and_s4l_report_give_the_same_page(tmp_path):
     from analysis import cli
     from tune.summary import make_report

@@ -8,6 +8,7 @@ builds the analysis report with s4l-report's defaults. Ray-free.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -133,13 +134,16 @@ def summarize(sweep_dir: Path, metric: str, axes: list[str], planned: int | None
     return "\n".join(lines), int((df["status"] == "completed").sum())
 
 
-def make_report(sweep_dir: Path) -> str:
-    """Run the analysis report (s4l-report) on the finished sweep; one line either way."""
+def make_report(sweep_dir: Path, where: str | None = None) -> str:
+    """Run the analysis report (s4l-report) on the finished sweep; one line either way.
+    `where`: what s4l-report is given to rebuild it (a sweep on an object store: its URI, not
+    the local mirror `sweep_dir`, whose report would not reach the store)."""
+    again = f"s4l-report {shlex.quote(where or str(sweep_dir))}"
     try:
         # analysis.report loads matplotlib: only when a report is made
         from analysis.report import build_report
     except Exception:
-        return f"report: s4l-report {sweep_dir}"
+        return f"report: {again}"
     out = sweep_dir / "report"
     try:
         # the defaults of s4l-report: the same directory gives the same page either way
@@ -147,7 +151,7 @@ def make_report(sweep_dir: Path) -> str:
     except UserError as err:
         return f"report: not made ({err})"
     except Exception as err:  # the sweep's results stand without the report
-        return f"report: failed ({type(err).__name__}: {err}); rerun s4l-report {sweep_dir}"
+        return f"report: failed ({type(err).__name__}: {err}); rerun {again}"
     return f"report: {index}"
 
 

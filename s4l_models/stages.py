@@ -294,15 +294,17 @@ def run_stages(
     report: Report | None = None,
     resume_from: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Run a multi-stage method: each stage a `Trainer` run, one shared live checkpoint."""
+    """Run a multi-stage method: each stage a `Trainer` run, one shared live checkpoint (in
+    `checkpoint_dir`, default `out_dir`/checkpoint)."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda line: print(line, flush=True))
     stages = method.stages(cfg)
     for st in stages:
         st.cfg.validate()
-    ckdir = out / CHECKPOINT_DIR
+    ckdir = Path(checkpoint_dir).resolve() if checkpoint_dir else out / CHECKPOINT_DIR
     ckdir.mkdir(parents=True, exist_ok=True)
     state = _start_pipeline(cfg, ckdir, resume_from)
     atomic_write_text(out / "config.json", cfg.to_json())

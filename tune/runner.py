@@ -688,7 +688,7 @@ def _run_tuner(
     if n_errored:
         print(retry_hint(shlex.quote(where_of(flags, sweep_dir)), n_errored), flush=True)
     if report and n_completed:
-        print(make_report(sweep_dir), flush=True)
+        print(make_report(sweep_dir, where_of(flags, sweep_dir)), flush=True)
     if remote is not None:
         remote.push(RESULTS_PARQUET, "results.csv", "predictions.npz", "reseed.json", "report")
         print(f"sweep files uploaded to {remote.uri}", flush=True)
@@ -722,6 +722,10 @@ def _new_tuner(trainable, sweep_dir: Path, name: str, callbacks, flags, *, param
             # directories) in the store itself (tune/storage.py)
             storage_path=remote.root if remote is not None else str(sweep_dir),
             storage_filesystem=remote.fs if remote is not None else None,
+            # on an object store each trial uploads its own working directory (the trainer's
+            # files, tune/trainable.py) at every checkpoint and at its end, from whichever node
+            # runs it; the driver uploads only its own folder
+            sync_config=tune.SyncConfig(sync_artifacts=remote is not None),
             verbose=0,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=flags["max_failures"]),

@@ -28,9 +28,11 @@ from typing import Any
 from s4l_models.checkpoint import CHECKPOINT_FILE, RETARGETED_DIR, retarget
 from s4l_models.config import TrainConfig
 from s4l_models.data.datasets import adopt_dataset
+from s4l_models.predictions import TRIAL_PREDICTIONS
 from s4l_models.run import train
 from s4l_models.trainer import finished_result
-from tune.storage import fetch_splits
+from tune.results import RAY_SUBDIR
+from tune.storage import RemoteSweep, fetch_splits
 
 ENCODED_PREFIX = "json:"
 # The test-only stand-in trainer (the sweep's hidden --stand-in-trainer N, for the machinery's
@@ -79,6 +81,21 @@ def drop_reported_state(checkpoint_dir: Path) -> None:
     (checkpoint_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
+# A trainer's files a restarted trial of a sweep on an object store takes back from the store.
+TRIAL_FILES = ("config.json", "progress.jsonl", "train.log", "metrics.json", TRIAL_PREDICTIONS)
+
+
+def working_directory(context) -> Path:
+    """The trial's working directory, the folder Ray uploads as its artifacts
+    (`StorageContext.trial_working_directory`; Ray also makes it the process's working
+    directory, the fallback where the storage context is not exposed)."""
+    storage = getattr(context, "get_storage", None)
+    try:
+        return Path(storage().trial_working_directory) if storage else Path.cwd()
+    except Exception:  # noqa: BLE001 - another Ray: the working directory Ray set
+        return Path.cwd()
+
+
 def trial_dirname(trial) -> str:
     """Ray's directory of a trial: its id (our trainer directory is trials/<id>)."""
     return trial.trial_id
@@ -114,14 +131,28 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     # trial restarted from a checkpoint runs normally.
     crash_at = setup.get("fail_at_step") if tune.get_checkpoint() is None else None
     values = resolve_config(config, setup)
+    checkpoint_dir = None  # the trainer's default, out_dir/checkpoint
     if setup.get("remote_uri"):
-        # a sweep on an object store (tune/storage.py): the trainer writes into Ray's trial
-        # directory, which Ray uploads to the store at every report; the shared splits come
-        # from the store, once per node
-        out_dir = Path(tune.get_context().get_trial_dir()) / "trainer"
-        cache = Path(tempfile.gettempdir()) / "s4l-tune-splits" / hashlib.sha1(
-            setup["remote_uri"].encode()).hexdigest()[:12]
+        # A sweep on an object store (tune/storage.py): the trainer writes into the trial's
+        # working directory, which the trial itself uploads to the store (SyncConfig
+        # sync_artifacts, tune/runner.py) from whichever node runs it, at every checkpoint and
+        # at its end. (Not get_trial_dir(): that is the driver's staging folder for a fresh
+        # worker but the working directory for a reused one, and the driver uploads only its
+        # own staging folder, so the files of trials on reused workers or other nodes never
+        # reached the store.) The live checkpoint is written outside it: Ray uploads it as the
+        # trial's checkpoint, and inside it would be uploaded twice and deleted under the upload.
+        # The shared splits come from the store, once per node.
+        key = hashlib.sha1(setup["remote_uri"].encode()).hexdigest()[:12]
+        out_dir = working_directory(tune.get_context()) / "trainer"
+        checkpoint_dir = Path(tempfile.gettempdir()) / "s4l-tune-checkpoints" / key / trial_id
+        cache = Path(tempfile.gettempdir()) / "s4l-tune-splits" / key
         values["splits_path"] = str(fetch_splits(setup["remote_uri"], cache))
+        if not out_dir.is_dir():
+            # a trial restarted in a fresh working directory (another node, a new Ray session):
+            # its files from the store first, so that its log and progress go on from them and
+            # a trial that had completed re-reports its result instead of training again
+            RemoteSweep(f"{setup['remote_uri']}/{RAY_SUBDIR}/{trial_id}/trainer", out_dir).pull(
+                *TRIAL_FILES)
     else:
         out_dir = Path(setup["trials_dir"]) / str(trial_id)
     cfg = TrainConfig.from_dict(values)
@@ -163,16 +194,25 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
         adopt_shared_dataset(cfg, data[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        train(cfg, out_dir, report=report, log=log)
-        return
-    # On local or shared storage the checkpoint is read in place; the trainer reads it once at
-    # the start, so Ray may later delete it (CheckpointConfig.num_to_keep).
-    with checkpoint.as_directory() as ckpt_dir:
-        resume_from = retarget(Path(ckpt_dir), cfg, out_dir, tuple(setup.get("mutable", ())))
-        log(f"resuming from {ckpt_dir}")
-        train(cfg, out_dir, report=report, resume_from=resume_from, log=log)
-    shutil.rmtree(out_dir / RETARGETED_DIR, ignore_errors=True)
+    # a checkpoint PBT re-targets goes beside the live one (outside the uploaded folder)
+    scratch = (checkpoint_dir.parent / f"{trial_id}-pbt" if checkpoint_dir is not None
+               else out_dir)
+    try:
+        if checkpoint is None:
+            train(cfg, out_dir, report=report, log=log, checkpoint_dir=checkpoint_dir)
+            return
+        # On local or shared storage the checkpoint is read in place; the trainer reads it once
+        # at the start, so Ray may later delete it (CheckpointConfig.num_to_keep).
+        with checkpoint.as_directory() as ckpt_dir:
+            resume_from = retarget(Path(ckpt_dir), cfg, scratch,
+                                   tuple(setup.get("mutable", ())))
+            log(f"resuming from {ckpt_dir}")
+            train(cfg, out_dir, report=report, resume_from=resume_from, log=log,
+                  checkpoint_dir=checkpoint_dir)
+    finally:
+        shutil.rmtree(scratch / RETARGETED_DIR, ignore_errors=True)
+        if checkpoint_dir is not None:  # reported to the store already
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 _STAND_IN = []  # the loaded stand-in module, once per worker process

@@ -113,6 +113,14 @@ def test_repeats_can_be_added_to_a_finished_sweep_on_resume(ray_session, tmp_pat
     # asking for other repeats once they are planned is refused (one line, exit 2)
     assert main(["--resume", str(d), "--reseed-top", "2"]) == 2
     assert "were planned with --reseed-top 1 --seeds 2" in capsys.readouterr().err
+    # The repeats asked for on that --resume are kept in space.json too: a session interrupted
+    # before the search ended (no reseed.json yet) is continued by the printed plain
+    # `--resume DIR` with them, not without.
+    from tune.run_sweep import DEFAULTS, load_resumed_flags
+
+    (d / reseed.RESEED_FILE).rename(d / "reseed.json.aside")
+    flags = load_resumed_flags(d, dict(DEFAULTS), given=set())
+    assert (flags["reseed_top"], flags["seeds"]) == (1, 2)
 
 
 @pytest.mark.parametrize("extra, needle", [

@@ -216,6 +216,46 @@ def test_resumed_sessions_are_appended_and_a_killed_one_is_marked(tmp_path):
     assert s[1]["command"].endswith(f"--resume {tmp_path}")
 
 
+def test_driver_state_tells_a_live_driver_from_a_dead_or_reused_pid():
+    import os
+    import sys
+
+    live = provenance.collect(["tune/run_sweep.py"])  # this process, started before now
+    assert live["pid"] == os.getpid() and provenance.driver_state(live) == "alive"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert provenance.driver_state({**live, "pid": dead.pid}) == "gone"
+    assert provenance.driver_gone({**live, "pid": dead.pid})
+    # a process that started after the session cannot be its driver (a reused pid)
+    reused = {**live, "started": "2001-01-01T00:00:00+0000"}
+    assert provenance.driver_state(reused) == "unknown" and not provenance.driver_gone(reused)
+    assert provenance.driver_state({**live, "hostname": "another-machine"}) == "unknown"
+
+
+def test_resume_is_refused_while_the_sweep_s_driver_runs(logged_sweep, tmp_path, capsys):
+    import shutil
+
+    st, _ = logged_sweep
+    d = tmp_path / "s"
+    shutil.copytree(st / "s", d)
+    before = (d / "results.parquet").read_bytes()
+    start_session(d, provenance.collect(["tune/run_sweep.py", "--space", "x"]))  # this process
+    capsys.readouterr()
+    assert main(["--resume", str(d), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is still being run by its driver" in err and "Traceback" not in err
+    sessions = json.loads((d / "space.json").read_text())["provenance"]["sessions"]
+    assert sessions[-1]["finished"] is None and "outcome" not in sessions[-1]  # left as it was
+    assert (d / "results.parquet").read_bytes() == before
+    # the same session on another machine (where it cannot be told) is resumed with a note
+    doc = json.loads((d / "space.json").read_text())
+    doc["provenance"]["sessions"][-1]["hostname"] = "another-machine"
+    (d / "space.json").write_text(json.dumps(doc))
+    assert main(["--resume", str(d), "--quiet"]) == 0
+    assert "recorded no end; if its driver still runs, stop it first" in capsys.readouterr().out
+    assert (d / "results.parquet").read_bytes() == before
+
+
 def test_report_sums_the_cost_per_sweep_and_axis_value(logged_sweep, tmp_path):
     from analysis.report import build_report
 

@@ -12,6 +12,7 @@ read is recorded as null.
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import os
 import platform
@@ -140,20 +141,51 @@ def finish(session: dict[str, Any], outcome: str) -> dict[str, Any]:
     return {**session, "finished": now(), "outcome": outcome}
 
 
-def driver_gone(session: dict[str, Any]) -> bool:
-    """Whether a session without a recorded end has lost its driver: a process killed with
-    SIGKILL (or its machine's power) records no end. Known only on the driver's own machine
-    (hostname and pid); elsewhere, and for sessions written before the pid was recorded, False."""
+def _process_started(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from Linux's /proc; None elsewhere
+    or when it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time, clock ticks
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def driver_state(session: dict[str, Any]) -> str:
+    """Whether the driver of a session without a recorded end still runs: "gone" (its process
+    no longer exists: killed with SIGKILL, or its machine lost power, which records no end),
+    "alive" (its process exists and, where /proc tells, started no later than the session, so
+    a reused pid is not taken for it) or "unknown" (another machine, a session written before
+    the pid was recorded, or a process that may be another one under a reused pid)."""
     pid = session.get("pid")
     if not pid or session.get("hostname") != platform.node():
-        return False
+        return "unknown"
     try:
         os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError, ValueError):
-        return False  # it exists (another user's), or the pid is not one
-    return False
+        return "gone"
+    except PermissionError:
+        pass  # it exists (another user's)
+    except (OverflowError, ValueError):
+        return "unknown"  # the pid is not one
+    started = _process_started(int(pid))
+    try:
+        session_start = datetime.datetime.strptime(
+            session["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except (KeyError, TypeError, ValueError, OverflowError):
+        session_start = None
+    if started is None or session_start is None:
+        return "unknown"
+    # the session is recorded after its process started (2 s: clock-tick and rounding slack)
+    return "alive" if started <= session_start + 2 else "unknown"
+
+
+def driver_gone(session: dict[str, Any]) -> bool:
+    """Whether a session without a recorded end has lost its driver (`driver_state`)."""
+    return driver_state(session) == "gone"
 
 
 def describe(sessions: list[dict[str, Any]]) -> str:
@@ -180,4 +212,4 @@ def describe(sessions: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["collect", "finish", "describe", "driver_gone", "code_version", "git_state", "gpu_facts", "LIBRARIES"]
+__all__ = ["collect", "finish", "describe", "driver_gone", "driver_state", "code_version", "git_state", "gpu_facts", "LIBRARIES"]

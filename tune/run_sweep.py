@@ -85,6 +85,7 @@ from tune.memory_plan import (  # noqa: E402
     local_trial_memory,
     local_where,
 )
+from tune.provenance import driver_state  # noqa: E402
 from tune.reseed import load_reseed, reseed_finished  # noqa: E402
 from tune.results import (  # noqa: E402
     RAY_SUBDIR,
@@ -311,6 +312,28 @@ def set_aside_unreadable_table(sweep_dir: Path) -> Path | None:
     return keep
 
 
+def refuse_live_driver(sweep_dir: Path, space: dict[str, Any]) -> None:
+    """A second driver on one sweep would restore the same Ray experiment and write the same
+    trials, table and checkpoints: refuse while the last session's driver runs on this machine;
+    on another machine (where it cannot be told) warn when that session recorded no end."""
+    sessions = (space.get("provenance") or {}).get("sessions") or []
+    last = sessions[-1] if sessions else None
+    if not last or last.get("finished") is not None or "outcome" in last:
+        return
+    state = driver_state(last)
+    if state == "alive":
+        raise UserError(
+            f"--resume: {sweep_dir.name} is still being run by its driver (pid {last['pid']} "
+            f"on this machine, started {last.get('started')}); stop it first (Ctrl-C in its "
+            "terminal, or kill -INT PID): two drivers would write the same trials and table"
+        )
+    if state == "unknown":
+        print(f"note: the last session of {sweep_dir.name} (started {last.get('started')} on "
+              f"{last.get('hostname') or 'an unknown machine'}) recorded no end; if its driver "
+              "still runs, stop it first: two drivers would write the same trials and table",
+              flush=True)
+
+
 def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
                        uri: str | None = None) -> dict[str, Any]:
     """The flags a sweep was started with; flags given now must agree with them. `uri`: the
@@ -325,11 +348,16 @@ def load_resumed_flags(sweep_dir: Path, flags: dict[str, Any], given: set[str],
     else:
         can = tune.Tuner.can_restore(str(ray_dir(sweep_dir)))
     if not sweep_dir.is_dir() or not space_json.is_file() or not can:
+        missing = " and ".join(what for what, there in (
+            (SPACE_JSON, space_json.is_file()),
+            (f"Ray Tune experiment ({RAY_SUBDIR}/)", can)) if not there)
         raise UserError(
-            f"--resume: {sweep_dir} holds no sweep to resume (no {SPACE_JSON} and Ray Tune "
-            "experiment); check --storage/--name or start a new sweep without --resume"
+            f"--resume: {sweep_dir} holds no sweep to resume (no {missing}); check "
+            "--storage/--name or start a new sweep without --resume"
         )
-    saved = read_space(sweep_dir, uri)["flags"]
+    space = read_space(sweep_dir, uri)
+    refuse_live_driver(sweep_dir, space)
+    saved = space["flags"]
     for key in sorted(given - set(RESUME_FREE_FLAGS)):
         now, before = flags[key], saved.get(key)
         if key == "set":

@@ -374,14 +374,19 @@ def trackers(flags: dict[str, Any], sweep_dir: Path, callback: SweepCallback) ->
 
 
 def record_kept_flags(sweep_dir: Path, flags: dict[str, Any]) -> None:
-    """On --resume: write this session's keep_checkpoints and log into space.json's flags when
-    they changed (given on this --resume), so that the next plain `--resume DIR` (the command we
-    print after an interrupt) keeps them too (tune/run_sweep.py's load_resumed_flags)."""
+    """On --resume: write this session's keep_checkpoints, log and seed repeats (reseed_top,
+    seeds) into space.json's flags when they changed (given on this --resume), so that the next
+    plain `--resume DIR` (the command we print after an interrupt) keeps them too
+    (tune/run_sweep.py's load_resumed_flags): repeats asked for on a --resume that is then
+    interrupted during the search are otherwise recorded nowhere (reseed.json is written when
+    the search ends)."""
     path = sweep_dir / SPACE_JSON
     doc = json.loads(path.read_text())
     saved = doc.setdefault("flags", {})
     now = {"keep_checkpoints": bool(flags.get("keep_checkpoints")),
-           "log": list(flags.get("log") or [])}
+           "log": list(flags.get("log") or []),
+           "reseed_top": int(flags.get("reseed_top", saved.get("reseed_top")) or 0),
+           "seeds": flags.get("seeds", saved.get("seeds"))}
     if all(saved.get(k) == v for k, v in now.items()):
         return
     saved.update(now)

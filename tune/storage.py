@@ -5,9 +5,10 @@ reaches is an object store. A sweep there works like this:
 
 * Ray Tune keeps its experiment in the store (`storage_path` + `storage_filesystem`): its state,
   every trial's checkpoints (a killed trial resumes from the store on any node) and each trial's
-  directory, which Ray uploads at every report (the artifacts): the trainer writes its files
-  (config, progress, metrics, per-example predictions) into `<trial dir>/trainer/`, so they
-  reach `<uri>/ray/<trial_id>/trainer/`.
+  working directory, which the trial uploads at every checkpoint and at its end (the artifacts,
+  `SyncConfig(sync_artifacts=True)`): the trainer writes its files (config, progress, metrics,
+  per-example predictions) into `<working dir>/trainer/`, so they reach
+  `<uri>/ray/<trial_id>/trainer/` (tune/trainable.py).
 * The driver writes every file it owns (space.json, splits, results table, predictions.npz,
   reseed.json, the report) into a local mirror of the sweep directory, as on a local disk, and
   uploads each one after writing it (`RemoteSweep.push`).

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "all three)")
     p.add_argument("--permutations", type=int,
                    help="permutations of each sweep axis in the sensitivity test (default 2000)")
+    p.add_argument("--forests", type=int,
+                   help="random forests fANOVA importance is averaged over (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of subsets, bootstrap and permutations (default 0)")
     p.add_argument("--include-short-runs", action="store_true",
                    help=f"keep trials too short to mean anything ({SHORT_RULE}; left out by "
@@ -83,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (args.draws is not None and args.draws < 1) or (args.boot is not None and args.boot < 0) \
-            or (args.permutations is not None and args.permutations < 1):
-        raise UserError("--draws and --permutations must be >= 1 and --boot >= 0")
+            or (args.permutations is not None and args.permutations < 1) \
+            or (args.forests is not None and args.forests < 1):
+        raise UserError("--draws, --permutations and --forests must be >= 1 and --boot >= 0")
     from .report import build_report  # heavy imports after argument checks
 
     if args.every <= 0 or (args.refresh is not None and args.refresh < 1):
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     def build(refresh_s):
         sync()
         index = build_report(dirs, out, n_draws=args.draws, n_boot=args.boot,
-                             n_permutations=args.permutations, seed=args.seed, log=log,
+                             n_permutations=args.permutations, n_forests=args.forests,
+                             seed=args.seed, log=log,
                              include_short=args.include_short_runs, refresh_s=refresh_s)
         if upload is not None:
             upload.push("report")

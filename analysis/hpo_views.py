@@ -101,8 +101,10 @@ def fanova(sweep: Sweep, seed: int = 0, forests: int = FORESTS) -> pd.DataFrame:
 
 
 def fanova_words(table: pd.DataFrame) -> str:
-    parts = ", ".join(f"{r.axis} {r.fanova_importance:.2f} ± {r.fanova_importance_se:.2f}"
-                      for r in table.itertuples())
+    parts = ", ".join(
+        f"{r.axis} {r.fanova_importance:.2f}"
+        + (f" ± {r.fanova_importance_se:.2f}" if np.isfinite(r.fanova_importance_se) else "")
+        for r in table.itertuples())
     n = int(table["forests"].iloc[0]) if len(table) else FORESTS
     return (f"Optuna's fANOVA importance (share of a random forest's variance, mean over {n} "
             f"forests ± its Monte-Carlo SE; not chance-corrected, no p-value): {parts}.")

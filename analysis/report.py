@@ -288,6 +288,7 @@ def build_report(
     n_draws: int | None = None,
     n_boot: int | None = None,
     n_permutations: int | None = None,
+    n_forests: int | None = None,
     seed: int = 0,
     log=None,
     include_short: bool = False,
@@ -307,6 +308,7 @@ def build_report(
     n_draws = vs.DRAWS if n_draws is None else n_draws
     n_boot = st.BOOT if n_boot is None else n_boot
     n_permutations = sens.PERMUTATIONS if n_permutations is None else n_permutations
+    n_forests = hv.FORESTS if n_forests is None else n_forests
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     sweeps = load_sweeps(list(run_dirs), include_short=include_short)
@@ -537,7 +539,7 @@ def build_report(
     # Optuna's views beside ours: fANOVA importance and the parallel-coordinates plot
     body.append("<h3>Optuna's fANOVA importance and parallel coordinates</h3>")
     body.append(_p(
-        f"fANOVA (optuna.importance.FanovaImportanceEvaluator, the mean over {hv.FORESTS} "
+        f"fANOVA (optuna.importance.FanovaImportanceEvaluator, the mean over {n_forests} "
         "random forests seeded from the seed above, ± its Monte-Carlo standard error): the "
         "share of the variance of a random forest fitted to full-split top-1 that each of the "
         "sweep's own axes explains, summing to 1. It is what Optuna and W&B users read; unlike ω² it is not "
@@ -547,7 +549,7 @@ def build_report(
         "score."))
     fanovas = []
     for s in sweeps:
-        table = hv.fanova(s, seed=seed)
+        table = hv.fanova(s, seed=seed, forests=n_forests)
         fanovas.append(table)
         if multi:
             body.append(f"<h4>{html.escape(s.name)}</h4>")
@@ -671,7 +673,8 @@ def build_report(
               f"<li>Monte-Carlo error: every resampled or bootstrapped figure is an estimate "
               f"from random draws and carries its Monte-Carlo standard error (± or a _se / "
               f"_mcse column): validation-size study {n_draws} draws per k and design, "
-              f"bootstrap, null draws and other random subsets of the split {n_boot}, permutations {n_permutations} per axis; "
+              f"bootstrap, null draws and other random subsets of the split {n_boot}, permutations {n_permutations} per axis, "
+              f"fANOVA random forests {n_forests}; "
               f"sized so that a probability near 0.95 is off by at most 0.005 (one standard "
               f"error). The sweep's own report and s4l-report use the same sizes and seed, so "
               f"they give the same page for the same directory.</li>"

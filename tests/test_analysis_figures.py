@@ -213,7 +213,7 @@ def test_seed_noise_ci_covers_sigma_95_percent_of_the_time():
 def small_report(tmp_path_factory):
     base = tmp_path_factory.mktemp("small_report")
     run = planted_sweep(base / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]}, seeds=3)
-    index = build_report([run], base / "out", n_draws=20, n_boot=20, n_permutations=50)
+    index = build_report([run], base / "out", n_forests=2, n_draws=20, n_boot=20, n_permutations=50)
     return html.unescape(index.read_text()), (index.parent / "summary.txt").read_text()
 
 

@@ -29,7 +29,7 @@ def report(tmp_path_factory):
     grid = {"wd": [1e-4, 1e-3, 1e-2], "epochs": [30, 300],
             "arch": ["resnet18_v1", "resnet50_v2"]}
     run = planted_sweep(base / "sweep", grid=grid, seeds=2, n_classes=10, per_class=30)
-    index = build_report([run], base / "out", n_draws=200, n_boot=200)
+    index = build_report([run], base / "out", n_forests=2, n_draws=200, n_boot=200)
     return run, index
 
 
@@ -83,7 +83,7 @@ def test_several_sweeps_get_suffixed_files(tmp_path):
     a = planted_sweep(tmp_path / "a", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
     b = planted_sweep(tmp_path / "b", grid={"wd": [1e-4, 1e-2], "lr": [0.03, 0.1]}, seed=1)
     (b / "predictions.npz").unlink()  # the study is skipped for b, with a note
-    index = build_report([a, b], tmp_path / "out", n_draws=50, n_boot=50)
+    index = build_report([a, b], tmp_path / "out", n_forests=2, n_draws=50, n_boot=50)
     names = {p.name for p in index.parent.iterdir()}
     assert {"figure3.png", "valsize-a.png", "sensitivity-a.png", "sensitivity-b.png"} <= names
     assert "valsize-b.png" not in names
@@ -96,10 +96,11 @@ def test_a_combined_report_needs_its_own_out(tmp_path, capsys):
     """Without --out, a report of several sweeps would replace the first one's own report."""
     a = planted_sweep(tmp_path / "a", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
     b = planted_sweep(tmp_path / "b", grid={"wd": [1e-4, 1e-2], "lr": [0.03, 0.1]}, seed=1)
-    assert cli.main([str(a), "--draws", "20", "--boot", "0", "--quiet"]) == 0
+    assert cli.main([str(a), "--forests", "2", "--draws", "20", "--boot", "0", "--quiet"]) == 0
     before = (a / "report" / "index.html").read_bytes()
     capsys.readouterr()
-    assert cli.main([str(a), str(b), "--draws", "20", "--boot", "0", "--quiet"]) == 2
+    assert cli.main([str(a), str(b), "--forests", "2",
+                     "--draws", "20", "--boot", "0", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "give --out DIR" in err and len(err.splitlines()) == 1
     assert (a / "report" / "index.html").read_bytes() == before
@@ -107,10 +108,12 @@ def test_a_combined_report_needs_its_own_out(tmp_path, capsys):
 
 def test_cli_writes_the_report(tmp_path, capsys):
     run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
-    assert cli.main([str(run), "--out", str(tmp_path / "r"), "--draws", "30", "--boot", "30",
+    assert cli.main([str(run), "--out", str(tmp_path / "r"), "--forests", "2",
+                     "--draws", "30", "--boot", "30",
                      "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'index.html'}"
-    assert cli.main([str(run), "--draws", "20", "--boot", "0"]) == 0  # default out, verbose
+    assert cli.main([str(run), "--forests", "2",
+                     "--draws", "20", "--boot", "0"]) == 0  # default out, verbose
     assert (run / "report" / "index.html").is_file()
     said = capsys.readouterr()
     lines = said.out.strip().splitlines()
@@ -132,7 +135,7 @@ def test_the_report_overwrites_only_an_earlier_report(tmp_path, capsys, monkeypa
     mine.mkdir()
     (mine / "index.html").write_text("<html>my own page</html>")
     (mine / "leaderboard.csv").write_text("mine\n")
-    argv = ["--draws", "20", "--boot", "0", "--quiet"]
+    argv = ["--forests", "2", "--draws", "20", "--boot", "0", "--quiet"]
     assert cli.main([str(run), "--out", str(mine), *argv]) == 2
     err = capsys.readouterr().err
     assert "holds index.html, not from an earlier s4l-report" in err and len(
@@ -229,6 +232,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "space version": ([str(new_space)], "space.json has results_version 9"),
         "no args": ([], "the following arguments are required"),
         "bad flag": ([str(tmp), "--draws", "many"], "invalid int value"),
+        "no forests": ([str(tmp), "--forests", "0"], "--forests must be >= 1"),
     }
 
 
@@ -270,10 +274,11 @@ def test_short_runs_are_left_out_of_the_statistics_and_counted(tmp_path):
     assert any("2 completed trials are too short" in n for n in sweep.notes)
     assert len(load_sweep(run, include_short=True).completed) == len(df)
     # the report says how many it left out, and the figure's best is a meaningful trial
-    index = build_report([run], tmp_path / "out", n_draws=20, n_boot=0)
+    index = build_report([run], tmp_path / "out", n_forests=2, n_draws=20, n_boot=0)
     page = index.read_text()
     assert "2 completed trials are too short to mean anything" in page
-    assert cli.main([str(run), "--out", str(tmp_path / "o2"), "--draws", "20", "--boot", "0",
+    assert cli.main([str(run), "--out", str(tmp_path / "o2"), "--forests", "2",
+                     "--draws", "20", "--boot", "0",
                      "--include-short-runs", "--quiet"]) == 0
     assert "included because --include-short-runs" in (tmp_path / "o2" / "index.html").read_text()
 
@@ -290,7 +295,7 @@ def test_trials_that_all_score_the_same_get_an_honest_report(tmp_path):
                  "wd": wd, "lr": lr} for wd in (1e-4, 1e-3) for lr in (0.1, 0.03)]
     run = write_sweep(tmp_path / "s", settings, np.repeat(same[None], 4, axis=0), label,
                       axes=["wd", "lr"])
-    index = build_report([run], tmp_path / "out", n_draws=50, n_boot=50)
+    index = build_report([run], tmp_path / "out", n_forests=2, n_draws=50, n_boot=50)
     page = index.read_text()
     assert "Every completed trial has the same full-split top-1" in page
     assert "cannot tell validation sizes apart" in page
@@ -316,7 +321,7 @@ def test_package_exposes_build_report(tmp_path):
     import analysis
 
     run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-2], "epochs": [30, 300]})
-    index = analysis.build_report(run, tmp_path / "r", n_draws=20, n_boot=20)
+    index = analysis.build_report(run, tmp_path / "r", n_forests=2, n_draws=20, n_boot=20)
     assert index == tmp_path / "r" / "index.html" and index.is_file()
     assert (tmp_path / "r" / "summary.txt").read_text().count("\n") >= 4
 
@@ -402,7 +407,7 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
 def test_boot_0_says_no_null_draws_were_asked_for_not_that_predictions_are_missing(tmp_path):
     run = planted_sweep(tmp_path / "s", grid={"wd": [1e-4, 1e-3, 1e-2], "epochs": [30, 300]})
     out = tmp_path / "r"
-    assert cli.main([str(run), "--out", str(out), "--boot", "0", "--draws", "20",
+    assert cli.main([str(run), "--out", str(out), "--boot", "0", "--forests", "2", "--draws", "20",
                      "--permutations", "20", "--quiet"]) == 0
     summary = (out / "summary.txt").read_text()
     assert "no null draws were asked for, --boot 0" in summary

@@ -94,7 +94,8 @@ def test_report_on_a_null_sweep_claims_nothing(tmp_path):
                  "lr": lr, "seed": 0}
                 for wd in (1e-4, 1e-3, 1e-2, 3e-2) for lr in (0.03, 0.1, 0.3) for _ in (0, 1)]
     run = write_sweep(tmp_path / "null", settings, top1, LABEL, axes=["wd", "lr"])
-    index = build_report([run], tmp_path / "r", n_draws=400, n_boot=400, n_permutations=400)
+    index = build_report([run], tmp_path / "r", n_forests=2,
+                         n_draws=400, n_boot=400, n_permutations=400)
     summary = (index.parent / "summary.txt").read_text()
     assert "no subset up to the pool" in summary  # judged on held-out images: nothing to pick
     import pandas as pd
@@ -107,7 +108,7 @@ def test_report_on_a_null_sweep_claims_nothing(tmp_path):
 def test_report_finds_one_clearly_best_trial_at_small_k(tmp_path):
     accs = [0.70] * 11 + [0.95]
     s = _sweep(tmp_path / "best", [1e-4, 1e-3, 1e-2, 3e-2] * 3, [0] * 12, accs, seed=1)
-    index = build_report([s.run_dir], tmp_path / "r", n_draws=400, n_boot=400,
+    index = build_report([s.run_dir], tmp_path / "r", n_forests=2, n_draws=400, n_boot=400,
                          n_permutations=400)
     summary = (index.parent / "summary.txt").read_text()
     # 25 points ahead: a few images per class already pick it as judged on held-out images

@@ -121,7 +121,7 @@ def test_report_and_resume_of_a_finished_sweep_from_the_uri(s3, tmp_path, monkey
     assert main(["--resume", "s3://bucket/sweeps/s"]) == 0
     assert "s3://bucket/sweeps/s is finished; nothing to resume" in capsys.readouterr().out
     s3.delete_dir("bucket/sweeps/s/report")
-    assert report_main(["s3://bucket/sweeps/s", "--draws", "50", "--boot", "50",
+    assert report_main(["s3://bucket/sweeps/s", "--forests", "2", "--draws", "50", "--boot", "50",
                         "--permutations", "50"]) == 0
     out = capsys.readouterr().out
     summary = _read(s3, "bucket/sweeps/s/report/summary.txt").decode()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from tune.results import (
     SPACE_JSON,
     internal_form,
     read_table,
+    resume_rebuilds,
     upgrade_table,
 )
 from tune.results import setting_columns as results_setting_columns
@@ -169,8 +169,7 @@ def _rebuild_hint(run_dir: Path) -> str:
     """How to get a readable table again: a sweep that still has Ray's state rebuilds it on
     --resume; any other (a copied or committed sweep) only by rerunning or re-exporting it."""
     if (run_dir / RAY_SUBDIR / "tuner.pkl").is_file():
-        return (f"`python tune/run_sweep.py --resume {shlex.quote(str(run_dir))}` rebuilds it "
-                "from the sweep's Ray state")
+        return resume_rebuilds(run_dir)
     return REGENERATE
 
 

@@ -346,17 +346,20 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None,
     return df[columns] if columns is not None else df
 
 
+def resume_rebuilds(sweep_dir) -> str:
+    """The advice for an unreadable results table of a sweep that has Ray's state."""
+    return (f"`python tune/run_sweep.py --resume {shlex.quote(str(sweep_dir))}` rebuilds it "
+            "from the sweep's Ray state")
+
+
 class UnreadableTable(UserError):
     """results.parquet is not a readable table (truncated, overwritten, a missing column).
     A sweep rebuilds it from Ray's saved state when resumed (tune/run_sweep.py)."""
 
     def __init__(self, path, problem: str):
         self.path, self.problem = Path(path), problem
-        super().__init__(
-            f"{path} is not a readable results table ({problem}); `python tune/run_sweep.py "
-            f"--resume {shlex.quote(str(self.path.parent))}` rebuilds it from the sweep's Ray "
-            "state"
-        )
+        super().__init__(f"{path} is not a readable results table ({problem}); "
+                         f"{resume_rebuilds(self.path.parent)}")
 
 
 # Settings whose values are sequences (TrainConfig tuples): lists in results.parquet.
@@ -513,6 +516,7 @@ __all__ = [
     "RAY_SUBDIR",
     "FINISHED_STATUSES",
     "SHORT_RULE",
+    "resume_rebuilds",
     "ray_dir",
     "has_ray_experiment",
     "meaningful",

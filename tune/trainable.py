@@ -129,7 +129,8 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     # Test-only fault injection (run_sweep --fail-at-step): a trial that starts fresh dies like
     # a killed process at its first evaluation at or after that step, before reporting it; a
     # trial restarted from a checkpoint runs normally.
-    crash_at = setup.get("fail_at_step") if tune.get_checkpoint() is None else None
+    checkpoint = tune.get_checkpoint()
+    crash_at = setup.get("fail_at_step") if checkpoint is None else None
     values = resolve_config(config, setup)
     checkpoint_dir = None  # the trainer's default, out_dir/checkpoint
     if setup.get("remote_uri"):
@@ -147,10 +148,11 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
         checkpoint_dir = Path(tempfile.gettempdir()) / "s4l-tune-checkpoints" / key / trial_id
         cache = Path(tempfile.gettempdir()) / "s4l-tune-splits" / key
         values["splits_path"] = str(fetch_splits(setup["remote_uri"], cache))
-        if not out_dir.is_dir():
+        if checkpoint is not None and not out_dir.is_dir():
             # a trial restarted in a fresh working directory (another node, a new Ray session):
             # its files from the store first, so that its log and progress go on from them and
-            # a trial that had completed re-reports its result instead of training again
+            # a trial that had completed re-reports its result instead of training again (a
+            # trial that never reported a checkpoint has uploaded nothing: no store round trips)
             RemoteSweep(f"{setup['remote_uri']}/{RAY_SUBDIR}/{trial_id}/trainer", out_dir).pull(
                 *TRIAL_FILES)
     else:
@@ -193,7 +195,6 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any], data=None) -> None:
     if data:
         adopt_shared_dataset(cfg, data[0])
     out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = tune.get_checkpoint()
     # a checkpoint PBT re-targets goes beside the live one (outside the uploaded folder)
     scratch = (checkpoint_dir.parent / f"{trial_id}-pbt" if checkpoint_dir is not None
                else out_dir)
